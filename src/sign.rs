@@ -1,0 +1,642 @@
+//! Push URLs: build, parse, sign and verify (`txSecret = MD5(key + stream + txTime)`),
+//! plus the callback signature (`sign = MD5(key + t)`). Pure: time is passed in.
+
+use std::fmt;
+
+use md5::{Digest, Md5};
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+
+/// Longest URL we accept; a longer one is almost certainly a paste error.
+pub const MAX_URL_LEN: usize = 4096;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("URL must start with rtmp:// or rtmps:// (got {0:?})")]
+    Scheme(String),
+    #[error("URL has no host: expected rtmp://DOMAIN/APP/STREAM")]
+    NoHost,
+    #[error("URL port {0:?} is not a number from 1 to 65535")]
+    Port(String),
+    #[error("URL has no app: expected rtmp://DOMAIN/APP/STREAM (APP is usually `live`)")]
+    NoApp,
+    #[error("URL has no stream name: expected rtmp://DOMAIN/APP/STREAM")]
+    NoStream,
+    #[error(
+        "stream name {0:?} has characters an ingest will not accept: use ASCII letters, digits, `_`, `-` or `.`"
+    )]
+    StreamName(String),
+    #[error("URL is {0} bytes long, over the {MAX_URL_LEN}-byte limit: check what was pasted")]
+    TooLong(usize),
+    #[error("URL host {0:?} is not a valid host name or IP address")]
+    Host(String),
+    #[error("txTime {0:?} is not hexadecimal Unix seconds (e.g. 5C271099)")]
+    TxTime(String),
+    #[error("URL query part {0:?} is malformed: expected name=value pairs joined by &")]
+    Query(String),
+}
+
+/// `rtmp` or `rtmps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Rtmp,
+    Rtmps,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Rtmp => 1935,
+            Scheme::Rtmps => 443,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Rtmp => "rtmp",
+            Scheme::Rtmps => "rtmps",
+        }
+    }
+}
+
+/// A parsed push URL: `SCHEME://HOST[:PORT]/APP/STREAM[?QUERY]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushUrl {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: Option<u16>,
+    pub app: String,
+    pub stream: String,
+    /// Query pairs in the order given (values as written, not decoded).
+    pub query: Vec<(String, String)>,
+}
+
+impl PushUrl {
+    pub fn parse(input: &str) -> Result<PushUrl, UrlError> {
+        let input = input.trim();
+        if input.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong(input.len()));
+        }
+        let (scheme, rest) = if let Some(rest) = strip_prefix_ci(input, "rtmp://") {
+            (Scheme::Rtmp, rest)
+        } else if let Some(rest) = strip_prefix_ci(input, "rtmps://") {
+            (Scheme::Rtmps, rest)
+        } else {
+            let shown: String = input.chars().take(16).collect();
+            return Err(UrlError::Scheme(shown));
+        };
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+        let (host, port) = split_host_port(authority)?;
+        let path = path.trim_end_matches('/');
+        let (app, stream) = match path.rsplit_once('/') {
+            Some((app, stream)) => (app, stream),
+            None if path.is_empty() => return Err(UrlError::NoApp),
+            None => return Err(UrlError::NoStream),
+        };
+        if app.is_empty() {
+            return Err(UrlError::NoApp);
+        }
+        if stream.is_empty() {
+            return Err(UrlError::NoStream);
+        }
+        check_stream_name(stream)?;
+        let query = match query {
+            Some(q) => parse_query(q)?,
+            None => Vec::new(),
+        };
+        Ok(PushUrl {
+            scheme,
+            host,
+            port,
+            app: app.to_string(),
+            stream: stream.to_string(),
+            query,
+        })
+    }
+
+    /// The port to dial: the explicit one, else the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(self.scheme.default_port())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn tx_time(&self) -> Option<&str> {
+        self.param("txTime")
+    }
+
+    pub fn tx_secret(&self) -> Option<&str> {
+        self.param("txSecret")
+    }
+
+    /// The expiry in Unix seconds, if the URL carries a txTime.
+    pub fn expiry(&self) -> Result<Option<u64>, UrlError> {
+        self.tx_time().map(parse_tx_time).transpose()
+    }
+
+    /// The query string as sent (`a=b&c=d`), empty when there is none.
+    pub fn query_string(&self) -> String {
+        let mut out = String::new();
+        for (i, (k, v)) in self.query.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(k);
+            if !v.is_empty() {
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+        out
+    }
+
+    fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match self.port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        }
+    }
+
+    fn with_query(&self, base: String) -> String {
+        if self.query.is_empty() {
+            base
+        } else {
+            format!("{base}?{}", self.query_string())
+        }
+    }
+
+    /// tcUrl for the RTMP `connect` command: `rtmp://host[:port]/app?query`.
+    pub fn tc_url(&self) -> String {
+        let base = format!(
+            "{}://{}/{}",
+            self.scheme.as_str(),
+            self.authority(),
+            self.app
+        );
+        self.with_query(base)
+    }
+
+    /// The name given to `publish`: `stream?query`.
+    pub fn publish_name(&self) -> String {
+        self.with_query(self.stream.clone())
+    }
+
+    /// The URL with txSecret replaced by `***`, for logs and reports.
+    pub fn redacted(&self) -> String {
+        redact_query_in(&self.to_string())
+    }
+}
+
+impl fmt::Display for PushUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let base = format!(
+            "{}://{}/{}/{}",
+            self.scheme.as_str(),
+            self.authority(),
+            self.app,
+            self.stream
+        );
+        f.write_str(&self.with_query(base))
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
+        Some(&s[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), UrlError> {
+    if authority.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| UrlError::Host(authority.to_string()))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| UrlError::Host(authority.to_string()))?,
+            ),
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(UrlError::Host(host.to_string()));
+        }
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    let valid_host = host.contains(':')
+        || host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !valid_host {
+        return Err(UrlError::Host(host.to_string()));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(UrlError::Port(p.to_string())),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Stream names: ASCII letters, digits, `_`, `-`, `.`, `~`, `%` (as Tencent accepts).
+pub fn check_stream_name(stream: &str) -> Result<(), UrlError> {
+    let ok = !stream.is_empty()
+        && stream.len() <= 256
+        && stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~' | b'%'));
+    if ok {
+        Ok(())
+    } else {
+        Err(UrlError::StreamName(stream.chars().take(64).collect()))
+    }
+}
+
+fn parse_query(q: &str) -> Result<Vec<(String, String)>, UrlError> {
+    let mut out = Vec::new();
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        if k.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::Query(part.chars().take(64).collect()));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Parses a txTime (hex Unix seconds, either case).
+pub fn parse_tx_time(s: &str) -> Result<u64, UrlError> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(UrlError::TxTime(s.chars().take(32).collect()));
+    }
+    u64::from_str_radix(s, 16).map_err(|_| UrlError::TxTime(s.to_string()))
+}
+
+/// txTime for an expiry: uppercase hex, as Tencent's samples write it.
+pub fn tx_time_hex(expiry_unix: u64) -> String {
+    format!("{expiry_unix:X}")
+}
+
+fn md5_hex(parts: &[&[u8]]) -> String {
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// `txSecret = lowercase hex MD5(key + stream + txTime)`; txTime exactly as sent.
+pub fn tx_secret(key: &Secret, stream: &str, tx_time: &str) -> String {
+    md5_hex(&[
+        key.expose().as_bytes(),
+        stream.as_bytes(),
+        tx_time.as_bytes(),
+    ])
+}
+
+/// What to build a signed URL from.
+#[derive(Debug, Clone)]
+pub struct UrlSpec {
+    pub scheme: Scheme,
+    pub domain: String,
+    pub port: Option<u16>,
+    pub app: String,
+    pub stream: String,
+}
+
+/// Builds `SCHEME://DOMAIN[:PORT]/APP/STREAM?txSecret=..&txTime=..`.
+pub fn sign_url(spec: &UrlSpec, key: &Secret, expiry_unix: u64) -> Result<PushUrl, UrlError> {
+    check_stream_name(&spec.stream)?;
+    let (host, port_in_domain) = split_host_port(&spec.domain)?;
+    if spec.app.is_empty() {
+        return Err(UrlError::NoApp);
+    }
+    let tx_time = tx_time_hex(expiry_unix);
+    let secret = tx_secret(key, &spec.stream, &tx_time);
+    Ok(PushUrl {
+        scheme: spec.scheme,
+        host,
+        port: spec.port.or(port_in_domain),
+        app: spec.app.clone(),
+        stream: spec.stream.clone(),
+        query: vec![
+            ("txSecret".to_string(), secret),
+            ("txTime".to_string(), tx_time),
+        ],
+    })
+}
+
+/// Primary and optional backup push key; either one signs.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    pub primary: Option<Secret>,
+    pub backup: Option<Secret>,
+}
+
+impl Keys {
+    pub fn is_empty(&self) -> bool {
+        self.primary.is_none() && self.backup.is_none()
+    }
+}
+
+/// How a URL's txSecret compares with the keys at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretCheck {
+    /// Signed with the primary key.
+    Primary,
+    /// Signed with the backup key.
+    Backup,
+    /// txSecret matches neither key.
+    Mismatch,
+    /// The URL has no txTime.
+    NoTxTime,
+    /// The URL has no txSecret.
+    NoTxSecret,
+    /// No key was supplied, so the signature cannot be checked.
+    NoKey,
+}
+
+/// Checks txSecret against the keys (constant-time comparison).
+pub fn check_secret(url: &PushUrl, keys: &Keys) -> SecretCheck {
+    let Some(tx_time) = url.tx_time() else {
+        return SecretCheck::NoTxTime;
+    };
+    let Some(given) = url.tx_secret() else {
+        return SecretCheck::NoTxSecret;
+    };
+    if keys.is_empty() {
+        return SecretCheck::NoKey;
+    }
+    let given = given.to_ascii_lowercase();
+    let matches = |key: &Option<Secret>| {
+        key.as_ref().is_some_and(|k| {
+            let want = tx_secret(k, &url.stream, tx_time);
+            bool::from(want.as_bytes().ct_eq(given.as_bytes()))
+        })
+    };
+    if matches(&keys.primary) {
+        SecretCheck::Primary
+    } else if matches(&keys.backup) {
+        SecretCheck::Backup
+    } else {
+        SecretCheck::Mismatch
+    }
+}
+
+/// Where an expiry stands relative to `now` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Expired this many seconds ago.
+    Expired(u64),
+    /// Valid for this many more seconds, fewer than the 12 hours Tencent advises.
+    Short(u64),
+    /// Valid for this many more seconds.
+    Valid(u64),
+}
+
+/// Tencent's advice: keep a push URL valid for at least 12 hours.
+pub const SHORT_EXPIRY_SECS: u64 = 12 * 3600;
+
+pub fn expiry_status(expiry_unix: u64, now_unix: u64) -> Expiry {
+    if expiry_unix <= now_unix {
+        Expiry::Expired(now_unix - expiry_unix)
+    } else {
+        let left = expiry_unix - now_unix;
+        if left < SHORT_EXPIRY_SECS {
+            Expiry::Short(left)
+        } else {
+            Expiry::Valid(left)
+        }
+    }
+}
+
+/// Callback signature: lowercase hex MD5(callback key + t), t in decimal.
+pub fn callback_sign(key: &Secret, t: u64) -> String {
+    md5_hex(&[key.expose().as_bytes(), t.to_string().as_bytes()])
+}
+
+/// Checks a callback's sign against MD5(key + t) in constant time; `t` as received.
+pub fn verify_callback_sign(key: &Secret, t: &str, sign: &str) -> bool {
+    let want = md5_hex(&[key.expose().as_bytes(), t.as_bytes()]);
+    bool::from(want.as_bytes().ct_eq(sign.to_ascii_lowercase().as_bytes()))
+}
+
+/// Replaces the value of every `txSecret=` in a URL or query string with `***`.
+pub fn redact_query_in(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        match lower.find("txsecret=") {
+            Some(i) => {
+                let start = i + "txsecret=".len();
+                out.push_str(&rest[..start]);
+                out.push_str("***");
+                let end = rest[start..]
+                    .find(['&', ' ', '"', '\''])
+                    .map_or(rest.len(), |j| start + j);
+                rest = &rest[end..];
+            }
+            None => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Secret {
+        Secret::new(s.to_string())
+    }
+
+    #[test]
+    fn tencent_published_vector() {
+        let k = key("e12c46f2612d5106e2034781ab261ca3");
+        assert_eq!(tx_time_hex(1546064025), "5C271099");
+        assert_eq!(
+            tx_secret(&k, "test", "5C271099"),
+            "f85a2ab363fe4deaffef9754d79da6fe"
+        );
+        let spec = UrlSpec {
+            scheme: Scheme::Rtmp,
+            domain: "livepush.example.com".into(),
+            port: None,
+            app: "live".into(),
+            stream: "test".into(),
+        };
+        let url = sign_url(&spec, &k, 1546064025).unwrap();
+        assert_eq!(
+            url.to_string(),
+            "rtmp://livepush.example.com/live/test?txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
+        );
+    }
+
+    #[test]
+    fn parse_round_trip_and_parts() {
+        let s = "rtmp://push.example.com:1936/live/cam1?txSecret=abc&txTime=5C271099&x=1";
+        let u = PushUrl::parse(s).unwrap();
+        assert_eq!(u.host, "push.example.com");
+        assert_eq!(u.port(), 1936);
+        assert_eq!(u.app, "live");
+        assert_eq!(u.stream, "cam1");
+        assert_eq!(u.tx_time(), Some("5C271099"));
+        assert_eq!(u.expiry().unwrap(), Some(1546064025));
+        assert_eq!(u.to_string(), s);
+        assert_eq!(
+            u.tc_url(),
+            "rtmp://push.example.com:1936/live?txSecret=abc&txTime=5C271099&x=1"
+        );
+        assert_eq!(u.publish_name(), "cam1?txSecret=abc&txTime=5C271099&x=1");
+        assert_eq!(
+            u.redacted(),
+            "rtmp://push.example.com:1936/live/cam1?txSecret=***&txTime=5C271099&x=1"
+        );
+    }
+
+    #[test]
+    fn parse_ipv6_and_defaults() {
+        let u = PushUrl::parse("rtmps://[::1]:4443/app/s").unwrap();
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.port(), 4443);
+        assert_eq!(u.to_string(), "rtmps://[::1]:4443/app/s");
+        let u = PushUrl::parse("RTMP://h/live/s").unwrap();
+        assert_eq!(u.port(), 1935);
+        let u = PushUrl::parse("rtmps://h/live/s").unwrap();
+        assert_eq!(u.port(), 443);
+    }
+
+    #[test]
+    fn malformed_urls_name_the_problem() {
+        let cases: &[(&str, UrlError)] = &[
+            (
+                "http://h/live/s",
+                UrlError::Scheme("http://h/live/s".into()),
+            ),
+            ("rtmp:///live/s", UrlError::NoHost),
+            ("rtmp://h", UrlError::NoApp),
+            ("rtmp://h/live", UrlError::NoStream),
+            ("rtmp://h/live/", UrlError::NoStream),
+            ("rtmp://h:99999/live/s", UrlError::Port("99999".into())),
+            ("rtmp://h:0/live/s", UrlError::Port("0".into())),
+            (
+                "rtmp://h/live/caméra",
+                UrlError::StreamName("caméra".into()),
+            ),
+            ("rtmp://h o/live/s", UrlError::Host("h o".into())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&PushUrl::parse(input).unwrap_err(), want, "{input}");
+        }
+        let huge = format!("rtmp://h/live/s?x={}", "a".repeat(5000));
+        assert!(matches!(PushUrl::parse(&huge), Err(UrlError::TooLong(_))));
+        let u = PushUrl::parse("rtmp://h/live/s?txTime=zz").unwrap();
+        assert_eq!(u.expiry().unwrap_err(), UrlError::TxTime("zz".into()));
+    }
+
+    #[test]
+    fn secret_check_primary_backup_mismatch() {
+        let primary = key("k1");
+        let backup = key("k2");
+        let spec = UrlSpec {
+            scheme: Scheme::Rtmp,
+            domain: "d".into(),
+            port: None,
+            app: "live".into(),
+            stream: "s".into(),
+        };
+        let keys = Keys {
+            primary: Some(primary.clone()),
+            backup: Some(backup.clone()),
+        };
+        let by_primary = sign_url(&spec, &primary, 100).unwrap();
+        let by_backup = sign_url(&spec, &backup, 100).unwrap();
+        let by_other = sign_url(&spec, &key("other"), 100).unwrap();
+        assert_eq!(check_secret(&by_primary, &keys), SecretCheck::Primary);
+        assert_eq!(check_secret(&by_backup, &keys), SecretCheck::Backup);
+        assert_eq!(check_secret(&by_other, &keys), SecretCheck::Mismatch);
+        assert_eq!(
+            check_secret(&by_primary, &Keys::default()),
+            SecretCheck::NoKey
+        );
+        let unsigned = PushUrl::parse("rtmp://d/live/s").unwrap();
+        assert_eq!(check_secret(&unsigned, &keys), SecretCheck::NoTxTime);
+        let no_secret = PushUrl::parse("rtmp://d/live/s?txTime=64").unwrap();
+        assert_eq!(check_secret(&no_secret, &keys), SecretCheck::NoTxSecret);
+        // Lowercase txTime is signed as sent.
+        let lower = PushUrl::parse(&format!(
+            "rtmp://d/live/s?txSecret={}&txTime=5c271099",
+            tx_secret(&primary, "s", "5c271099")
+        ))
+        .unwrap();
+        assert_eq!(check_secret(&lower, &keys), SecretCheck::Primary);
+    }
+
+    #[test]
+    fn expiry_status_bands() {
+        assert_eq!(expiry_status(100, 200), Expiry::Expired(100));
+        assert_eq!(expiry_status(200, 200), Expiry::Expired(0));
+        assert_eq!(expiry_status(300, 200), Expiry::Short(100));
+        assert_eq!(
+            expiry_status(200 + SHORT_EXPIRY_SECS, 200),
+            Expiry::Valid(SHORT_EXPIRY_SECS)
+        );
+    }
+
+    #[test]
+    fn callback_sign_round_trip() {
+        let k = key("cbkey");
+        let s = callback_sign(&k, 1700000000);
+        assert_eq!(s, md5_hex(&[b"cbkey1700000000"]));
+        assert!(verify_callback_sign(&k, "1700000000", &s));
+        assert!(verify_callback_sign(&k, "1700000000", &s.to_uppercase()));
+        assert!(!verify_callback_sign(&k, "1700000001", &s));
+        assert!(!verify_callback_sign(&k, "1700000000", "short"));
+    }
+
+    #[test]
+    fn redaction_covers_every_secret() {
+        assert_eq!(
+            redact_query_in("a?txSecret=abc&txTime=1 and TXSECRET=def"),
+            "a?txSecret=***&txTime=1 and TXSECRET=***"
+        );
+        assert_eq!(redact_query_in("nothing here"), "nothing here");
+    }
+}
