@@ -4,6 +4,8 @@
 //! # Layout
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
+//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 
+pub mod rtmp;
 pub mod secret;
 pub mod sign;

@@ -1,0 +1,370 @@
+//! RTMP message types: protocol control, user control, AMF0 commands and the
+//! status replies (`_error` / `onStatus`) we keep code, level and description of.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::amf0::{self, AmfError, Value};
+
+pub const SET_CHUNK_SIZE: u8 = 1;
+pub const ABORT: u8 = 2;
+pub const ACK: u8 = 3;
+pub const USER_CONTROL: u8 = 4;
+pub const WINDOW_ACK_SIZE: u8 = 5;
+pub const SET_PEER_BANDWIDTH: u8 = 6;
+pub const AUDIO: u8 = 8;
+pub const VIDEO: u8 = 9;
+pub const DATA_AMF3: u8 = 15;
+pub const COMMAND_AMF3: u8 = 17;
+pub const DATA_AMF0: u8 = 18;
+pub const COMMAND_AMF0: u8 = 20;
+
+/// Chunk stream ids we send on.
+pub const CSID_CONTROL: u32 = 2;
+pub const CSID_COMMAND: u32 = 3;
+pub const CSID_AUDIO: u8 = 4;
+pub const CSID_DATA: u8 = 5;
+pub const CSID_VIDEO: u8 = 6;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    #[error("control message type {type_id} has {len} bytes, expected at least {want}")]
+    ShortControl {
+        type_id: u8,
+        len: usize,
+        want: usize,
+    },
+    #[error("command is not valid AMF0: {0}")]
+    Amf(#[from] AmfError),
+    #[error("command has {0} AMF values; a command needs at least a name and a transaction id")]
+    ShortCommand(usize),
+    #[error("command name is not a string")]
+    CommandName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    SetChunkSize(u32),
+    Abort(u32),
+    Ack(u32),
+    WindowAckSize(u32),
+    SetPeerBandwidth(u32, u8),
+    User(UserControl),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserControl {
+    StreamBegin(u32),
+    StreamEof(u32),
+    StreamDry(u32),
+    SetBufferLength(u32, u32),
+    StreamIsRecorded(u32),
+    PingRequest(u32),
+    PingResponse(u32),
+    Other(u16),
+}
+
+fn be32(p: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+}
+
+/// Parses a protocol control (types 1-6) message; `None` for other types.
+pub fn parse_control(type_id: u8, p: &[u8]) -> Result<Option<Control>, MessageError> {
+    let need = |want: usize| {
+        if p.len() < want {
+            Err(MessageError::ShortControl {
+                type_id,
+                len: p.len(),
+                want,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    Ok(Some(match type_id {
+        SET_CHUNK_SIZE => {
+            need(4)?;
+            Control::SetChunkSize(be32(p, 0) & 0x7FFF_FFFF)
+        }
+        ABORT => {
+            need(4)?;
+            Control::Abort(be32(p, 0))
+        }
+        ACK => {
+            need(4)?;
+            Control::Ack(be32(p, 0))
+        }
+        WINDOW_ACK_SIZE => {
+            need(4)?;
+            Control::WindowAckSize(be32(p, 0))
+        }
+        SET_PEER_BANDWIDTH => {
+            need(5)?;
+            Control::SetPeerBandwidth(be32(p, 0), p[4])
+        }
+        USER_CONTROL => {
+            need(2)?;
+            let event = u16::from_be_bytes([p[0], p[1]]);
+            let arg = |n: usize| -> Result<u32, MessageError> {
+                need(2 + 4 * n)?;
+                Ok(be32(p, 2 + 4 * (n - 1)))
+            };
+            Control::User(match event {
+                0 => UserControl::StreamBegin(arg(1)?),
+                1 => UserControl::StreamEof(arg(1)?),
+                2 => UserControl::StreamDry(arg(1)?),
+                3 => UserControl::SetBufferLength(arg(1)?, arg(2)?),
+                4 => UserControl::StreamIsRecorded(arg(1)?),
+                6 => UserControl::PingRequest(arg(1)?),
+                7 => UserControl::PingResponse(arg(1)?),
+                other => UserControl::Other(other),
+            })
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Encodes a control message as (type id, payload).
+pub fn encode_control(c: &Control) -> (u8, Bytes) {
+    let mut p = BytesMut::with_capacity(10);
+    let type_id = match c {
+        Control::SetChunkSize(n) => {
+            p.put_u32(*n);
+            SET_CHUNK_SIZE
+        }
+        Control::Abort(n) => {
+            p.put_u32(*n);
+            ABORT
+        }
+        Control::Ack(n) => {
+            p.put_u32(*n);
+            ACK
+        }
+        Control::WindowAckSize(n) => {
+            p.put_u32(*n);
+            WINDOW_ACK_SIZE
+        }
+        Control::SetPeerBandwidth(n, limit) => {
+            p.put_u32(*n);
+            p.put_u8(*limit);
+            SET_PEER_BANDWIDTH
+        }
+        Control::User(u) => {
+            let (event, args): (u16, &[u32]) = match u {
+                UserControl::StreamBegin(s) => (0, std::slice::from_ref(s)),
+                UserControl::StreamEof(s) => (1, std::slice::from_ref(s)),
+                UserControl::StreamDry(s) => (2, std::slice::from_ref(s)),
+                UserControl::StreamIsRecorded(s) => (4, std::slice::from_ref(s)),
+                UserControl::PingRequest(s) => (6, std::slice::from_ref(s)),
+                UserControl::PingResponse(s) => (7, std::slice::from_ref(s)),
+                UserControl::SetBufferLength(s, ms) => {
+                    p.put_u16(3);
+                    p.put_u32(*s);
+                    p.put_u32(*ms);
+                    return (USER_CONTROL, p.freeze());
+                }
+                UserControl::Other(e) => (*e, &[]),
+            };
+            p.put_u16(event);
+            for a in args {
+                p.put_u32(*a);
+            }
+            USER_CONTROL
+        }
+    };
+    (type_id, p.freeze())
+}
+
+/// An AMF0 command: name, transaction id, command object, further arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub name: String,
+    pub transaction_id: f64,
+    pub object: Value,
+    pub args: Vec<Value>,
+}
+
+impl Command {
+    pub fn new(name: &str, transaction_id: f64, object: Value, args: Vec<Value>) -> Command {
+        Command {
+            name: name.to_string(),
+            transaction_id,
+            object,
+            args,
+        }
+    }
+
+    /// Parses an AMF0 command (type 20) or AMF3 command (type 17, whose
+    /// payload is AMF0 after one format byte). Tolerates a missing command
+    /// object; refuses fewer than two values.
+    pub fn parse(type_id: u8, payload: &[u8]) -> Result<Command, MessageError> {
+        let body = if type_id == COMMAND_AMF3 && !payload.is_empty() {
+            &payload[1..]
+        } else {
+            payload
+        };
+        let mut values = amf0::decode_all(body)?.into_iter();
+        let n = values.len();
+        let (Some(name), Some(tid)) = (values.next(), values.next()) else {
+            return Err(MessageError::ShortCommand(n));
+        };
+        let Value::String(name) = name else {
+            return Err(MessageError::CommandName);
+        };
+        Ok(Command {
+            name,
+            transaction_id: tid.as_number().unwrap_or(0.0),
+            object: values.next().unwrap_or(Value::Null),
+            args: values.collect(),
+        })
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(128);
+        amf0::encode(
+            &[
+                Value::String(self.name.clone()),
+                Value::Number(self.transaction_id),
+                self.object.clone(),
+            ],
+            &mut out,
+        );
+        amf0::encode(&self.args, &mut out);
+        out.freeze()
+    }
+
+    /// The status a `_result`, `_error` or `onStatus` carries: the info
+    /// object is the first object argument (or the command object).
+    pub fn status(&self) -> Option<Status> {
+        let info = self
+            .args
+            .iter()
+            .chain(std::iter::once(&self.object))
+            .find(|v| matches!(v, Value::Object(_) | Value::EcmaArray(_)))?;
+        let field = |k: &str| info.get_str(k).map(str::to_string);
+        let code = field("code")?;
+        Some(Status {
+            code,
+            level: field("level").unwrap_or_default(),
+            description: field("description").unwrap_or_default(),
+        })
+    }
+}
+
+/// What a server said in a status reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub code: String,
+    pub level: String,
+    pub description: String,
+}
+
+impl Status {
+    pub fn is_error(&self) -> bool {
+        self.level.eq_ignore_ascii_case("error")
+            || self.code.ends_with(".Failed")
+            || self.code.ends_with(".BadName")
+            || self.code.ends_with(".Denied")
+            || self.code.ends_with(".Rejected")
+    }
+}
+
+/// Builds an onStatus info object.
+pub fn status_object(level: &str, code: &str, description: &str) -> Value {
+    Value::obj(&[
+        ("level", Value::str(level)),
+        ("code", Value::str(code)),
+        ("description", Value::str(description)),
+    ])
+}
+
+/// `@setDataFrame("onMetaData", ...)` payload for the metadata of a fixture:
+/// the fixture's onMetaData body with `@setDataFrame` in front.
+pub fn set_data_frame(on_metadata_body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(on_metadata_body.len() + 16);
+    amf0::encode(&[Value::str("@setDataFrame")], &mut out);
+    out.put_slice(on_metadata_body);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_round_trip() {
+        for c in [
+            Control::SetChunkSize(4096),
+            Control::Ack(12345),
+            Control::WindowAckSize(2_500_000),
+            Control::SetPeerBandwidth(2_500_000, 2),
+            Control::User(UserControl::PingRequest(99)),
+            Control::User(UserControl::SetBufferLength(1, 3000)),
+            Control::User(UserControl::StreamBegin(1)),
+        ] {
+            let (t, p) = encode_control(&c);
+            assert_eq!(parse_control(t, &p).unwrap(), Some(c));
+        }
+        assert_eq!(parse_control(VIDEO, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn short_control_is_error() {
+        assert_eq!(
+            parse_control(SET_CHUNK_SIZE, &[0, 0]),
+            Err(MessageError::ShortControl {
+                type_id: 1,
+                len: 2,
+                want: 4
+            })
+        );
+        assert!(parse_control(USER_CONTROL, &[0, 6, 0]).is_err());
+        assert!(parse_control(WINDOW_ACK_SIZE, &[]).is_err());
+    }
+
+    #[test]
+    fn command_round_trip_and_status() {
+        let c = Command::new(
+            "onStatus",
+            0.0,
+            Value::Null,
+            vec![status_object(
+                "error",
+                "NetStream.Publish.BadName",
+                "Already publishing",
+            )],
+        );
+        let parsed = Command::parse(COMMAND_AMF0, &c.encode()).unwrap();
+        assert_eq!(parsed, c);
+        let s = parsed.status().unwrap();
+        assert_eq!(s.code, "NetStream.Publish.BadName");
+        assert_eq!(s.description, "Already publishing");
+        assert!(s.is_error());
+    }
+
+    #[test]
+    fn short_and_odd_commands() {
+        // One value only: refused, not a panic (rml_rtmp panics here).
+        let mut one = BytesMut::new();
+        amf0::encode(&[Value::str("onStatus")], &mut one);
+        assert_eq!(
+            Command::parse(COMMAND_AMF0, &one),
+            Err(MessageError::ShortCommand(1))
+        );
+        // Two values: accepted, no info object, so no status.
+        let mut two = BytesMut::new();
+        amf0::encode(&[Value::str("onStatus"), Value::Number(0.0)], &mut two);
+        let c = Command::parse(COMMAND_AMF0, &two).unwrap();
+        assert_eq!(c.object, Value::Null);
+        assert_eq!(c.status(), None);
+        let mut num = BytesMut::new();
+        amf0::encode(&[Value::Number(1.0), Value::Number(0.0)], &mut num);
+        assert_eq!(
+            Command::parse(COMMAND_AMF0, &num),
+            Err(MessageError::CommandName)
+        );
+        assert_eq!(
+            Command::parse(COMMAND_AMF3, &[]),
+            Err(MessageError::ShortCommand(0))
+        );
+    }
+}
