@@ -2,8 +2,10 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 
+pub mod flv;
 pub mod secret;
 pub mod sign;
