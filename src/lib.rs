@@ -2,10 +2,16 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
+//! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
+//! - `publish`: one async publisher, phase by phase, returning a plain result record.
+//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
-//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 
+pub mod flv;
+pub mod media;
+pub mod publish;
 pub mod rtmp;
 pub mod secret;
 pub mod sign;
