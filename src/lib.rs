@@ -2,6 +2,7 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record.
@@ -9,6 +10,7 @@
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 
+pub mod classify;
 pub mod flv;
 pub mod media;
 pub mod publish;
