@@ -190,7 +190,8 @@ pub struct Fixture {
     /// Loop period: last media timestamp plus one frame interval (the median
     /// video frame interval, else 23 ms), at least 1.
     pub duration_ms: u32,
-    /// Display size from the AVC sequence header's SPS.
+    /// Display size from the AVC sequence header's SPS; `None` when there is
+    /// no AVC header or its SPS cannot be read.
     pub width: Option<u32>,
     pub height: Option<u32>,
     /// FLV codec id of the first video tag (7 = AVC).
@@ -456,6 +457,11 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
     let frame = median_video_interval(&media).unwrap_or(AUDIO_ONLY_FRAME_MS);
     let duration_ms = last.saturating_add(frame).max(1);
 
+    let (width, height) = video_sequence_header
+        .as_ref()
+        .and_then(|tag| crate::avc::sps_dimensions(&tag.data))
+        .unzip();
+
     Ok(Fixture {
         has_audio: audio_codec.is_some(),
         has_video: video_codec.is_some(),
@@ -464,8 +470,8 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
         audio_sequence_header,
         media,
         duration_ms,
-        width: None,
-        height: None,
+        width,
+        height,
         video_codec,
         audio_codec,
     })
@@ -547,6 +553,8 @@ mod tests {
         assert_eq!(f.audio_sequence_header.as_ref().unwrap().data, AAC_SEQ);
         assert_eq!(f.video_codec, Some(CODEC_AVC));
         assert_eq!(f.audio_codec, Some(CODEC_AAC));
+        // The test's AVC header has no SPS: size unknown, not an error.
+        assert_eq!((f.width, f.height), (None, None));
         let summary: Vec<(TagKind, u32, bool)> = f
             .media
             .iter()
@@ -924,8 +932,9 @@ mod tests {
     #[test]
     fn committed_fixtures() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-        for (name, _width, _height, target) in FIXTURES {
+        for (name, width, height, target) in FIXTURES {
             let f = load(&dir.join(name)).unwrap();
+            assert_eq!((f.width, f.height), (Some(width), Some(height)), "{name}");
             assert!(f.has_audio && f.has_video, "{name}");
             assert_eq!(f.video_codec, Some(CODEC_AVC), "{name}");
             assert_eq!(f.audio_codec, Some(CODEC_AAC), "{name}");
@@ -964,6 +973,7 @@ mod tests {
     fn default_fixture_is_sd() {
         let f = default_fixture();
         assert_eq!(f.video_codec, Some(CODEC_AVC));
+        assert_eq!((f.width, f.height), (Some(640), Some(360)));
         assert!(f.media.len() > 500);
     }
 }

@@ -2,6 +2,7 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `avc`: H.264 SPS reading: display size from an FLV AVC sequence header; pure.
 //! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
@@ -10,6 +11,7 @@
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 
+pub mod avc;
 pub mod classify;
 pub mod flv;
 pub mod media;
