@@ -5,6 +5,7 @@
 //! - `avc`: H.264 SPS reading: display size from an FLV AVC sequence header; pure.
 //! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
+//! - `load`: the load runner, its plain records and their aggregation.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record.
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
@@ -14,6 +15,7 @@
 pub mod avc;
 pub mod classify;
 pub mod flv;
+pub mod load;
 pub mod media;
 pub mod publish;
 pub mod rtmp;
