@@ -4,6 +4,8 @@
 //! # Layout
 //! - `avc`: H.264 SPS reading: display size from an FLV AVC sequence header; pure.
 //! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
+//! - `cli`: clap derive structs and value parsers.
+//! - `cmd`: the subcommands, each returning an exit code.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `load`: the load runner, its plain records and their aggregation.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
@@ -14,6 +16,8 @@
 
 pub mod avc;
 pub mod classify;
+pub mod cli;
+pub mod cmd;
 pub mod flv;
 pub mod load;
 pub mod media;
