@@ -2,8 +2,10 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `errcode`: Tencent interruption errcodes and errcode-18 sub-codes -> meanings.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 
+pub mod errcode;
 pub mod secret;
 pub mod sign;
