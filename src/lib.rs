@@ -2,7 +2,6 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
-
 //! - `avc`: H.264 SPS reading: display size from an FLV AVC sequence header; pure.
 //! - `callback`: push callback receiver: verify sign and t, spot retries, publish events.
 //! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
@@ -17,6 +16,7 @@
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
+
 pub mod avc;
 pub mod callback;
 pub mod classify;
