@@ -26,6 +26,8 @@ pub enum Command {
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.
     Push(PushArgs),
+    /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
+    Callbacks(crate::cmd::callbacks::CallbacksArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.
