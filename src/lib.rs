@@ -2,12 +2,34 @@
 //! style push domains, usable against any RTMP ingest.
 //!
 //! # Layout
+//! - `avc`: H.264 SPS reading: display size from an FLV AVC sequence header; pure.
+//! - `callback`: push callback receiver: verify sign and t, spot retries, publish events.
+//! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
+//! - `cli`: clap derive structs and value parsers.
+//! - `cmd`: the subcommands, each returning an exit code.
+//! - `errcode`: Tencent interruption errcodes and errcode-18 sub-codes -> meanings.
+//! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
+//! - `ingest`: the local Tencent-compatible RTMP ingest (`pushprobe serve`): rules, registry, records, HTTP view.
+//! - `load`: the load runner, its plain records and their aggregation.
+//! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
+//! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
+//! - `publish`: one async publisher, phase by phase, returning a plain result record.
+//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
-//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
-//! - `ingest`: the local Tencent-compatible RTMP ingest (`pushprobe serve`): rules, registry, records, HTTP view.
 
+pub mod avc;
+pub mod callback;
+pub mod classify;
+pub mod cli;
+pub mod cmd;
+pub mod errcode;
+pub mod flv;
 pub mod ingest;
+pub mod load;
+pub mod media;
+pub mod notify;
+pub mod publish;
 pub mod rtmp;
 pub mod secret;
 pub mod sign;

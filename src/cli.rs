@@ -1,0 +1,182 @@
+//! Command-line interface: clap derive structs and value parsers. Raw
+//! arguments become validated configs in each command's module.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::secret::{self, Secret};
+use crate::sign::{Keys, Scheme};
+
+/// RTMP test push client and load generator for Tencent Cloud CSS style push domains.
+#[derive(Debug, Parser)]
+#[command(name = "pushprobe", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "PUSHPROBE_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a signed push URL, or explain one with --check.
+    Url(UrlArgs),
+    /// Push the fixture to one URL and report phase timings and the outcome.
+    Push(PushArgs),
+    /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
+    Callbacks(crate::cmd::callbacks::CallbacksArgs),
+}
+
+/// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// Read the primary push key from the first line of this file (else PUSHPROBE_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// The primary push key on the command line. Visible to other users in argv: prefer PUSHPROBE_KEY.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Read the backup push key from this file (else PUSHPROBE_BACKUP_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub backup_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// Resolves the keys: flag file, flag, then environment.
+    pub fn keys(&self) -> Result<Keys, secret::SecretError> {
+        let primary = match (&self.key_file, &self.key) {
+            (Some(p), _) => Some(secret::from_file(p)?),
+            (None, Some(k)) => Some(secret::from_flag(k)?),
+            (None, None) => secret::from_env("PUSHPROBE_KEY")?,
+        };
+        let backup = match &self.backup_key_file {
+            Some(p) => Some(secret::from_file(p)?),
+            None => secret::from_env("PUSHPROBE_BACKUP_KEY")?,
+        };
+        Ok(Keys { primary, backup })
+    }
+
+    pub fn primary(&self) -> Result<Option<Secret>, secret::SecretError> {
+        Ok(self.keys()?.primary)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// Explain this URL instead of building one: parts, expiry, signature.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["domain", "stream"])]
+    pub check: Option<String>,
+    /// Push domain (e.g. livepush.example.com).
+    #[arg(long, required_unless_present = "check")]
+    pub domain: Option<String>,
+    /// Stream name.
+    #[arg(long, required_unless_present = "check")]
+    pub stream: Option<String>,
+    /// App name (path).
+    #[arg(long, default_value = "live")]
+    pub app: String,
+    /// Port; omitted from the URL when not given.
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, value_enum, default_value = "rtmp")]
+    pub scheme: Scheme,
+    /// Expiry as a duration from now (e.g. 24h, 90m).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "expires_at")]
+    pub expires_in: Option<Duration>,
+    /// Expiry as Unix seconds or RFC 3339 (2026-11-23T00:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub expires_at: Option<u64>,
+    /// Print txSecret in --check output instead of ***.
+    #[arg(long)]
+    pub show_secrets: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
+    pub url: String,
+    #[command(flatten)]
+    pub push: PushOptions,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options shared by every command that pushes.
+#[derive(Debug, Args, Clone)]
+pub struct PushOptions {
+    /// FLV file to push (H.264/AAC); default: the embedded 640x360 fixture.
+    #[arg(long, value_name = "FILE")]
+    pub fixture: Option<PathBuf>,
+    /// How long to stream after the server accepts.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// Timeout for each phase (DNS, TCP, handshake, connect, createStream, publish) and each write.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Outbound RTMP chunk size (Tencent flags sizes over 8192).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    pub chunk_size: u32,
+    /// Accept any TLS certificate (self-signed test ingests).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Show txSecret and keys in output instead of ***.
+    #[arg(long)]
+    pub show_secrets: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Parses a duration like `30s`, `10m`, `24h`, `1500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}: expected a duration like 30s, 10m or 24h"))
+}
+
+/// Parses Unix seconds or an RFC 3339 time into Unix seconds.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{e}: expected Unix seconds or RFC 3339 like 2026-11-23T00:00:00Z"))
+        .and_then(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .map_err(|_| "time is before 1970".to_string())
+        })
+}
+
+/// Seconds since the Unix epoch, now. The one place commands read the wall clock.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").unwrap_err().contains("30s"));
+        assert_eq!(parse_time("1546064025"), Ok(1546064025));
+        assert_eq!(parse_time("2018-12-29T06:13:45Z"), Ok(1546064025));
+        assert!(parse_time("yesterday").is_err());
+    }
+}

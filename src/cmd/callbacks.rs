@@ -1,0 +1,61 @@
+//! `pushprobe callbacks`: the endpoint to point Tencent's console at. Verifies
+//! each push callback, prints it as a JSON line (secrets redacted) on stdout
+//! and a human line on stderr; counts refusals and retries.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::callback::{self, ReceiverConfig, ReceiverState};
+use crate::secret;
+
+#[derive(Debug, clap::Args)]
+pub struct CallbacksArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Only accept POSTs to this path (default: any path).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Read the callback key from this file (else PUSHPROBE_CALLBACK_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+pub async fn run(args: &CallbacksArgs) -> anyhow::Result<ExitCode> {
+    let key = match &args.key_file {
+        Some(p) => secret::from_file(p)?,
+        None => match secret::from_env("PUSHPROBE_CALLBACK_KEY")? {
+            Some(k) => k,
+            None => bail!(
+                "no callback key: set PUSHPROBE_CALLBACK_KEY (or --key-file) to the key from the console's callback template"
+            ),
+        },
+    };
+    let mut cfg = ReceiverConfig::new(key);
+    cfg.path = args.path.clone();
+    let (state, mut events) = ReceiverState::new(cfg);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "listening for push callbacks on http://{}{}",
+        listener.local_addr()?,
+        args.path.as_deref().unwrap_or("/ (any path)")
+    );
+    let printer = tokio::spawn(async move {
+        while let Some(r) = events.recv().await {
+            println!("{}", callback::redacted_json(&r.event));
+            let dup = if r.duplicate { " (retry)" } else { "" };
+            eprintln!("{}{dup}", callback::human_line(&r.event));
+        }
+    });
+    let served = callback::serve(listener, state.clone(), super::shutdown_signal()).await;
+    printer.abort();
+    let c = state.counters();
+    eprintln!("{}", serde_json::to_string(&c)?);
+    served?;
+    Ok(ExitCode::SUCCESS)
+}

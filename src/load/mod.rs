@@ -1,0 +1,4 @@
+//! Load generation: many publishers from one process (open model, ramp),
+//! their records, and the aggregation into a report.
+
+pub mod record;

@@ -1,0 +1,368 @@
+//! The one place the publisher touches its socket: dialing (DNS, TCP, TLS),
+//! reading messages (answering pings and window acks on the way), writing
+//! commands and batches of pre-chunked media with vectored writes.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::rtmp::chunk::{self, ChunkDecoder, Message};
+use crate::rtmp::message::{self, COMMAND_AMF0, CSID_COMMAND, Command, Control, UserControl};
+
+/// Largest message we accept from a server (commands and control only).
+const MAX_INBOUND_MESSAGE: u32 = 1 << 20;
+
+/// TCP, or TLS over TCP for rtmps.
+pub enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write(cx, b),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why reading from the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("server closed the connection")]
+    Closed,
+    #[error("connection reset: {0}")]
+    Io(#[from] io::Error),
+    #[error("server sent a malformed chunk: {0}")]
+    Chunk(#[from] chunk::ChunkError),
+    #[error("server sent a malformed message: {0}")]
+    Message(#[from] message::MessageError),
+}
+
+/// An RTMP connection after the handshake.
+pub struct Conn {
+    pub io: Transport,
+    rbuf: BytesMut,
+    decoder: ChunkDecoder,
+    /// Our outbound chunk size.
+    pub chunk_size: u32,
+    received: u64,
+    acked: u64,
+    window: u32,
+    pub bytes_sent: u64,
+}
+
+impl Conn {
+    pub fn new(io: Transport, leftover: &[u8]) -> Conn {
+        let mut rbuf = BytesMut::with_capacity(leftover.len().max(256));
+        rbuf.extend_from_slice(leftover);
+        Conn {
+            io,
+            rbuf,
+            decoder: ChunkDecoder::new(MAX_INBOUND_MESSAGE),
+            chunk_size: chunk::DEFAULT_CHUNK_SIZE,
+            received: leftover.len() as u64,
+            acked: 0,
+            window: 2_500_000,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Writes raw bytes (handshake, commands) in full.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.bytes_sent += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub async fn send_command(&mut self, stream_id: u32, cmd: &Command) -> io::Result<()> {
+        let mut out = BytesMut::new();
+        chunk::write_message(
+            &mut out,
+            self.chunk_size,
+            CSID_COMMAND,
+            0,
+            COMMAND_AMF0,
+            stream_id,
+            &cmd.encode(),
+        );
+        self.write_all(&out).await
+    }
+
+    pub async fn send_control(&mut self, c: &Control) -> io::Result<()> {
+        let (type_id, payload) = message::encode_control(c);
+        let mut out = BytesMut::new();
+        chunk::write_message(
+            &mut out,
+            self.chunk_size,
+            message::CSID_CONTROL,
+            0,
+            type_id,
+            0,
+            &payload,
+        );
+        self.write_all(&out).await
+    }
+
+    /// Reads until a message other than protocol control arrives; control
+    /// messages are applied (chunk size) or answered (ping, ack) here.
+    pub async fn read_message(&mut self) -> Result<Message, ReadError> {
+        loop {
+            if let Some(m) = self.drain_buffered().await? {
+                return Ok(m);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads once from the socket into the buffer. Cancel-safe: it writes
+    /// nothing, so it can race a timer in `select!`.
+    pub async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.rbuf.capacity() - self.rbuf.len() < 256 {
+            self.rbuf.reserve(4096);
+        }
+        let n = self.io.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        self.received += n as u64;
+        Ok(())
+    }
+
+    /// Sends a window acknowledgement once the server's window is filled.
+    async fn ack_if_due(&mut self) -> io::Result<()> {
+        if self.received - self.acked >= self.window as u64 {
+            self.acked = self.received;
+            let ack = Control::Ack(self.received as u32);
+            self.send_control(&ack).await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes whatever whole messages are buffered, handling control ones;
+    /// returns the first non-control message, if any.
+    pub async fn drain_buffered(&mut self) -> Result<Option<Message>, ReadError> {
+        self.ack_if_due().await?;
+        while let Some(m) = self.decoder.decode(&mut self.rbuf)? {
+            match message::parse_control(m.type_id, &m.payload)? {
+                Some(c) => self.on_control(c).await?,
+                None => return Ok(Some(m)),
+            }
+        }
+        // Keep idle connections small: give back a grown buffer once empty.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 8192 {
+            self.rbuf = BytesMut::with_capacity(256);
+        }
+        Ok(None)
+    }
+
+    async fn on_control(&mut self, c: Control) -> Result<(), ReadError> {
+        match c {
+            Control::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
+            Control::WindowAckSize(n) => self.window = n.max(1),
+            Control::User(UserControl::PingRequest(t)) => {
+                self.send_control(&Control::User(UserControl::PingResponse(t)))
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes every slice in full with vectored writes.
+    pub async fn write_vectored_all(&mut self, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        while !slices.is_empty() {
+            let n = self.io.write_vectored(slices).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.bytes_sent += n as u64;
+            IoSlice::advance_slices(&mut slices, n);
+        }
+        Ok(())
+    }
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub insecure: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("DNS lookup of {host} failed: {detail}")]
+    Dns { host: String, detail: String },
+    #[error("DNS lookup of {0} timed out")]
+    DnsTimeout(String),
+    #[error("connection to {0} refused")]
+    Refused(SocketAddr),
+    #[error("TCP connect to {0} timed out")]
+    ConnectTimeout(SocketAddr),
+    #[error("TCP connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("TLS handshake with {host} failed: {detail}")]
+    Tls { host: String, detail: String },
+}
+
+pub async fn resolve(d: &Dial) -> Result<SocketAddr, DialError> {
+    if let Ok(ip) = d.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, d.port));
+    }
+    let lookup = tokio::net::lookup_host((d.host.as_str(), d.port));
+    match tokio::time::timeout(d.timeout, lookup).await {
+        Err(_) => Err(DialError::DnsTimeout(d.host.clone())),
+        Ok(Err(e)) => Err(DialError::Dns {
+            host: d.host.clone(),
+            detail: e.to_string(),
+        }),
+        Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| DialError::Dns {
+            host: d.host.clone(),
+            detail: "no addresses".into(),
+        }),
+    }
+}
+
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, DialError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(DialError::ConnectTimeout(addr)),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(DialError::Refused(addr)),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Err(DialError::ConnectTimeout(addr)),
+        Ok(Err(source)) => Err(DialError::Connect { addr, source }),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+pub async fn start_tls(tcp: TcpStream, d: &Dial) -> Result<Transport, DialError> {
+    let err = |detail: String| DialError::Tls {
+        host: d.host.clone(),
+        detail,
+    };
+    let config = tls_config(d.insecure);
+    let name =
+        rustls::pki_types::ServerName::try_from(d.host.clone()).map_err(|e| err(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    match tokio::time::timeout(d.timeout, connector.connect(name, tcp)).await {
+        Err(_) => Err(err("timed out".into())),
+        Ok(Err(e)) => Err(err(e.to_string())),
+        Ok(Ok(s)) => Ok(Transport::Tls(Box::new(s))),
+    }
+}
+
+fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions");
+    let config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Arc::new(config)
+}
+
+/// `--insecure`: accepts any certificate (self-signed test ingests).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

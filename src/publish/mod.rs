@@ -1,0 +1,778 @@
+//! One publisher: DNS -> TCP -> (TLS) -> handshake -> connect -> createStream
+//! -> publish -> media paced in real time -> unpublish. Records a monotonic
+//! timestamp at each phase and returns a plain [`PublishResult`] record.
+
+pub mod conn;
+
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{Cursor, MediaPlan};
+use crate::rtmp::amf0::Value;
+use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
+use crate::rtmp::handshake::Handshaker;
+use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, Control, Status};
+use crate::sign::PushUrl;
+use conn::{Conn, Dial, DialError, ReadError, Transport};
+
+/// The phases of a push, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Dns,
+    Tcp,
+    Tls,
+    Handshake,
+    Connect,
+    CreateStream,
+    Publish,
+    Streaming,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Tcp => "tcp",
+            Phase::Tls => "tls",
+            Phase::Handshake => "handshake",
+            Phase::Connect => "connect",
+            Phase::CreateStream => "create_stream",
+            Phase::Publish => "publish",
+            Phase::Streaming => "streaming",
+        }
+    }
+    /// The phases whose latency we measure, in order.
+    pub const TIMED: [Phase; 7] = [
+        Phase::Dns,
+        Phase::Tcp,
+        Phase::Tls,
+        Phase::Handshake,
+        Phase::Connect,
+        Phase::CreateStream,
+        Phase::Publish,
+    ];
+}
+
+/// What went wrong, as seen on the wire. Values, rendered at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// The host name did not resolve.
+    Dns {
+        detail: String,
+    },
+    /// The port answered with a reset: nothing listens there.
+    TcpRefused,
+    /// No answer to the TCP connect: usually a firewall dropping packets.
+    TcpTimeout,
+    /// Another connect error (unreachable network, ...).
+    TcpError {
+        detail: String,
+    },
+    Tls {
+        detail: String,
+    },
+    /// The server stopped answering during this phase.
+    Timeout {
+        phase: Phase,
+    },
+    /// The server closed the connection during this phase; `after_publish_ms`
+    /// is how long after our publish command it closed, when it was sent.
+    Closed {
+        phase: Phase,
+        after_publish_ms: Option<u64>,
+    },
+    /// The server answered with an error status (`_error` or onStatus error).
+    Rejected {
+        phase: Phase,
+        status: Status,
+    },
+    /// The server sent bytes we could not parse.
+    Protocol {
+        phase: Phase,
+        detail: String,
+    },
+    /// A local I/O error while writing.
+    Io {
+        phase: Phase,
+        detail: String,
+    },
+}
+
+impl Failure {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Failure::Dns { .. } => Phase::Dns,
+            Failure::TcpRefused | Failure::TcpTimeout | Failure::TcpError { .. } => Phase::Tcp,
+            Failure::Tls { .. } => Phase::Tls,
+            Failure::Timeout { phase }
+            | Failure::Closed { phase, .. }
+            | Failure::Rejected { phase, .. }
+            | Failure::Protocol { phase, .. }
+            | Failure::Io { phase, .. } => *phase,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Dns { detail } => write!(f, "DNS lookup failed: {detail}"),
+            Failure::TcpRefused => f.write_str("TCP connection refused"),
+            Failure::TcpTimeout => f.write_str("TCP connect timed out"),
+            Failure::TcpError { detail } => write!(f, "TCP connect failed: {detail}"),
+            Failure::Tls { detail } => write!(f, "TLS handshake failed: {detail}"),
+            Failure::Timeout { phase } => {
+                write!(f, "server stopped answering during {}", phase.name())
+            }
+            Failure::Closed {
+                phase,
+                after_publish_ms: Some(ms),
+            } => write!(
+                f,
+                "server closed the connection {ms} ms after publish (phase {})",
+                phase.name()
+            ),
+            Failure::Closed { phase, .. } => {
+                write!(f, "server closed the connection during {}", phase.name())
+            }
+            Failure::Rejected { phase, status } => write!(
+                f,
+                "server refused at {}: {} {} {:?}",
+                phase.name(),
+                status.level,
+                status.code,
+                status.description
+            ),
+            Failure::Protocol { phase, detail } => {
+                write!(
+                    f,
+                    "server sent malformed data during {}: {detail}",
+                    phase.name()
+                )
+            }
+            Failure::Io { phase, detail } => {
+                write!(f, "I/O error during {}: {detail}", phase.name())
+            }
+        }
+    }
+}
+
+/// How the push ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum Ending {
+    /// Streamed for the whole duration (or until stopped by the user).
+    Completed,
+    /// Accepted (Publish.Start), then ended early by the server or network.
+    Interrupted { failure: Failure },
+    /// Never got to Publish.Start.
+    Failed { failure: Failure },
+}
+
+/// Offsets from the publisher's start at which each phase completed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseMarks {
+    /// Completion time of each timed phase, from the start.
+    pub done: Vec<(Phase, Duration)>,
+}
+
+impl PhaseMarks {
+    fn mark(&mut self, phase: Phase, start: Instant) {
+        self.done.push((phase, start.elapsed()));
+    }
+    /// Offset from start at which `phase` completed.
+    pub fn at(&self, phase: Phase) -> Option<Duration> {
+        self.done.iter().find(|(p, _)| *p == phase).map(|(_, d)| *d)
+    }
+    /// Duration of each phase on its own (from the end of the previous one).
+    pub fn durations(&self) -> Vec<(Phase, Duration)> {
+        let mut prev = Duration::ZERO;
+        self.done
+            .iter()
+            .map(|(p, d)| {
+                let own = d.saturating_sub(prev);
+                prev = *d;
+                (*p, own)
+            })
+            .collect()
+    }
+}
+
+/// The plain record one publisher produces.
+#[derive(Debug, Clone)]
+pub struct PublishResult {
+    pub ending: Ending,
+    pub marks: PhaseMarks,
+    /// Every status the server sent (`_result` of connect, onStatus, `_error`).
+    pub statuses: Vec<Status>,
+    pub bytes_sent: u64,
+    /// Media time sent, in ms.
+    pub media_ms: u64,
+    /// How long we streamed after Publish.Start.
+    pub streamed: Duration,
+    /// Largest delay of a media message behind its real-time due time.
+    pub max_lag: Duration,
+    /// When our publish command went out, from the start.
+    pub publish_sent: Option<Duration>,
+}
+
+impl PublishResult {
+    pub fn accepted(&self) -> bool {
+        self.marks.at(Phase::Publish).is_some()
+    }
+    /// The most telling status: the last error one, else the last one.
+    pub fn server_status(&self) -> Option<&Status> {
+        self.statuses
+            .iter()
+            .rev()
+            .find(|s| s.is_error())
+            .or(self.statuses.last())
+    }
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.ending {
+            Ending::Completed => None,
+            Ending::Interrupted { failure } | Ending::Failed { failure } => Some(failure),
+        }
+    }
+}
+
+/// How to run one publisher.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub url: PushUrl,
+    /// Per-phase timeout; also bounds each media write.
+    pub timeout: Duration,
+    /// How long to stream after Publish.Start; `None` until cancelled.
+    pub duration: Option<Duration>,
+    pub chunk_size: u32,
+    pub insecure: bool,
+    /// Index into the plan's tags to start at (see `MediaPlan::start_index`).
+    pub start_index: usize,
+    /// Timer granularity of the media loop: messages due within one tick go
+    /// out in one vectored write.
+    pub tick: Duration,
+}
+
+impl PublishConfig {
+    pub fn new(url: PushUrl) -> PublishConfig {
+        PublishConfig {
+            url,
+            timeout: Duration::from_secs(10),
+            duration: Some(Duration::from_secs(30)),
+            chunk_size: 4096,
+            insecure: false,
+            start_index: 0,
+            tick: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Hook for callers that watch a publisher's progress (load runner).
+pub trait Observer: Send {
+    fn phase(&mut self, _phase: Phase, _at: Instant) {}
+}
+
+impl Observer for () {}
+
+struct Run<'a> {
+    cfg: &'a PublishConfig,
+    start: Instant,
+    marks: PhaseMarks,
+    statuses: Vec<Status>,
+    publish_sent: Option<Duration>,
+    observer: &'a mut dyn Observer,
+}
+
+/// Runs one publisher to its end. Never panics on server input; every wait
+/// is bounded by `cfg.timeout`; `cancel` ends streaming cleanly.
+pub async fn publish(
+    cfg: &PublishConfig,
+    plan: &Arc<MediaPlan>,
+    cancel: &CancellationToken,
+    observer: &mut dyn Observer,
+) -> PublishResult {
+    let mut run = Run {
+        cfg,
+        start: Instant::now(),
+        marks: PhaseMarks::default(),
+        statuses: Vec::new(),
+        publish_sent: None,
+        observer,
+    };
+    let mut bytes_sent = 0;
+    let mut stream = StreamStats::default();
+    let ending = match run.setup(cancel).await {
+        Err(failure) => Ending::Failed { failure },
+        Ok(None) => Ending::Completed, // cancelled before Publish.Start
+        Ok(Some((mut conn, stream_id))) => {
+            let ending = run
+                .stream(&mut conn, stream_id, plan, cancel, &mut stream)
+                .await;
+            if ending == Ending::Completed {
+                run.unpublish(&mut conn, stream_id).await;
+            }
+            bytes_sent = conn.bytes_sent;
+            ending
+        }
+    };
+    PublishResult {
+        ending,
+        marks: run.marks,
+        statuses: run.statuses,
+        bytes_sent,
+        media_ms: stream.media_ms,
+        streamed: stream.streamed,
+        max_lag: stream.max_lag,
+        publish_sent: run.publish_sent,
+    }
+}
+
+#[derive(Default)]
+struct StreamStats {
+    media_ms: u64,
+    streamed: Duration,
+    max_lag: Duration,
+}
+
+impl Run<'_> {
+    fn mark(&mut self, phase: Phase) {
+        self.marks.mark(phase, self.start);
+        self.observer.phase(phase, Instant::now());
+    }
+
+    fn closed(&self, phase: Phase) -> Failure {
+        Failure::Closed {
+            phase,
+            after_publish_ms: self
+                .publish_sent
+                .map(|t| self.start.elapsed().saturating_sub(t).as_millis() as u64),
+        }
+    }
+
+    fn read_failure(&self, phase: Phase, e: ReadError) -> Failure {
+        match e {
+            ReadError::Closed => self.closed(phase),
+            ReadError::Io(e) if is_reset(&e) => self.closed(phase),
+            ReadError::Io(e) => Failure::Io {
+                phase,
+                detail: e.to_string(),
+            },
+            ReadError::Chunk(e) => Failure::Protocol {
+                phase,
+                detail: e.to_string(),
+            },
+            ReadError::Message(e) => Failure::Protocol {
+                phase,
+                detail: e.to_string(),
+            },
+        }
+    }
+
+    fn write_failure(&self, phase: Phase, e: std::io::Error) -> Failure {
+        if is_reset(&e) {
+            self.closed(phase)
+        } else {
+            Failure::Io {
+                phase,
+                detail: e.to_string(),
+            }
+        }
+    }
+
+    /// Dial, handshake, connect, createStream, publish. `Ok(None)` when cancelled.
+    async fn setup(&mut self, cancel: &CancellationToken) -> Result<Option<(Conn, u32)>, Failure> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Ok(None),
+            r = self.setup_inner() => r.map(Some),
+        }
+    }
+
+    async fn setup_inner(&mut self) -> Result<(Conn, u32), Failure> {
+        let url = &self.cfg.url;
+        let dial = Dial {
+            host: url.host.clone(),
+            port: url.port(),
+            tls: url.scheme == crate::sign::Scheme::Rtmps,
+            insecure: self.cfg.insecure,
+            timeout: self.cfg.timeout,
+        };
+        let addr = conn::resolve(&dial).await.map_err(dial_failure)?;
+        self.mark(Phase::Dns);
+        let tcp = conn::connect_tcp(addr, self.cfg.timeout)
+            .await
+            .map_err(dial_failure)?;
+        self.mark(Phase::Tcp);
+        let io = if dial.tls {
+            let t = conn::start_tls(tcp, &dial).await.map_err(dial_failure)?;
+            self.mark(Phase::Tls);
+            t
+        } else {
+            Transport::Tcp(tcp)
+        };
+        let mut conn = self.handshake(io).await?;
+        self.mark(Phase::Handshake);
+        self.connect(&mut conn).await?;
+        self.mark(Phase::Connect);
+        let stream_id = self.create_stream(&mut conn).await?;
+        self.mark(Phase::CreateStream);
+        self.publish(&mut conn, stream_id).await?;
+        self.mark(Phase::Publish);
+        Ok((conn, stream_id))
+    }
+
+    async fn handshake(&mut self, mut io: Transport) -> Result<Conn, Failure> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let phase = Phase::Handshake;
+        let fut = async {
+            let (mut hs, c0c1) = Handshaker::client().map_err(|e| Failure::Protocol {
+                phase,
+                detail: e.to_string(),
+            })?;
+            io.write_all(&c0c1)
+                .await
+                .map_err(|e| self.write_failure(phase, e))?;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = io.read(&mut buf).await.map_err(|e| {
+                    if is_reset(&e) {
+                        self.closed(phase)
+                    } else {
+                        Failure::Io {
+                            phase,
+                            detail: e.to_string(),
+                        }
+                    }
+                })?;
+                if n == 0 {
+                    return Err(self.closed(phase));
+                }
+                let step = hs.feed(&buf[..n]).map_err(|e| Failure::Protocol {
+                    phase,
+                    detail: e.to_string(),
+                })?;
+                if !step.send.is_empty() {
+                    io.write_all(&step.send)
+                        .await
+                        .map_err(|e| self.write_failure(phase, e))?;
+                }
+                if let Some(left) = step.done {
+                    return Ok(left);
+                }
+            }
+        };
+        let left = tokio::time::timeout(self.cfg.timeout, fut)
+            .await
+            .map_err(|_| Failure::Timeout { phase })??;
+        let mut conn = Conn::new(io, &left);
+        conn.bytes_sent = 1537 + 1536;
+        Ok(conn)
+    }
+
+    /// Waits (bounded by the phase timeout) for the reply to `transaction_id`,
+    /// or, when `want_status` is set, for an onStatus with that code.
+    async fn await_reply(
+        &mut self,
+        conn: &mut Conn,
+        phase: Phase,
+        transaction_id: f64,
+        want_status: Option<&str>,
+    ) -> Result<Command, Failure> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            let m = match tokio::time::timeout_at(deadline, conn.read_message()).await {
+                Err(_) => return Err(Failure::Timeout { phase }),
+                Ok(Err(e)) => return Err(self.read_failure(phase, e)),
+                Ok(Ok(m)) => m,
+            };
+            if m.type_id != COMMAND_AMF0 && m.type_id != COMMAND_AMF3 {
+                continue;
+            }
+            let cmd = Command::parse(m.type_id, &m.payload).map_err(|e| Failure::Protocol {
+                phase,
+                detail: e.to_string(),
+            })?;
+            let status = cmd.status();
+            if let Some(s) = &status {
+                self.statuses.push(s.clone());
+            }
+            match cmd.name.as_str() {
+                "_error" if cmd.transaction_id == transaction_id || want_status.is_some() => {
+                    return Err(Failure::Rejected {
+                        phase,
+                        status: status.unwrap_or_else(|| Status {
+                            code: "_error".into(),
+                            level: "error".into(),
+                            description: String::new(),
+                        }),
+                    });
+                }
+                "_result" if want_status.is_none() && cmd.transaction_id == transaction_id => {
+                    return Ok(cmd);
+                }
+                "onStatus" => {
+                    let Some(s) = status else { continue };
+                    if want_status == Some(s.code.as_str()) {
+                        return Ok(cmd);
+                    }
+                    if s.is_error() {
+                        return Err(Failure::Rejected { phase, status: s });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn connect(&mut self, conn: &mut Conn) -> Result<(), Failure> {
+        let url = &self.cfg.url;
+        let cmd = Command::new(
+            "connect",
+            1.0,
+            Value::obj(&[
+                ("app", Value::String(url.app.clone())),
+                ("type", Value::str("nonprivate")),
+                ("flashVer", Value::str("FMLE/3.0 (compatible; pushprobe)")),
+                ("tcUrl", Value::String(url.tc_url())),
+            ]),
+            vec![],
+        );
+        conn.send_command(0, &cmd)
+            .await
+            .map_err(|e| self.write_failure(Phase::Connect, e))?;
+        self.await_reply(conn, Phase::Connect, 1.0, None).await?;
+        // Raise our chunk size for media.
+        let cs = self.cfg.chunk_size.clamp(128, 0xFF_FFFF);
+        conn.send_control(&Control::SetChunkSize(cs))
+            .await
+            .map_err(|e| self.write_failure(Phase::Connect, e))?;
+        conn.chunk_size = cs;
+        Ok(())
+    }
+
+    async fn create_stream(&mut self, conn: &mut Conn) -> Result<u32, Failure> {
+        let phase = Phase::CreateStream;
+        let name = Value::String(self.cfg.url.stream.clone());
+        for (tid, cmd) in [(2.0, "releaseStream"), (3.0, "FCPublish")] {
+            conn.send_command(0, &Command::new(cmd, tid, Value::Null, vec![name.clone()]))
+                .await
+                .map_err(|e| self.write_failure(phase, e))?;
+        }
+        conn.send_command(0, &Command::new("createStream", 4.0, Value::Null, vec![]))
+            .await
+            .map_err(|e| self.write_failure(phase, e))?;
+        let reply = self.await_reply(conn, phase, 4.0, None).await?;
+        let id = reply
+            .args
+            .iter()
+            .find_map(Value::as_number)
+            .filter(|n| *n >= 0.0 && *n < u32::MAX as f64)
+            .ok_or_else(|| Failure::Protocol {
+                phase,
+                detail: "createStream result has no stream id".into(),
+            })?;
+        Ok(id as u32)
+    }
+
+    async fn publish(&mut self, conn: &mut Conn, stream_id: u32) -> Result<(), Failure> {
+        let phase = Phase::Publish;
+        let cmd = Command::new(
+            "publish",
+            5.0,
+            Value::Null,
+            vec![
+                Value::String(self.cfg.url.publish_name()),
+                Value::str("live"),
+            ],
+        );
+        conn.send_command(stream_id, &cmd)
+            .await
+            .map_err(|e| self.write_failure(phase, e))?;
+        self.publish_sent = Some(self.start.elapsed());
+        self.await_reply(conn, phase, 5.0, Some("NetStream.Publish.Start"))
+            .await?;
+        Ok(())
+    }
+
+    async fn stream(
+        &mut self,
+        conn: &mut Conn,
+        stream_id: u32,
+        plan: &MediaPlan,
+        cancel: &CancellationToken,
+        stats: &mut StreamStats,
+    ) -> Ending {
+        let phase = Phase::Streaming;
+        let began = Instant::now();
+        // Preamble: metadata and sequence headers at timestamp 0.
+        let mut out = bytes::BytesMut::new();
+        for t in &plan.preamble {
+            let mut hdr = [0u8; MEDIA_HEADER_MAX];
+            let n = chunk::media_header(&mut hdr, true, t.csid, 0, t.len, t.type_id, stream_id);
+            out.extend_from_slice(&hdr[..n]);
+            out.extend_from_slice(&t.body);
+        }
+        match tokio::time::timeout(self.cfg.timeout, conn.write_all(&out)).await {
+            Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
+            Ok(Err(e)) => {
+                let f = self.write_failure(phase, e);
+                return self.end_stream(stats, began, f);
+            }
+            Ok(Ok(())) => {}
+        }
+        drop(out);
+        let mut cursor = Cursor::new(plan, self.cfg.start_index);
+        let end = self.cfg.duration.map(|d| began + d);
+        const BATCH: usize = 32;
+        loop {
+            let now = Instant::now();
+            if end.is_some_and(|e| now >= e) {
+                break;
+            }
+            // Everything due by the end of this tick goes out in one write.
+            let horizon = now.saturating_duration_since(began) + self.cfg.tick;
+            let mut hdrs = [[0u8; MEDIA_HEADER_MAX]; BATCH];
+            let mut lens = [0usize; BATCH];
+            let mut tags = [None; BATCH];
+            let mut n = 0;
+            while n < BATCH && Duration::from_millis(cursor.next_due_ms(plan)) <= horizon {
+                let (hl, tag, due) = cursor.next(plan, stream_id, &mut hdrs[n]);
+                lens[n] = hl;
+                tags[n] = Some(tag);
+                let due_at = began + Duration::from_millis(due);
+                stats.max_lag = stats.max_lag.max(now.saturating_duration_since(due_at));
+                stats.media_ms = due;
+                n += 1;
+            }
+            if n > 0 {
+                let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+                for i in 0..n {
+                    slices[2 * i] = IoSlice::new(&hdrs[i][..lens[i]]);
+                    slices[2 * i + 1] = IoSlice::new(tags[i].map_or(&[][..], |t| &t.body[..]));
+                }
+                let w = tokio::time::timeout(
+                    self.cfg.timeout,
+                    conn.write_vectored_all(&mut slices[..2 * n]),
+                );
+                match w.await {
+                    Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
+                    Ok(Err(e)) => {
+                        let f = self.write_failure(phase, e);
+                        return self.end_stream(stats, began, f);
+                    }
+                    Ok(Ok(())) => {}
+                }
+                if n == BATCH {
+                    continue; // more is due right now
+                }
+            }
+            let next = began + Duration::from_millis(cursor.next_due_ms(plan));
+            let wake = match end {
+                Some(e) if e < next => e,
+                _ => next,
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                r = conn.fill() => {
+                    let r = match r {
+                        Ok(()) => conn.drain_buffered().await,
+                        Err(e) => Err(e),
+                    };
+                    match r {
+                        Err(e) => {
+                            let f = self.read_failure(phase, e);
+                            return self.end_stream(stats, began, f);
+                        }
+                        Ok(Some(m)) => {
+                            if let Some(f) = self.on_server_message(&m) {
+                                return self.end_stream(stats, began, f);
+                            }
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        stats.streamed = began.elapsed();
+        Ending::Completed
+    }
+
+    fn end_stream(&mut self, stats: &mut StreamStats, began: Instant, failure: Failure) -> Ending {
+        stats.streamed = began.elapsed();
+        interrupted(failure)
+    }
+
+    /// A command from the server while streaming: an error status ends the push.
+    fn on_server_message(&mut self, m: &chunk::Message) -> Option<Failure> {
+        if m.type_id != COMMAND_AMF0 && m.type_id != COMMAND_AMF3 {
+            return None;
+        }
+        let cmd = Command::parse(m.type_id, &m.payload).ok()?;
+        let status = cmd.status()?;
+        self.statuses.push(status.clone());
+        status.is_error().then_some(Failure::Rejected {
+            phase: Phase::Streaming,
+            status,
+        })
+    }
+
+    async fn unpublish(&mut self, conn: &mut Conn, stream_id: u32) {
+        let name = Value::String(self.cfg.url.stream.clone());
+        let fut = async {
+            conn.send_command(
+                0,
+                &Command::new("FCUnpublish", 6.0, Value::Null, vec![name]),
+            )
+            .await?;
+            conn.send_command(
+                stream_id,
+                &Command::new(
+                    "deleteStream",
+                    7.0,
+                    Value::Null,
+                    vec![Value::Number(stream_id as f64)],
+                ),
+            )
+            .await?;
+            use tokio::io::AsyncWriteExt;
+            conn.io.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), fut).await;
+    }
+}
+
+fn interrupted(failure: Failure) -> Ending {
+    Ending::Interrupted { failure }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+fn dial_failure(e: DialError) -> Failure {
+    match e {
+        DialError::Dns { detail, .. } => Failure::Dns { detail },
+        DialError::DnsTimeout(_) => Failure::Dns {
+            detail: "timed out".into(),
+        },
+        DialError::Refused(_) => Failure::TcpRefused,
+        DialError::ConnectTimeout(_) => Failure::TcpTimeout,
+        DialError::Connect { source, .. } => Failure::TcpError {
+            detail: source.to_string(),
+        },
+        DialError::Tls { detail, .. } => Failure::Tls { detail },
+    }
+}
