@@ -367,7 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match c {
             Control::SetChunkSize(size) => {
                 // parse_control masks the top bit; the raw value decides.
-                let raw = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                let raw = payload.first_chunk().map_or(0, |b| u32::from_be_bytes(*b));
                 if raw == 0 || raw > crate::rtmp::chunk::MAX_CHUNK_SIZE {
                     return Err(End::Protocol(format!("peer set chunk size {raw}")));
                 }
@@ -393,12 +393,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         };
         p.claim.publisher.add_bytes(m.payload.len() as u64);
-        if m.type_id == message::VIDEO
-            && !p.saw_video_header
-            && m.payload.len() >= 2
-            && m.payload[0] & 0x0f == 7
-            && m.payload[1] == 0
-        {
+        // The first AVC sequence header: codec id 7, AVC packet type 0.
+        let avc_header = matches!(&m.payload[..], [b0, 0, ..] if b0 & 0x0f == 7);
+        if m.type_id == message::VIDEO && avc_header && !p.saw_video_header {
             p.saw_video_header = true;
             if let Some((w, h)) = sps_dimensions(&m.payload) {
                 p.claim.publisher.set_dimensions(w, h);
@@ -431,13 +428,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 );
             }
             "publish" => self.on_publish(&cmd, m.stream_id)?,
-            "FCUnpublish" | "closeStream" => {
-                self.end_push(&End::Clean(if cmd.name == "FCUnpublish" {
-                    "FCUnpublish"
-                } else {
-                    "closeStream"
-                }));
-            }
+            "FCUnpublish" => self.end_push(&End::Clean("FCUnpublish")),
+            "closeStream" => self.end_push(&End::Clean("closeStream")),
             "deleteStream" => return Err(End::Clean("deleteStream")),
             // Anything else (_checkbw, getStreamLength, ...) is harmless.
             _ => {}

@@ -642,3 +642,69 @@ async fn many_unfinished_messages_close_the_connection() {
     assert_eq!(record_for(&h, "hog").await.errcode, 6);
     h.shutdown().await.unwrap();
 }
+
+#[derive(clap::Parser)]
+struct ServeCli {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+    use clap::Parser;
+    ServeCli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map(|c| c.serve)
+}
+
+#[test]
+fn serve_args_defaults_and_validation() {
+    let a = serve_args(&[]).unwrap();
+    assert_eq!(a.listen, "127.0.0.1:1935".parse().unwrap());
+    assert_eq!((a.app.as_str(), a.domain.as_str()), ("live", "localhost"));
+    assert_eq!(a.http, None);
+    assert_eq!(a.duplicate, DuplicateMode::Reject);
+    let c = a.config(Keys::default()).unwrap();
+    assert_eq!(c.max_frame_bytes, 4 << 20);
+    assert_eq!(c.idle_timeout, Duration::from_secs(20));
+    assert_eq!(c.auth_delta, Duration::ZERO);
+    assert!(a.notify_config().unwrap().is_none());
+
+    let a = serve_args(&[
+        "--listen=0.0.0.0:1936",
+        "--http=127.0.0.1:8080",
+        "--disable=a",
+        "--disable=b",
+        "--duplicate=replace",
+        "--reject-with-status",
+        "--auth-delta=5m",
+        "--idle-timeout=1s",
+        "--callback-url=http://127.0.0.1:9/cb",
+        "--callback-key-env=PUSHPROBE_TEST_UNSET_KEY",
+        "--callback-retries=1",
+        "--callback-retry-interval=250ms",
+    ])
+    .unwrap();
+    let c = a.config(Keys::default()).unwrap();
+    assert_eq!(c.disabled, vec!["a", "b"]);
+    assert_eq!(c.duplicate, DuplicateMode::Replace);
+    assert!(c.reject_with_status);
+    assert_eq!(c.auth_delta, Duration::from_secs(300));
+    assert_eq!(c.idle_timeout, Duration::from_secs(1));
+    let n = a.notify_config().unwrap().unwrap();
+    assert_eq!(
+        (n.retries, n.retry_interval),
+        (1, Duration::from_millis(250))
+    );
+    assert_eq!(
+        (n.domain.as_str(), n.node.as_str()),
+        ("localhost", "0.0.0.0")
+    );
+    assert!(n.key.is_none());
+
+    assert!(serve_args(&["--duplicate=maybe"]).is_err());
+    assert!(serve_args(&["--auth-delta=soon"]).is_err());
+    let bad = |args: &[&str]| serve_args(args).unwrap().config(Keys::default());
+    assert!(bad(&["--max-frame-bytes=10"]).is_err());
+    assert!(bad(&["--idle-timeout=0s"]).is_err());
+    assert!(bad(&["--app=live/x"]).is_err());
+    let https = serve_args(&["--callback-url=https://h/cb"]).unwrap();
+    assert!(https.notify_config().is_err());
+}
