@@ -113,9 +113,9 @@ pub struct PushOptions {
     /// FLV file to push (H.264/AAC); default: the embedded 640x360 fixture.
     #[arg(long, value_name = "FILE")]
     pub fixture: Option<PathBuf>,
-    /// How long to stream after the server accepts.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub duration: Duration,
+    /// How long to stream after the server accepts [default: 30s for push, 10s for smoke].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Timeout for each phase (DNS, TCP, handshake, connect, createStream, publish) and each write.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,

@@ -276,7 +276,10 @@ impl PublishConfig {
 
 /// Hook for callers that watch a publisher's progress (load runner).
 pub trait Observer: Send {
+    /// A phase completed at `at`.
     fn phase(&mut self, _phase: Phase, _at: Instant) {}
+    /// Media bytes were written.
+    fn sent(&mut self, _bytes: u64) {}
 }
 
 impl Observer for () {}
@@ -669,6 +672,8 @@ impl Run<'_> {
                     }
                     Ok(Ok(())) => {}
                 }
+                let written: usize = (0..n).map(|i| lens[i] + tags[i].map_or(0, |t| t.body.len())).sum();
+                self.observer.sent(written as u64);
                 if n == BATCH {
                     continue; // more is due right now
                 }
