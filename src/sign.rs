@@ -285,7 +285,8 @@ pub fn check_stream_name(stream: &str) -> Result<(), UrlError> {
     }
 }
 
-fn parse_query(q: &str) -> Result<Vec<(String, String)>, UrlError> {
+/// Parses `a=b&c=d` into pairs in order (values as written, not decoded).
+pub fn parse_query(q: &str) -> Result<Vec<(String, String)>, UrlError> {
     let mut out = Vec::new();
     for part in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));

@@ -1,0 +1,684 @@
+//! One RTMP connection of the ingest: handshake, chunk loop, commands, publish
+//! admission, media accounting, and how (with which errcode) the push ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use super::IngestState;
+use super::hooks::{self, PushInfo};
+use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
+use super::rules::{self, Policy, Publish};
+use crate::rtmp::amf0::Value;
+use crate::rtmp::chunk::{ChunkDecoder, ChunkError, Message, write_message};
+use crate::rtmp::handshake::Handshaker;
+use crate::rtmp::message::{
+    self, COMMAND_AMF0, COMMAND_AMF3, CSID_COMMAND, CSID_CONTROL, Command, Control, MessageError,
+    UserControl, encode_control, parse_control, status_object,
+};
+
+/// Smallest free space we read into; the buffer starts at this size.
+const READ_CHUNK: usize = 4096;
+/// What we announce and use for our own chunks.
+const OUR_CHUNK_SIZE: u32 = 4096;
+const OUR_WINDOW: u32 = 2_500_000;
+/// Chunk sizes above this are flagged (Tencent flags them, errors type 5).
+pub const FLAG_CHUNK_SIZE_OVER: u32 = 8192;
+/// How long a closing connection may take to flush and see the peer's FIN.
+const LINGER: Duration = Duration::from_secs(1);
+/// The bitrate shown is measured over windows of at least this length.
+const BITRATE_WINDOW: Duration = Duration::from_secs(1);
+/// Without a video sequence header, push_started goes out this long after publish.
+const STARTED_WITHOUT_HEADER: Duration = Duration::from_secs(1);
+/// Aggregate messages carry media too.
+const AGGREGATE: u8 = 22;
+
+/// Errcodes (seed 003's table) of the ways a push ends.
+pub mod errcode {
+    /// "The push client actively stopped the push."
+    pub const CLIENT_STOPPED: u32 = 1;
+    /// "Abnormal RTMP protocol content."
+    pub const RTMP_CONTENT: u32 = 6;
+    /// "The size of a single RTMP frame exceeds the maximum value allowed."
+    pub const FRAME_TOO_LARGE: u32 = 7;
+    /// "The system actively stopped the push with no data for a long time."
+    pub const NO_DATA: u32 = 8;
+    /// A push the platform ended by command: replaced by a new push, or the
+    /// ingest shutting down. Seed 003 has no code for a push replaced by
+    /// another; 21 is not in its table at all (it falls under "Other unknown
+    /// values"), so we use 10, which Tencent's Stream Interruption Records
+    /// page (CSS doc 267/31083) lists as "The proxy layer received an
+    /// interruption command" (seed 003 files 10 under internal errors).
+    pub const ENDED_BY_COMMAND: u32 = 10;
+    /// "Abnormal stream pushing link network."
+    pub const NETWORK: u32 = 12;
+    /// "Abnormal RTMP AMF data."
+    pub const AMF: u32 = 33;
+}
+
+/// How a connection (and its push, if live) ends.
+#[derive(Debug)]
+enum End {
+    /// The client stopped: FCUnpublish, deleteStream or its own close.
+    Clean(&'static str),
+    Idle(Duration),
+    TooLarge {
+        len: u32,
+        max: u32,
+    },
+    Protocol(String),
+    Amf(String),
+    Network(String),
+    Replaced,
+    Shutdown,
+    /// The publish was refused (already recorded).
+    Refused,
+}
+
+impl End {
+    fn errcode(&self) -> u32 {
+        match self {
+            End::Clean(_) | End::Refused => errcode::CLIENT_STOPPED,
+            End::Idle(_) => errcode::NO_DATA,
+            End::TooLarge { .. } => errcode::FRAME_TOO_LARGE,
+            End::Protocol(_) => errcode::RTMP_CONTENT,
+            End::Amf(_) => errcode::AMF,
+            End::Network(_) => errcode::NETWORK,
+            End::Replaced | End::Shutdown => errcode::ENDED_BY_COMMAND,
+        }
+    }
+
+    fn errmsg(&self) -> String {
+        match self {
+            End::Clean(how) => format!("the push client stopped the push ({how})"),
+            End::Idle(d) => format!("no data for {}", humantime::format_duration(*d)),
+            End::TooLarge { len, max } => {
+                format!("a message of {len} bytes exceeds the {max}-byte frame limit")
+            }
+            End::Protocol(e) => format!("RTMP protocol error: {e}"),
+            End::Amf(e) => format!("AMF error: {e}"),
+            End::Network(e) => format!("network error: {e}"),
+            End::Replaced => "replaced by a new push".to_string(),
+            End::Shutdown => "the ingest is shutting down".to_string(),
+            End::Refused => "push refused".to_string(),
+        }
+    }
+}
+
+impl From<ChunkError> for End {
+    fn from(e: ChunkError) -> End {
+        match e {
+            ChunkError::TooLarge { len, max } => End::TooLarge { len, max },
+            other => End::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<MessageError> for End {
+    fn from(e: MessageError) -> End {
+        match e {
+            MessageError::Amf(a) => End::Amf(a.to_string()),
+            other => End::Protocol(other.to_string()),
+        }
+    }
+}
+
+struct Connected {
+    app: String,
+    tc_url: String,
+}
+
+/// A live push of this connection.
+struct Push {
+    claim: Claim,
+    sequence: String,
+    /// push_started not yet sent: when to send it without a sequence header.
+    started_due: Option<tokio::time::Instant>,
+    saw_video_header: bool,
+    window_start: Instant,
+    window_bytes_at_start: u64,
+}
+
+struct Session<S> {
+    io: S,
+    buf: BytesMut,
+    out: BytesMut,
+    dec: ChunkDecoder,
+    state: Arc<IngestState>,
+    peer: SocketAddr,
+    id: u64,
+    shutdown: watch::Receiver<bool>,
+    connected: Option<Connected>,
+    push: Option<Push>,
+    flags: Flags,
+    out_chunk: u32,
+    ack_window: u32,
+    received: u64,
+    acked: u64,
+}
+
+/// Serves one connection until it ends; never panics on what the peer sends.
+pub(crate) async fn handle<S>(
+    io: S,
+    peer: SocketAddr,
+    id: u64,
+    state: Arc<IngestState>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let max = state.config.max_frame_bytes;
+    let mut s = Session {
+        io,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::new(),
+        dec: ChunkDecoder::new(max),
+        state,
+        peer,
+        id,
+        shutdown,
+        connected: None,
+        push: None,
+        flags: Flags::default(),
+        out_chunk: crate::rtmp::chunk::DEFAULT_CHUNK_SIZE,
+        ack_window: 0,
+        received: 0,
+        acked: 0,
+    };
+    let hs_timeout = s.state.config.handshake_timeout;
+    let mut stop = s.shutdown.clone();
+    let handshaken = tokio::select! {
+        r = timeout(hs_timeout, s.handshake()) => r,
+        _ = stopped(&mut stop) => Ok(Err(End::Shutdown)),
+    };
+    let end = match handshaken {
+        Err(_) => End::Idle(hs_timeout),
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => s.session().await,
+    };
+    s.finish(end).await;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    async fn read_some(&mut self) -> Result<usize, End> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        match self.io.read_buf(&mut self.buf).await {
+            Ok(0) => Err(End::Clean("client closed the connection")),
+            Ok(n) => Ok(n),
+            Err(e) => Err(End::Network(e.to_string())),
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<(), End> {
+        let mut hs = Handshaker::server();
+        loop {
+            let n = self.read_some().await?;
+            self.received += n as u64;
+            let step = hs
+                .feed(&self.buf)
+                .map_err(|e| End::Protocol(e.to_string()))?;
+            self.buf.clear();
+            if !step.send.is_empty() {
+                self.io
+                    .write_all(&step.send)
+                    .await
+                    .map_err(|e| End::Network(e.to_string()))?;
+            }
+            if let Some(rest) = step.done {
+                self.buf.extend_from_slice(&rest);
+                return Ok(());
+            }
+        }
+    }
+
+    async fn session(&mut self) -> End {
+        let idle = self.state.config.idle_timeout;
+        loop {
+            if let Err(end) = self.drain_messages() {
+                return end;
+            }
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let started_due = self.push.as_ref().and_then(|p| p.started_due);
+            let read = tokio::select! {
+                _ = stopped(&mut self.shutdown) => return End::Shutdown,
+                _ = evicted(&mut self.push) => return End::Replaced,
+                _ = sleep_until(started_due) => {
+                    self.send_started();
+                    continue;
+                }
+                r = timeout(idle, self.io.read_buf(&mut self.buf)) => r,
+            };
+            let n = match read {
+                Err(_) => return End::Idle(idle),
+                Ok(Ok(0)) => return End::Clean("client closed the connection"),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return End::Network(e.to_string()),
+            };
+            self.received += n as u64;
+            if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
+                self.acked = self.received;
+                self.send_control(&Control::Ack(self.received as u32));
+            }
+            if let Some(p) = &mut self.push {
+                let elapsed = p.window_start.elapsed();
+                if elapsed >= BITRATE_WINDOW {
+                    let bytes = p.claim.publisher.bytes();
+                    let bits = (bytes - p.window_bytes_at_start) as f64 * 8.0;
+                    p.claim
+                        .publisher
+                        .set_bitrate((bits / elapsed.as_secs_f64()) as u64);
+                    p.window_start = Instant::now();
+                    p.window_bytes_at_start = bytes;
+                }
+            }
+        }
+    }
+
+    /// Handles every whole message in the buffer.
+    fn drain_messages(&mut self) -> Result<(), End> {
+        while let Some(m) = self.dec.decode(&mut self.buf)? {
+            self.on_message(m)?;
+        }
+        // Each chunk stream may hold a partial message of up to the frame
+        // limit; a peer that opens many at once is not pushing media.
+        let limit = 2 * self.state.config.max_frame_bytes as usize;
+        if self.dec.buffered() > limit {
+            return Err(End::Protocol(format!(
+                "{} bytes of unfinished messages held, over {limit}",
+                self.dec.buffered()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let idle = self.state.config.idle_timeout;
+        match timeout(idle, self.io.write_all(&self.out)).await {
+            Ok(Ok(())) => {
+                self.out.clear();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(End::Network(e.to_string())),
+            Err(_) => Err(End::Network("peer does not read".to_string())),
+        }
+    }
+
+    fn send_control(&mut self, c: &Control) {
+        let (type_id, payload) = encode_control(c);
+        write_message(
+            &mut self.out,
+            self.out_chunk,
+            CSID_CONTROL,
+            0,
+            type_id,
+            0,
+            &payload,
+        );
+    }
+
+    fn send_command(&mut self, stream_id: u32, c: &Command) {
+        write_message(
+            &mut self.out,
+            self.out_chunk,
+            CSID_COMMAND,
+            0,
+            COMMAND_AMF0,
+            stream_id,
+            &c.encode(),
+        );
+    }
+
+    fn on_message(&mut self, m: Message) -> Result<(), End> {
+        match m.type_id {
+            message::AUDIO
+            | message::VIDEO
+            | message::DATA_AMF0
+            | message::DATA_AMF3
+            | AGGREGATE => {
+                self.on_media(&m);
+                Ok(())
+            }
+            COMMAND_AMF0 | COMMAND_AMF3 => self.on_command(&m),
+            t => match parse_control(t, &m.payload)? {
+                Some(c) => self.on_control(c, &m.payload),
+                // Shared objects and other types: nothing to do.
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn on_control(&mut self, c: Control, payload: &[u8]) -> Result<(), End> {
+        match c {
+            Control::SetChunkSize(size) => {
+                // parse_control masks the top bit; the raw value decides.
+                let raw = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                if raw == 0 || raw > crate::rtmp::chunk::MAX_CHUNK_SIZE {
+                    return Err(End::Protocol(format!("peer set chunk size {raw}")));
+                }
+                self.dec.set_chunk_size(size)?;
+                if size > FLAG_CHUNK_SIZE_OVER {
+                    self.flags.insert(Flag::ChunkSizeOver8192);
+                    if let Some(p) = &self.push {
+                        p.claim.publisher.add_flag(Flag::ChunkSizeOver8192);
+                    }
+                }
+            }
+            Control::WindowAckSize(n) => self.ack_window = n,
+            Control::User(UserControl::PingRequest(t)) => {
+                self.send_control(&Control::User(UserControl::PingResponse(t)));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_media(&mut self, m: &Message) {
+        let Some(p) = &mut self.push else {
+            return;
+        };
+        p.claim.publisher.add_bytes(m.payload.len() as u64);
+        if m.type_id == message::VIDEO
+            && !p.saw_video_header
+            && m.payload.len() >= 2
+            && m.payload[0] & 0x0f == 7
+            && m.payload[1] == 0
+        {
+            p.saw_video_header = true;
+            if let Some((w, h)) = hooks::sps_dimensions(&m.payload) {
+                p.claim.publisher.set_dimensions(w, h);
+            }
+            self.send_started();
+        }
+    }
+
+    fn on_command(&mut self, m: &Message) -> Result<(), End> {
+        let cmd = Command::parse(m.type_id, &m.payload)?;
+        if self.connected.is_none() && cmd.name != "connect" {
+            return Err(End::Protocol(format!(
+                "command {:?} before connect",
+                cmd.name.chars().take(32).collect::<String>()
+            )));
+        }
+        let tid = cmd.transaction_id;
+        match cmd.name.as_str() {
+            "connect" => self.on_connect(&cmd)?,
+            "releaseStream" | "FCPublish" => {
+                self.send_command(
+                    0,
+                    &Command::new("_result", tid, Value::Null, vec![Value::Undefined]),
+                );
+            }
+            "createStream" => {
+                self.send_command(
+                    0,
+                    &Command::new("_result", tid, Value::Null, vec![Value::Number(1.0)]),
+                );
+            }
+            "publish" => self.on_publish(&cmd, m.stream_id)?,
+            "FCUnpublish" | "closeStream" => {
+                self.end_push(&End::Clean(if cmd.name == "FCUnpublish" {
+                    "FCUnpublish"
+                } else {
+                    "closeStream"
+                }));
+            }
+            "deleteStream" => return Err(End::Clean("deleteStream")),
+            // Anything else (_checkbw, getStreamLength, ...) is harmless.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, cmd: &Command) -> Result<(), End> {
+        if self.connected.is_some() {
+            return Err(End::Protocol("second connect".to_string()));
+        }
+        let field = |k: &str| cmd.object.get_str(k).unwrap_or("").to_string();
+        self.connected = Some(Connected {
+            app: field("app"),
+            tc_url: field("tcUrl"),
+        });
+        self.send_control(&Control::WindowAckSize(OUR_WINDOW));
+        self.send_control(&Control::SetPeerBandwidth(OUR_WINDOW, 2));
+        self.send_control(&Control::SetChunkSize(OUR_CHUNK_SIZE));
+        self.out_chunk = OUR_CHUNK_SIZE;
+        let props = Value::obj(&[
+            ("fmsVer", Value::str("FMS/3,0,1,123")),
+            ("capabilities", Value::Number(31.0)),
+        ]);
+        let info = status_object(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+        );
+        self.send_command(
+            0,
+            &Command::new("_result", cmd.transaction_id, props, vec![info]),
+        );
+        Ok(())
+    }
+
+    fn record_of<'a>(&self, stream: &'a str, app: &'a str) -> RecordOf<'a> {
+        RecordOf {
+            stream,
+            app,
+            client: self.peer,
+            flags: self.flags,
+        }
+    }
+
+    fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), End> {
+        if self.push.is_some() {
+            return Err(End::Protocol(
+                "publish while already publishing".to_string(),
+            ));
+        }
+        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("");
+        let (stream, _) = rules::split_query(name);
+        if stream.is_empty() {
+            return Err(End::Protocol("publish without a stream name".to_string()));
+        }
+        let Some(connected) = self.connected.as_ref() else {
+            return Err(End::Protocol("publish before connect".to_string()));
+        };
+        let app = rules::bare_app(&connected.app).to_string();
+        let query = rules::pick_query(name, &connected.tc_url, &connected.app).to_string();
+        let cfg = &self.state.config;
+        let policy = Policy {
+            app: &cfg.app,
+            disabled: &cfg.disabled,
+            keys: &cfg.keys,
+            auth_delta: cfg.auth_delta,
+        };
+        let req = Publish {
+            app: &connected.app,
+            stream,
+            query: &query,
+        };
+        let now = SystemTime::now();
+        let claimed = rules::check(&req, &policy, unix_secs(now)).and_then(|()| {
+            let publisher =
+                Publisher::new(self.id, stream, &app, self.peer, &query, now, self.flags);
+            self.state.registry.claim(publisher, cfg.duplicate)
+        });
+        let claim = match claimed {
+            Ok(c) => c,
+            Err(refusal) => {
+                tracing::info!(
+                    client = %self.peer,
+                    stream,
+                    sub_errcode = refusal.sub_errcode,
+                    "publish refused: {}",
+                    refusal.errmsg
+                );
+                let record = Record::refusal(self.record_of(stream, &app), now, &refusal);
+                self.state.registry.record(record);
+                if self.state.config.reject_with_status {
+                    let (code, description) = refusal.status();
+                    let status = status_object("error", code, description);
+                    self.send_command(
+                        stream_id,
+                        &Command::new("onStatus", 0.0, Value::Null, vec![status]),
+                    );
+                }
+                return Err(End::Refused);
+            }
+        };
+        tracing::info!(client = %self.peer, stream, "publish accepted");
+        self.send_control(&Control::User(UserControl::StreamBegin(stream_id)));
+        let status = status_object(
+            "status",
+            "NetStream.Publish.Start",
+            &format!("{stream} is now published."),
+        );
+        self.send_command(
+            stream_id,
+            &Command::new("onStatus", 0.0, Value::Null, vec![status]),
+        );
+        let started = Instant::now();
+        self.push = Some(Push {
+            sequence: hooks::sequence_for(self.id, unix_secs(now)),
+            started_due: self
+                .state
+                .config
+                .events
+                .is_some()
+                .then(|| tokio::time::Instant::now() + STARTED_WITHOUT_HEADER),
+            saw_video_header: false,
+            window_start: started,
+            window_bytes_at_start: 0,
+            claim,
+        });
+        Ok(())
+    }
+
+    fn push_info(&self, p: &Push) -> PushInfo {
+        let publisher = &p.claim.publisher;
+        let (width, height) = publisher.dimensions();
+        PushInfo {
+            app_path: publisher.app.clone(),
+            stream_id: publisher.stream.clone(),
+            sequence: p.sequence.clone(),
+            user_ip: self.peer.ip().to_string(),
+            stream_param: publisher.query.clone(),
+            width,
+            height,
+        }
+    }
+
+    /// Sends push_started once per push (no-op without a notifier).
+    fn send_started(&mut self) {
+        let Some(p) = &self.push else { return };
+        let Some(events) = &self.state.config.events else {
+            return;
+        };
+        if p.started_due.is_none() {
+            return;
+        }
+        events.push_started(&self.push_info(p), unix_secs(SystemTime::now()));
+        if let Some(p) = &mut self.push {
+            p.started_due = None;
+        }
+    }
+
+    /// Ends the live push, if any: releases the stream, records the
+    /// interruption and sends push_ended.
+    fn end_push(&mut self, end: &End) {
+        self.send_started();
+        let Some(p) = self.push.take() else { return };
+        let publisher = &p.claim.publisher;
+        self.state.registry.release(&publisher.stream, publisher.id);
+        let duration_ms = publisher.started.elapsed().as_millis() as u64;
+        let (errcode, errmsg) = (end.errcode(), end.errmsg());
+        let now = SystemTime::now();
+        let mut flags = self.flags;
+        if publisher.flags().contains(Flag::ChunkSizeOver8192) {
+            flags.insert(Flag::ChunkSizeOver8192);
+        }
+        let of = RecordOf {
+            stream: &publisher.stream,
+            app: &publisher.app,
+            client: self.peer,
+            flags,
+        };
+        self.state
+            .registry
+            .record(Record::new(of, now, errcode, 0, &errmsg, duration_ms));
+        tracing::info!(
+            client = %self.peer,
+            stream = %publisher.stream,
+            errcode,
+            duration_ms,
+            "push ended: {errmsg}"
+        );
+        if let Some(events) = &self.state.config.events {
+            events.push_ended(
+                &self.push_info(&p),
+                errcode,
+                &errmsg,
+                duration_ms,
+                unix_secs(now),
+            );
+        }
+    }
+
+    /// Ends the push, then flushes what is queued (a refusal's onStatus),
+    /// closes our side and waits briefly for the peer's FIN so it reads our
+    /// last words rather than a reset.
+    async fn finish(mut self, end: End) {
+        tracing::debug!(client = %self.peer, id = self.id, "connection ends: {}", end.errmsg());
+        self.end_push(&end);
+        let _ = timeout(LINGER, async {
+            if !self.out.is_empty() {
+                self.io.write_all(&self.out).await?;
+            }
+            self.io.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while self.io.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+    }
+}
+
+/// Resolves once the ingest is shutting down (or gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Resolves when another push replaced ours; never while nothing is live.
+async fn evicted(push: &mut Option<Push>) {
+    match push {
+        Some(p) => {
+            let _ = (&mut p.claim.evicted).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,390 @@
+//! The local Tencent-compatible RTMP ingest (`pushprobe serve`): admission
+//! rules, a live-stream registry, refusal and interruption records, an HTTP
+//! view of both, and push callbacks.
+//!
+//! - `rules`: the publish admission rules (app, disabled, txTime, txSecret); pure.
+//! - `registry`: live streams (reject or replace a duplicate) and the records ring.
+//! - `conn`: one task per RTMP connection.
+//! - `http`: `GET /streams`, `/records`, `/health`.
+
+pub mod conn;
+pub mod hooks;
+pub mod http;
+pub mod registry;
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use hooks::{PushEvents, PushInfo};
+pub use registry::{DuplicateMode, Record, Registry, StreamView};
+pub use rules::Refusal;
+
+use crate::secret;
+use crate::sign::Keys;
+
+/// How long `run` waits, after shutdown, for connections to write their records.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after an accept error that is not about one connection (EMFILE...).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the ingest serves and how strictly.
+#[derive(Clone)]
+pub struct IngestConfig {
+    /// The app (path) served; other apps are refused with 304.
+    pub app: String,
+    /// The push domain (reported in callbacks).
+    pub domain: String,
+    /// Push keys; empty means signatures are not checked.
+    pub keys: Keys,
+    /// Stream names refused with 305.
+    pub disabled: Vec<String>,
+    pub duplicate: DuplicateMode,
+    /// Send an error onStatus before closing a refused publish (Tencent just closes).
+    pub reject_with_status: bool,
+    /// Grace after txTime during which a URL is still accepted.
+    pub auth_delta: Duration,
+    /// Largest RTMP message accepted; a larger one ends the push (errcode 7).
+    pub max_frame_bytes: u32,
+    /// No data for this long ends the push (errcode 8).
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Where push_started / push_ended go (the callback sender).
+    pub events: Option<Arc<dyn PushEvents>>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            app: "live".to_string(),
+            domain: "localhost".to_string(),
+            keys: Keys::default(),
+            disabled: Vec::new(),
+            duplicate: DuplicateMode::Reject,
+            reject_with_status: false,
+            auth_delta: Duration::ZERO,
+            max_frame_bytes: 4 << 20,
+            idle_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            events: None,
+        }
+    }
+}
+
+impl fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("app", &self.app)
+            .field("domain", &self.domain)
+            .field("keys", &self.keys)
+            .field("disabled", &self.disabled)
+            .field("duplicate", &self.duplicate)
+            .field("reject_with_status", &self.reject_with_status)
+            .field("auth_delta", &self.auth_delta)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
+}
+
+/// What every connection task and the HTTP view share.
+pub struct IngestState {
+    pub(crate) config: IngestConfig,
+    registry: Registry,
+}
+
+impl IngestState {
+    pub fn new(config: IngestConfig) -> IngestState {
+        IngestState {
+            config,
+            registry: Registry::default(),
+        }
+    }
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// Serves RTMP on `listener` (and the HTTP view on `http`) until `shutdown`
+/// resolves; then ends every live push (errcode 10) and returns once their
+/// records are written (or after a few seconds).
+pub async fn run(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: IngestConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    run_state(listener, http, Arc::new(IngestState::new(config)), shutdown).await
+}
+
+async fn run_state(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    state: Arc<IngestState>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Each connection task holds a sender; recv() returns None once all ended.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let http_task = http.map(|l| {
+        let mut stop = stop_rx.clone();
+        let app = http::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    });
+    tokio::pin!(shutdown);
+    let mut next_id: u64 = 1;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let (id, state, stop, done) = (next_id, state.clone(), stop_rx.clone(), done_tx.clone());
+                    next_id += 1;
+                    tokio::spawn(async move {
+                        conn::handle(socket, peer, id, state, stop).await;
+                        drop(done);
+                    });
+                }
+                Err(e) if is_per_connection(&e) => {
+                    tracing::debug!("accept: {e}");
+                }
+                Err(e) => {
+                    // EMFILE and friends: the listener is fine, we are out of
+                    // something. Back off instead of spinning.
+                    tracing::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, done_rx.recv()).await;
+    if let Some(t) = http_task {
+        match tokio::time::timeout(DRAIN_TIMEOUT, t).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(join)) => tracing::warn!("HTTP server task failed: {join}"),
+            Err(_) => tracing::warn!("HTTP server did not stop in time"),
+        }
+    }
+    Ok(())
+}
+
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// An ingest running in a task on 127.0.0.1 ports (for tests and demos).
+pub struct IngestHandle {
+    pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    state: Arc<IngestState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl IngestHandle {
+    /// Streams and records, read directly.
+    pub fn state(&self) -> &Arc<IngestState> {
+        &self.state
+    }
+
+    /// Stops the ingest and waits until live pushes have been recorded.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
+
+/// Starts an ingest on 127.0.0.1:0 (RTMP and HTTP) in a task. Dropping the
+/// handle stops it too.
+pub async fn spawn(config: IngestConfig) -> io::Result<IngestHandle> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let (rtmp_addr, http_addr) = (listener.local_addr()?, http.local_addr()?);
+    let state = Arc::new(IngestState::new(config));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_state(listener, Some(http), state.clone(), async move {
+        // A dropped handle counts as a shutdown.
+        let _ = stopped.await;
+    }));
+    Ok(IngestHandle {
+        rtmp_addr,
+        http_addr,
+        state,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// `pushprobe serve`: a local Tencent-compatible RTMP ingest.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// RTMP listen address.
+    #[arg(long, default_value = "127.0.0.1:1935")]
+    pub listen: SocketAddr,
+    /// HTTP listen address for GET /streams, /records and /health (none by default).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The app (path) served; publishes to another app are refused (18/304).
+    #[arg(long, default_value = "live")]
+    pub app: String,
+    /// The push domain, as reported in callbacks.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub domain: String,
+    /// Refuse pushes to this stream name (18/305); repeatable.
+    #[arg(long = "disable", value_name = "NAME")]
+    pub disable: Vec<String>,
+    /// A second push to a live stream: refuse it (18/601) or replace the first.
+    #[arg(long, value_enum, default_value_t = DuplicateMode::Reject)]
+    pub duplicate: DuplicateMode,
+    /// Send an error onStatus (BadName / Denied) before closing a refused
+    /// publish; Tencent just closes.
+    #[arg(long)]
+    pub reject_with_status: bool,
+    /// Grace after txTime during which a URL is still accepted (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub auth_delta: Duration,
+    /// Largest RTMP message accepted; a larger one ends the push (errcode 7).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_frame_bytes: u32,
+    /// No data for this long ends the push (errcode 8).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub idle_timeout: Duration,
+    /// Send push / interruption callbacks (Tencent's JSON) to this URL.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Environment variable holding the callback key (sign = MD5(key + t)).
+    #[arg(long, value_name = "NAME", default_value = "PUSHPROBE_CALLBACK_KEY")]
+    pub callback_key_env: String,
+    /// Retries of a callback the receiver does not answer with 200.
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub callback_retries: u32,
+    /// Pause between callback retries.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub callback_retry_interval: Duration,
+}
+
+impl ServeArgs {
+    /// The validated configuration; keys come from the environment.
+    pub fn config(&self, keys: Keys) -> anyhow::Result<IngestConfig> {
+        anyhow::ensure!(
+            self.max_frame_bytes >= 1024,
+            "--max-frame-bytes {} is too small to carry even a connect command: use at least 1024",
+            self.max_frame_bytes
+        );
+        anyhow::ensure!(
+            !self.idle_timeout.is_zero(),
+            "--idle-timeout must be above zero"
+        );
+        anyhow::ensure!(
+            !self.app.is_empty() && !self.app.contains(['?', '/']),
+            "--app {:?} must be a plain app name such as `live`",
+            self.app
+        );
+        Ok(IngestConfig {
+            app: self.app.clone(),
+            domain: self.domain.clone(),
+            keys,
+            disabled: self.disable.clone(),
+            duplicate: self.duplicate,
+            reject_with_status: self.reject_with_status,
+            auth_delta: self.auth_delta,
+            max_frame_bytes: self.max_frame_bytes,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: IngestConfig::default().handshake_timeout,
+            events: None,
+        })
+    }
+}
+
+/// Runs `pushprobe serve` until Ctrl-C. Keys come from PUSHPROBE_KEY and
+/// PUSHPROBE_BACKUP_KEY; without either, signatures are not checked.
+pub async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    let keys = Keys {
+        primary: secret::from_env("PUSHPROBE_KEY")?,
+        backup: secret::from_env("PUSHPROBE_BACKUP_KEY")?,
+    };
+    if args.callback_url.is_some() {
+        anyhow::bail!("--callback-url is not wired in yet: the callback sender is not merged");
+    }
+    let config = args.config(keys)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen for RTMP on {}", args.listen))?;
+    let http = match args.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+        ),
+        None => None,
+    };
+    eprintln!(
+        "pushprobe serve: RTMP on rtmp://{}/{}/STREAM",
+        listener.local_addr()?,
+        config.app
+    );
+    if let Some(h) = &http {
+        eprintln!(
+            "pushprobe serve: HTTP on http://{0}/streams, http://{0}/records, http://{0}/health",
+            h.local_addr()?
+        );
+    }
+    match (&config.keys.primary, &config.keys.backup) {
+        (None, None) => eprintln!(
+            "pushprobe serve: no PUSHPROBE_KEY or PUSHPROBE_BACKUP_KEY set: txSecret is not checked"
+        ),
+        (p, b) => eprintln!(
+            "pushprobe serve: checking txSecret against the {}",
+            match (p.is_some(), b.is_some()) {
+                (true, true) => "primary and backup keys",
+                (true, false) => "primary key",
+                _ => "backup key",
+            }
+        ),
+    }
+    run(listener, http, config, async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot wait for Ctrl-C ({e}); running until killed");
+            std::future::pending::<()>().await;
+        }
+    })
+    .await?;
+    Ok(())
+}
