@@ -28,6 +28,12 @@ pub enum Command {
     Push(PushArgs),
     /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
     Callbacks(crate::cmd::callbacks::CallbacksArgs),
+    /// Run a local Tencent-compatible RTMP ingest (auth rules, records, callbacks).
+    Serve(crate::ingest::ServeArgs),
+    /// Push, classify and print the verdict; without a URL, against an embedded ingest.
+    Smoke(crate::cmd::smoke::SmokeArgs),
+    /// Check that a second push to a URL in use is refused while the first keeps streaming.
+    Dup(crate::cmd::dup::DupArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.
