@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::IngestState;
-use super::hooks::{self, PushInfo};
 use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
 use super::rules::{self, Policy, Publish};
+use crate::avc::sps_dimensions;
+use crate::notify::{self, PushInfo};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkError, Message, write_message};
 use crate::rtmp::handshake::Handshaker;
@@ -399,7 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && m.payload[1] == 0
         {
             p.saw_video_header = true;
-            if let Some((w, h)) = hooks::sps_dimensions(&m.payload) {
+            if let Some((w, h)) = sps_dimensions(&m.payload) {
                 p.claim.publisher.set_dimensions(w, h);
             }
             self.send_started();
@@ -552,11 +553,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         let started = Instant::now();
         self.push = Some(Push {
-            sequence: hooks::sequence_for(self.id, unix_secs(now)),
+            sequence: notify::sequence_for(self.id, unix_secs(now)),
             started_due: self
                 .state
                 .config
-                .events
+                .notifier
                 .is_some()
                 .then(|| tokio::time::Instant::now() + STARTED_WITHOUT_HEADER),
             saw_video_header: false,
@@ -584,13 +585,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Sends push_started once per push (no-op without a notifier).
     fn send_started(&mut self) {
         let Some(p) = &self.push else { return };
-        let Some(events) = &self.state.config.events else {
+        let Some(notifier) = &self.state.config.notifier else {
             return;
         };
         if p.started_due.is_none() {
             return;
         }
-        events.push_started(&self.push_info(p), unix_secs(SystemTime::now()));
+        notifier.push_started(&self.push_info(p), unix_secs(SystemTime::now()));
         if let Some(p) = &mut self.push {
             p.started_due = None;
         }
@@ -626,10 +627,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             duration_ms,
             "push ended: {errmsg}"
         );
-        if let Some(events) = &self.state.config.events {
-            events.push_ended(
+        if let Some(notifier) = &self.state.config.notifier {
+            notifier.push_ended(
                 &self.push_info(&p),
-                errcode,
+                i64::from(errcode),
                 &errmsg,
                 duration_ms,
                 unix_secs(now),

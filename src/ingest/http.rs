@@ -27,9 +27,11 @@ async fn records(State(state): State<Arc<IngestState>>) -> Json<Vec<Record>> {
 }
 
 async fn health(State(state): State<Arc<IngestState>>) -> Json<serde_json::Value> {
+    let callbacks = state.config().notifier.as_ref().map(|n| n.stats());
     Json(serde_json::json!({
         "status": "ok",
         "live_streams": state.registry().live_count(),
+        "callbacks": callbacks,
     }))
 }
 

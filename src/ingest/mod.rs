@@ -8,7 +8,6 @@
 //! - `http`: `GET /streams`, `/records`, `/health`.
 
 pub mod conn;
-pub mod hooks;
 pub mod http;
 pub mod registry;
 pub mod rules;
@@ -27,10 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use hooks::{PushEvents, PushInfo};
 pub use registry::{DuplicateMode, Record, Registry, StreamView};
 pub use rules::Refusal;
 
+use crate::notify::{Notifier, NotifyConfig};
 use crate::secret;
 use crate::sign::Keys;
 
@@ -40,7 +39,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the ingest serves and how strictly.
-#[derive(Clone)]
 pub struct IngestConfig {
     /// The app (path) served; other apps are refused with 304.
     pub app: String,
@@ -60,8 +58,8 @@ pub struct IngestConfig {
     /// No data for this long ends the push (errcode 8).
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
-    /// Where push_started / push_ended go (the callback sender).
-    pub events: Option<Arc<dyn PushEvents>>,
+    /// Sends the push / interruption callbacks (never awaited on the media path).
+    pub notifier: Option<Notifier>,
 }
 
 impl Default for IngestConfig {
@@ -77,7 +75,7 @@ impl Default for IngestConfig {
             max_frame_bytes: 4 << 20,
             idle_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
-            events: None,
+            notifier: None,
         }
     }
 }
@@ -95,7 +93,7 @@ impl fmt::Debug for IngestConfig {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("idle_timeout", &self.idle_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("events", &self.events.is_some())
+            .field("notifier", &self.notifier.is_some())
             .finish()
     }
 }
@@ -184,6 +182,9 @@ async fn run_state(
     let _ = stop_tx.send(true);
     drop(done_tx);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, done_rx.recv()).await;
+    if let Some(n) = &state.config.notifier {
+        wait_for_callbacks(n).await;
+    }
     if let Some(t) = http_task {
         match tokio::time::timeout(DRAIN_TIMEOUT, t).await {
             Ok(Ok(r)) => r?,
@@ -192,6 +193,24 @@ async fn run_state(
         }
     }
     Ok(())
+}
+
+/// Gives queued callbacks (the push_ended of pushes just stopped) a few
+/// seconds to go out; retries beyond that are given up.
+async fn wait_for_callbacks(n: &Notifier) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let s = n.stats();
+        let pending = s.queued.saturating_sub(s.sent + s.failed);
+        if pending == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("{pending} callbacks not delivered at shutdown");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn is_per_connection(e: &io::Error) -> bool {
@@ -292,11 +311,11 @@ pub struct ServeArgs {
     /// Environment variable holding the callback key (sign = MD5(key + t)).
     #[arg(long, value_name = "NAME", default_value = "PUSHPROBE_CALLBACK_KEY")]
     pub callback_key_env: String,
-    /// Retries of a callback the receiver does not answer with 200.
-    #[arg(long, value_name = "N", default_value_t = 12)]
+    /// Retries of a callback the receiver does not answer with 200 (Tencent: up to 12).
+    #[arg(long, value_name = "N", default_value_t = 3)]
     pub callback_retries: u32,
-    /// Pause between callback retries.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    /// Pause between callback retries (Tencent: 1 minute).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
     pub callback_retry_interval: Duration,
 }
 
@@ -328,8 +347,33 @@ impl ServeArgs {
             max_frame_bytes: self.max_frame_bytes,
             idle_timeout: self.idle_timeout,
             handshake_timeout: IngestConfig::default().handshake_timeout,
-            events: None,
+            notifier: None,
         })
+    }
+
+    /// The callback sender's configuration, when --callback-url is given; the
+    /// key comes from the environment variable named by --callback-key-env.
+    pub fn notify_config(&self) -> anyhow::Result<Option<NotifyConfig>> {
+        let Some(url) = &self.callback_url else {
+            return Ok(None);
+        };
+        let key = secret::from_env(&self.callback_key_env)?;
+        if key.is_none() {
+            tracing::warn!(
+                "{} is not set: callbacks are signed with an empty key",
+                self.callback_key_env
+            );
+        }
+        let cfg = NotifyConfig {
+            key,
+            retries: self.callback_retries,
+            retry_interval: self.callback_retry_interval,
+            domain: self.domain.clone(),
+            node: self.listen.ip().to_string(),
+            ..NotifyConfig::new(url.clone())
+        };
+        cfg.uri()?;
+        Ok(Some(cfg))
     }
 }
 
@@ -340,10 +384,11 @@ pub async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         primary: secret::from_env("PUSHPROBE_KEY")?,
         backup: secret::from_env("PUSHPROBE_BACKUP_KEY")?,
     };
-    if args.callback_url.is_some() {
-        anyhow::bail!("--callback-url is not wired in yet: the callback sender is not merged");
+    let mut config = args.config(keys)?;
+    if let Some(cfg) = args.notify_config()? {
+        eprintln!("pushprobe serve: callbacks to {}", cfg.url);
+        config.notifier = Some(Notifier::start(cfg)?);
     }
-    let config = args.config(keys)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen for RTMP on {}", args.listen))?;

@@ -1,15 +1,16 @@
 //! Session tests: the ingest on a real 127.0.0.1:0 socket, driven by a
 //! scripted client built from the crate's own RTMP pieces.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::*;
+use crate::notify::{Notifier, NotifyConfig};
 use crate::rtmp::amf0::{self, Value};
 use crate::rtmp::chunk::{ChunkDecoder, Message, write_message};
 use crate::rtmp::handshake::Handshaker;
@@ -178,8 +179,12 @@ async fn record_for(h: &IngestHandle, stream: &str) -> Record {
 }
 
 fn avc_sequence_header() -> Vec<u8> {
-    // Keyframe + AVC, packet type 0 (sequence header), then a tiny avcC.
-    vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1e, 0xff]
+    // The built-in 640x360 fixture's.
+    crate::flv::default_fixture()
+        .video_sequence_header
+        .unwrap()
+        .data
+        .to_vec()
 }
 
 #[tokio::test]
@@ -207,6 +212,7 @@ async fn publish_is_accepted_listed_and_recorded_on_delete_stream() {
     .await;
     assert_eq!(s.app, "live");
     assert_eq!(s.query, "foo=bar");
+    assert_eq!((s.width, s.height), (640, 360));
     c.command(
         1,
         Command::new("deleteStream", 6.0, Value::Null, vec![Value::Number(1.0)]),
@@ -515,72 +521,82 @@ async fn shutdown_ends_live_pushes_and_records_them() {
     assert!(c.closed().await);
 }
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-
-impl PushEvents for Recorder {
-    fn push_started(&self, info: &PushInfo, _now: u64) {
-        self.0.lock().unwrap().push(format!(
-            "started {} {}x{} {}",
-            info.stream_id, info.width, info.height, info.sequence
-        ));
-    }
-    fn push_ended(&self, info: &PushInfo, errcode: u32, _msg: &str, _ms: u64, _now: u64) {
-        self.0.lock().unwrap().push(format!(
-            "ended {} {errcode} {}",
-            info.stream_id, info.sequence
-        ));
-    }
+async fn callback_receiver() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<crate::callback::Received>,
+    oneshot::Sender<()>,
+) {
+    use crate::callback::{self, ReceiverConfig, ReceiverState};
+    let (state, rx) = ReceiverState::new(ReceiverConfig::new(Secret::new("cb-key".into())));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(callback::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    (addr, rx, stop)
 }
 
 #[tokio::test]
 async fn callbacks_start_on_the_sequence_header_or_after_a_second() {
-    let rec = Arc::new(Recorder::default());
+    let (cb_addr, mut events, _stop) = callback_receiver().await;
+    let notifier = Notifier::start(NotifyConfig {
+        key: Some(Secret::new("cb-key".into())),
+        domain: "push.example.com".into(),
+        ..NotifyConfig::new(format!("http://{cb_addr}/cb"))
+    })
+    .unwrap();
     let config = IngestConfig {
-        events: Some(rec.clone()),
+        notifier: Some(notifier),
         ..IngestConfig::default()
     };
     let h = spawn(config).await.unwrap();
+    let header = avc_sequence_header();
     let mut a = Client::ready(h.rtmp_addr, "live").await;
-    assert!(a.publish("a").await.unwrap().code.ends_with("Start"));
-    a.send(6, VIDEO, 1, &avc_sequence_header()).await;
+    assert!(a.publish("a?k=v").await.unwrap().code.ends_with("Start"));
+    a.send(6, VIDEO, 1, &header).await;
     let mut b = Client::ready(h.rtmp_addr, "live").await;
     assert!(b.publish("b").await.unwrap().code.ends_with("Start"));
-    let events = || rec.0.lock().unwrap().clone();
-    eventually("a started at once", || {
-        events()
-            .iter()
-            .any(|e| e.starts_with("started a "))
-            .then_some(())
-    })
-    .await;
-    assert!(!events().iter().any(|e| e.starts_with("started b")));
-    eventually("b started without a header", || {
-        events()
-            .iter()
-            .any(|e| e.starts_with("started b 0x0"))
-            .then_some(())
-    })
-    .await;
-    drop(a);
-    let ended = eventually("a ended", || {
-        events().into_iter().find(|e| e.starts_with("ended a 1 "))
-    })
-    .await;
-    let started = events()
-        .into_iter()
-        .find(|e| e.starts_with("started a"))
-        .unwrap();
-    // Both events of one push carry the same sequence.
+    let mut next = async || {
+        timeout(WAIT, events.recv())
+            .await
+            .expect("a callback in time")
+            .unwrap()
+            .event
+    };
+    // a: started at once with the fixture's size.
+    let a_started = next().await;
     assert_eq!(
-        started.rsplit(' ').next(),
-        ended.rsplit(' ').next(),
-        "{started} / {ended}"
+        (a_started.stream_id.as_str(), a_started.event_type),
+        ("a", Some(1))
     );
+    assert_eq!((a_started.width, a_started.height), (640, 360));
+    assert_eq!(a_started.stream_param, "k=v");
+    assert_eq!(a_started.app, "push.example.com");
+    assert_eq!(a_started.appname, "live");
+    // b: started a second later without a header, size unknown.
+    let b_started = next().await;
+    assert_eq!(
+        (b_started.stream_id.as_str(), b_started.event_type),
+        ("b", Some(1))
+    );
+    assert_eq!((b_started.width, b_started.height), (0, 0));
+    drop(a);
+    let a_ended = next().await;
+    assert_eq!(
+        (a_ended.stream_id.as_str(), a_ended.event_type),
+        ("a", Some(0))
+    );
+    assert_eq!(a_ended.errcode, 1);
+    assert_eq!(a_ended.sequence, a_started.sequence);
+    assert_ne!(a_ended.sequence, b_started.sequence);
+    assert!(a_ended.push_duration.is_some());
     h.shutdown().await.unwrap();
-    let all = events();
-    assert_eq!(all.iter().filter(|e| e.starts_with("started")).count(), 2);
-    assert_eq!(all.iter().filter(|e| e.starts_with("ended")).count(), 2);
+    let b_ended = next().await;
+    assert_eq!(
+        (b_ended.stream_id.as_str(), b_ended.errcode),
+        ("b", i64::from(conn::errcode::ENDED_BY_COMMAND))
+    );
 }
 
 #[tokio::test]
