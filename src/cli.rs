@@ -22,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole job offline: embedded ingest, signed push, callbacks, refusals.
+    Demo(crate::cmd::demo::DemoArgs),
     /// Build a signed push URL, or explain one with --check.
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.

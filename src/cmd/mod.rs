@@ -1,6 +1,7 @@
 //! The subcommands: each takes its validated arguments and returns an exit code.
 
 pub mod callbacks;
+pub mod demo;
 pub mod dup;
 pub mod push;
 pub mod smoke;
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Smoke(a) => smoke::run(a).await,
         Command::Dup(a) => dup::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
     }
 }
 

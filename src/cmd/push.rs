@@ -91,7 +91,8 @@ pub fn cancel_on_signal() -> CancellationToken {
 }
 
 pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
-    let p = prepare(&args.url, &args.push, Duration::from_secs(30)).context("cannot start the push")?;
+    let p =
+        prepare(&args.url, &args.push, Duration::from_secs(30)).context("cannot start the push")?;
     let cancel = cancel_on_signal();
     if !args.json {
         eprintln!(
@@ -198,14 +199,18 @@ pub fn write_text(
             ms(t)
         )?;
     }
-    if let Some(s) = r.server_status() {
-        writeln!(
+    match r.server_status() {
+        Some(s) => writeln!(
             out,
             "server    {} {} {:?}",
             s.level,
             s.code,
             sign::redact_query_in(&s.description)
-        )?;
+        )?,
+        None if !r.accepted() && r.publish_sent.is_some() => {
+            writeln!(out, "server    sent no status before closing")?
+        }
+        None => {}
     }
     if r.accepted() {
         writeln!(
