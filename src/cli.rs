@@ -22,12 +22,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole job offline: embedded ingest, signed push, callbacks, refusals.
+    Demo(crate::cmd::demo::DemoArgs),
     /// Build a signed push URL, or explain one with --check.
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.
     Push(PushArgs),
     /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
     Callbacks(crate::cmd::callbacks::CallbacksArgs),
+    /// Run a local Tencent-compatible RTMP ingest (auth rules, records, callbacks).
+    Serve(crate::ingest::ServeArgs),
+    /// Push, classify and print the verdict; without a URL, against an embedded ingest.
+    Smoke(crate::cmd::smoke::SmokeArgs),
+    /// Check that a second push to a URL in use is refused while the first keeps streaming.
+    Dup(crate::cmd::dup::DupArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.
@@ -113,9 +121,9 @@ pub struct PushOptions {
     /// FLV file to push (H.264/AAC); default: the embedded 640x360 fixture.
     #[arg(long, value_name = "FILE")]
     pub fixture: Option<PathBuf>,
-    /// How long to stream after the server accepts.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub duration: Duration,
+    /// How long to stream after the server accepts [default: 30s for push, 10s for smoke].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Timeout for each phase (DNS, TCP, handshake, connect, createStream, publish) and each write.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,

@@ -1,7 +1,10 @@
 //! The subcommands: each takes its validated arguments and returns an exit code.
 
 pub mod callbacks;
+pub mod demo;
+pub mod dup;
 pub mod push;
+pub mod smoke;
 pub mod url;
 
 use std::process::ExitCode;
@@ -14,6 +17,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Url(a) => url::run(a),
         Command::Push(a) => push::run(a).await,
         Command::Callbacks(a) => callbacks::run(a).await,
+        Command::Serve(a) => {
+            crate::ingest::serve_main(a.clone()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Smoke(a) => smoke::run(a).await,
+        Command::Dup(a) => dup::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
     }
 }
 

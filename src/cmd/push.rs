@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
@@ -33,8 +34,9 @@ pub fn load_fixture(path: Option<&std::path::Path>) -> anyhow::Result<(Fixture, 
     }
 }
 
-/// Validates everything local: URL, keys, fixture.
-pub fn prepare(url: &str, opts: &PushOptions) -> anyhow::Result<Prepared> {
+/// Validates everything local: URL, keys, fixture. `duration` applies when
+/// the options do not set one.
+pub fn prepare(url: &str, opts: &PushOptions, duration: Duration) -> anyhow::Result<Prepared> {
     let url = PushUrl::parse(url)?;
     url.expiry()?;
     let keys = opts.keys.keys()?;
@@ -42,7 +44,7 @@ pub fn prepare(url: &str, opts: &PushOptions) -> anyhow::Result<Prepared> {
     let plan = MediaPlan::new(&fixture, opts.chunk_size);
     let mut config = PublishConfig::new(url.clone());
     config.timeout = opts.timeout;
-    config.duration = Some(opts.duration);
+    config.duration = Some(opts.duration.unwrap_or(duration));
     config.chunk_size = opts.chunk_size;
     config.insecure = opts.insecure;
     Ok(Prepared {
@@ -89,14 +91,15 @@ pub fn cancel_on_signal() -> CancellationToken {
 }
 
 pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
-    let p = prepare(&args.url, &args.push).context("cannot start the push")?;
+    let p =
+        prepare(&args.url, &args.push, Duration::from_secs(30)).context("cannot start the push")?;
     let cancel = cancel_on_signal();
     if !args.json {
         eprintln!(
             "pushing {} to {} for {}",
             p.fixture_name,
             shown_url(&p.url, args.push.show_secrets),
-            humantime::format_duration(args.push.duration)
+            humantime::format_duration(p.config.duration.unwrap_or_default())
         );
     }
     let (result, verdict) = run_one(&p, &cancel).await;
@@ -126,7 +129,7 @@ pub fn shown_url(url: &PushUrl, show_secrets: bool) -> String {
     }
 }
 
-fn ms(d: std::time::Duration) -> f64 {
+fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -196,14 +199,18 @@ pub fn write_text(
             ms(t)
         )?;
     }
-    if let Some(s) = r.server_status() {
-        writeln!(
+    match r.server_status() {
+        Some(s) => writeln!(
             out,
             "server    {} {} {:?}",
             s.level,
             s.code,
             sign::redact_query_in(&s.description)
-        )?;
+        )?,
+        None if !r.accepted() && r.publish_sent.is_some() => {
+            writeln!(out, "server    sent no status before closing")?
+        }
+        None => {}
     }
     if r.accepted() {
         writeln!(

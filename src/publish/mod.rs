@@ -227,13 +227,15 @@ impl PublishResult {
     pub fn accepted(&self) -> bool {
         self.marks.at(Phase::Publish).is_some()
     }
-    /// The most telling status: the last error one, else the last one.
+    /// The most telling status: the last error one; else, for an accepted
+    /// push, the last one. A refusal without an error status has none.
     pub fn server_status(&self) -> Option<&Status> {
-        self.statuses
-            .iter()
-            .rev()
-            .find(|s| s.is_error())
-            .or(self.statuses.last())
+        let error = self.statuses.iter().rev().find(|s| s.is_error());
+        match (error, self.accepted()) {
+            (Some(s), _) => Some(s),
+            (None, true) => self.statuses.last(),
+            (None, false) => None,
+        }
     }
     pub fn failure(&self) -> Option<&Failure> {
         match &self.ending {
@@ -276,7 +278,10 @@ impl PublishConfig {
 
 /// Hook for callers that watch a publisher's progress (load runner).
 pub trait Observer: Send {
+    /// A phase completed at `at`.
     fn phase(&mut self, _phase: Phase, _at: Instant) {}
+    /// Media bytes were written.
+    fn sent(&mut self, _bytes: u64) {}
 }
 
 impl Observer for () {}
@@ -669,6 +674,10 @@ impl Run<'_> {
                     }
                     Ok(Ok(())) => {}
                 }
+                let written: usize = (0..n)
+                    .map(|i| lens[i] + tags[i].map_or(0, |t| t.body.len()))
+                    .sum();
+                self.observer.sent(written as u64);
                 if n == BATCH {
                     continue; // more is due right now
                 }
