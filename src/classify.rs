@@ -170,10 +170,6 @@ fn human_secs(s: u64) -> String {
     }
 }
 
-fn status_words(s: &Status) -> String {
-    format!("{} {} {:?}", s.level, s.code, s.description)
-}
-
 /// Reads a refusal's status text for a reason. Servers word these freely.
 fn wire_reason(s: &Status) -> Option<Outcome> {
     let text = format!("{} {}", s.code, s.description).to_ascii_lowercase();
@@ -186,7 +182,15 @@ fn wire_reason(s: &Status) -> Option<Outcome> {
         "already exists",
     ]) {
         Some(Outcome::AlreadyInUse)
-    } else if has(&["expired", "txtime"]) {
+    } else if has(&[
+        "no txtime",
+        "no txsecret",
+        "missing tx",
+        "unsigned",
+        "not signed",
+    ]) {
+        Some(Outcome::UnsignedUrl)
+    } else if has(&["expired"]) {
         Some(Outcome::ExpiredUrl)
     } else if has(&["secret", "signature", "sign mismatch", "auth"]) {
         Some(Outcome::BadSecret)
@@ -248,8 +252,8 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         && let Some(o) = wire_reason(status)
     {
         evidence.push(format!(
-            "server status names the reason: {}",
-            status_words(status)
+            "the server's words name the reason: {:?}",
+            status.description
         ));
         return wire(o, evidence);
     }
@@ -506,6 +510,12 @@ mod tests {
                 failed(rejected("NetStream.Publish.Denied", "txTime expired")),
                 good_facts(),
                 Outcome::ExpiredUrl,
+                true,
+            ),
+            (
+                failed(rejected("NetStream.Publish.Denied", "no txTime")),
+                expired.clone(),
+                Outcome::UnsignedUrl,
                 true,
             ),
             (
