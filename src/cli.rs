@@ -26,6 +26,8 @@ pub enum Command {
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.
     Push(PushArgs),
+    /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
+    Doctor(crate::cmd::doctor::DoctorArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.

@@ -1,5 +1,6 @@
 //! The subcommands: each takes its validated arguments and returns an exit code.
 
+pub mod doctor;
 pub mod push;
 pub mod url;
 
@@ -12,6 +13,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Url(a) => url::run(a),
         Command::Push(a) => push::run(a).await,
+        Command::Doctor(a) => doctor::run(a).await,
     }
 }
 
