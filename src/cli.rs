@@ -36,6 +36,8 @@ pub enum Command {
     Smoke(crate::cmd::smoke::SmokeArgs),
     /// Check that a second push to a URL in use is refused while the first keeps streaming.
     Dup(crate::cmd::dup::DupArgs),
+    /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
+    Doctor(crate::cmd::doctor::DoctorArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.

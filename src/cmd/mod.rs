@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod demo;
+pub mod doctor;
 pub mod dup;
 pub mod push;
 pub mod smoke;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Smoke(a) => smoke::run(a).await,
         Command::Dup(a) => dup::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Doctor(a) => doctor::run(a).await,
     }
 }
 
