@@ -8,7 +8,9 @@ use crate::rtmp::message::Status;
 use crate::sign::{Expiry, SecretCheck};
 
 /// Every outcome a push can have. snake_case in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Accepted,
@@ -99,7 +101,9 @@ impl Outcome {
             Outcome::AlreadyInUse => {
                 "another publisher holds this stream: stop it or push to another stream name"
             }
-            Outcome::StreamDisabled => "the stream or app is disabled on the ingest: re-enable it in the console",
+            Outcome::StreamDisabled => {
+                "the stream or app is disabled on the ingest: re-enable it in the console"
+            }
             Outcome::Refused => {
                 "the server refused without saying why: run pushprobe doctor URL with PUSHPROBE_KEY set to check txTime and txSecret"
             }
@@ -121,7 +125,9 @@ impl Outcome {
             Outcome::ConnectRejected => {
                 "the server refused the RTMP connect: check the app name and the domain (tcUrl)"
             }
-            Outcome::Timeout => "the server stopped answering: check its health and the network path",
+            Outcome::Timeout => {
+                "the server stopped answering: check its health and the network path"
+            }
             Outcome::Interrupted => {
                 "the push was accepted and then cut: see the server status and the ingest's interruption records"
             }
@@ -172,7 +178,13 @@ fn status_words(s: &Status) -> String {
 fn wire_reason(s: &Status) -> Option<Outcome> {
     let text = format!("{} {}", s.code, s.description).to_ascii_lowercase();
     let has = |w: &[&str]| w.iter().any(|x| text.contains(x));
-    if has(&["already publishing", "badname", "busy", "in use", "already exists"]) {
+    if has(&[
+        "already publishing",
+        "badname",
+        "busy",
+        "in use",
+        "already exists",
+    ]) {
         Some(Outcome::AlreadyInUse)
     } else if has(&["expired", "txtime"]) {
         Some(Outcome::ExpiredUrl)
@@ -187,14 +199,15 @@ fn wire_reason(s: &Status) -> Option<Outcome> {
 
 pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
     let mut evidence = Vec::new();
-    let verdict = |outcome: Outcome, evidence: Vec<String>, phase: Option<Phase>, certain: bool| Verdict {
-        outcome,
-        step: outcome.step(),
-        fix: outcome.fix(),
-        evidence,
-        phase,
-        certain,
-    };
+    let verdict =
+        |outcome: Outcome, evidence: Vec<String>, phase: Option<Phase>, certain: bool| Verdict {
+            outcome,
+            step: outcome.step(),
+            fix: outcome.fix(),
+            evidence,
+            phase,
+            certain,
+        };
     let failure = match &r.ending {
         Ending::Completed => {
             evidence.push(format!(
@@ -234,14 +247,21 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
     if let Failure::Rejected { status, .. } = failure
         && let Some(o) = wire_reason(status)
     {
-        evidence.push(format!("server status names the reason: {}", status_words(status)));
+        evidence.push(format!(
+            "server status names the reason: {}",
+            status_words(status)
+        ));
         return wire(o, evidence);
     }
     // ...then local facts, in the checklist's order.
     refusal_from_facts(facts, evidence, phase)
 }
 
-fn refusal_from_facts(facts: &LocalFacts, mut evidence: Vec<String>, phase: Option<Phase>) -> Verdict {
+fn refusal_from_facts(
+    facts: &LocalFacts,
+    mut evidence: Vec<String>,
+    phase: Option<Phase>,
+) -> Verdict {
     let decided = |o: Outcome, evidence: Vec<String>| Verdict {
         outcome: o,
         step: o.step(),
@@ -369,7 +389,12 @@ mod tests {
             ..good_facts()
         };
         let cases: Vec<(PublishResult, LocalFacts, Outcome, bool)> = vec![
-            (result(Ending::Completed), good_facts(), Outcome::Accepted, true),
+            (
+                result(Ending::Completed),
+                good_facts(),
+                Outcome::Accepted,
+                true,
+            ),
             (
                 result(Ending::Interrupted {
                     failure: Failure::Closed {
@@ -381,12 +406,38 @@ mod tests {
                 Outcome::Interrupted,
                 true,
             ),
-            (failed(Failure::Dns { detail: "NXDOMAIN".into() }), good_facts(), Outcome::DnsFailure, true),
-            (failed(Failure::TcpRefused), good_facts(), Outcome::ConnectionRefused, true),
-            (failed(Failure::TcpTimeout), good_facts(), Outcome::ConnectTimeout, true),
-            (failed(Failure::Tls { detail: "bad cert".into() }), good_facts(), Outcome::TlsFailed, true),
             (
-                failed(Failure::Timeout { phase: Phase::Publish }),
+                failed(Failure::Dns {
+                    detail: "NXDOMAIN".into(),
+                }),
+                good_facts(),
+                Outcome::DnsFailure,
+                true,
+            ),
+            (
+                failed(Failure::TcpRefused),
+                good_facts(),
+                Outcome::ConnectionRefused,
+                true,
+            ),
+            (
+                failed(Failure::TcpTimeout),
+                good_facts(),
+                Outcome::ConnectTimeout,
+                true,
+            ),
+            (
+                failed(Failure::Tls {
+                    detail: "bad cert".into(),
+                }),
+                good_facts(),
+                Outcome::TlsFailed,
+                true,
+            ),
+            (
+                failed(Failure::Timeout {
+                    phase: Phase::Publish,
+                }),
                 expired.clone(),
                 Outcome::Timeout,
                 true,
@@ -409,12 +460,42 @@ mod tests {
                 Outcome::ConnectRejected,
                 true,
             ),
-            (failed(closed_after_publish()), expired.clone(), Outcome::ExpiredUrl, true),
-            (failed(closed_after_publish()), unsigned, Outcome::UnsignedUrl, true),
-            (failed(closed_after_publish()), mis_signed, Outcome::BadSecret, true),
-            (failed(closed_after_publish()), ours, Outcome::AlreadyInUse, true),
-            (failed(closed_after_publish()), good_facts(), Outcome::Refused, false),
-            (failed(closed_after_publish()), signed, Outcome::Refused, false),
+            (
+                failed(closed_after_publish()),
+                expired.clone(),
+                Outcome::ExpiredUrl,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                unsigned,
+                Outcome::UnsignedUrl,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                mis_signed,
+                Outcome::BadSecret,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                ours,
+                Outcome::AlreadyInUse,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                good_facts(),
+                Outcome::Refused,
+                false,
+            ),
+            (
+                failed(closed_after_publish()),
+                signed,
+                Outcome::Refused,
+                false,
+            ),
             (
                 failed(rejected("NetStream.Publish.BadName", "Already publishing")),
                 expired.clone(),
@@ -469,7 +550,10 @@ mod tests {
     #[test]
     fn names_are_snake_case_json() {
         for o in Outcome::ALL {
-            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{}\"", o.name()));
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
         }
     }
 }

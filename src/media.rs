@@ -22,7 +22,13 @@ pub struct PreTag {
 }
 
 impl PreTag {
-    fn from_parts(kind: TagKind, timestamp_ms: u32, payload: &[u8], keyframe: bool, cs: u32) -> Self {
+    fn from_parts(
+        kind: TagKind,
+        timestamp_ms: u32,
+        payload: &[u8],
+        keyframe: bool,
+        cs: u32,
+    ) -> Self {
         let (csid, type_id) = match kind {
             TagKind::Audio => (CSID_AUDIO, AUDIO),
             TagKind::Video => (CSID_VIDEO, VIDEO),
@@ -65,11 +71,20 @@ impl MediaPlan {
         let mut preamble = Vec::new();
         if let Some(meta) = &fixture.metadata {
             let payload = message::set_data_frame(meta);
-            preamble.push(PreTag::from_parts(TagKind::Script, 0, &payload, false, chunk_size));
+            preamble.push(PreTag::from_parts(
+                TagKind::Script,
+                0,
+                &payload,
+                false,
+                chunk_size,
+            ));
         }
-        for t in [&fixture.video_sequence_header, &fixture.audio_sequence_header]
-            .into_iter()
-            .flatten()
+        for t in [
+            &fixture.video_sequence_header,
+            &fixture.audio_sequence_header,
+        ]
+        .into_iter()
+        .flatten()
         {
             let mut p = PreTag::from_tag(t, chunk_size);
             p.timestamp_ms = 0;
@@ -149,7 +164,15 @@ impl Cursor {
         let tag = &plan.tags[self.index];
         let slot = usize::from(tag.csid == CSID_VIDEO);
         let n = match self.last_ts[slot] {
-            None => chunk::media_header(hdr, true, tag.csid, due as u32, tag.len, tag.type_id, stream_id),
+            None => chunk::media_header(
+                hdr,
+                true,
+                tag.csid,
+                due as u32,
+                tag.len,
+                tag.type_id,
+                stream_id,
+            ),
             Some(prev) => {
                 let delta = due.saturating_sub(prev) as u32;
                 chunk::media_header(hdr, false, tag.csid, delta, tag.len, tag.type_id, stream_id)

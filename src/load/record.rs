@@ -32,7 +32,10 @@ impl PublisherRecord {
     }
     /// When `phase` completed, from the actual start.
     pub fn from_start(&self, phase: Phase) -> Option<Duration> {
-        self.marks.iter().find(|(p, _)| *p == phase).map(|(_, d)| *d)
+        self.marks
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, d)| *d)
     }
 }
 

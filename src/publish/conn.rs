@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::rtmp::chunk::{self, ChunkDecoder, Message};
-use crate::rtmp::message::{self, Command, Control, UserControl, COMMAND_AMF0, CSID_COMMAND};
+use crate::rtmp::message::{self, COMMAND_AMF0, CSID_COMMAND, Command, Control, UserControl};
 
 /// Largest message we accept from a server (commands and control only).
 const MAX_INBOUND_MESSAGE: u32 = 1 << 20;
@@ -123,14 +123,30 @@ impl Conn {
 
     pub async fn send_command(&mut self, stream_id: u32, cmd: &Command) -> io::Result<()> {
         let mut out = BytesMut::new();
-        chunk::write_message(&mut out, self.chunk_size, CSID_COMMAND, 0, COMMAND_AMF0, stream_id, &cmd.encode());
+        chunk::write_message(
+            &mut out,
+            self.chunk_size,
+            CSID_COMMAND,
+            0,
+            COMMAND_AMF0,
+            stream_id,
+            &cmd.encode(),
+        );
         self.write_all(&out).await
     }
 
     pub async fn send_control(&mut self, c: &Control) -> io::Result<()> {
         let (type_id, payload) = message::encode_control(c);
         let mut out = BytesMut::new();
-        chunk::write_message(&mut out, self.chunk_size, message::CSID_CONTROL, 0, type_id, 0, &payload);
+        chunk::write_message(
+            &mut out,
+            self.chunk_size,
+            message::CSID_CONTROL,
+            0,
+            type_id,
+            0,
+            &payload,
+        );
         self.write_all(&out).await
     }
 
@@ -276,7 +292,8 @@ pub async fn start_tls(tcp: TcpStream, d: &Dial) -> Result<Transport, DialError>
         detail,
     };
     let config = tls_config(d.insecure);
-    let name = rustls::pki_types::ServerName::try_from(d.host.clone()).map_err(|e| err(e.to_string()))?;
+    let name =
+        rustls::pki_types::ServerName::try_from(d.host.clone()).map_err(|e| err(e.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
     match tokio::time::timeout(d.timeout, connector.connect(name, tcp)).await {
         Err(_) => Err(err("timed out".into())),
@@ -325,7 +342,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -333,7 +355,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

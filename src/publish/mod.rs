@@ -16,7 +16,7 @@ use crate::media::{Cursor, MediaPlan};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
 use crate::rtmp::handshake::Handshaker;
-use crate::rtmp::message::{Command, Control, Status, COMMAND_AMF0, COMMAND_AMF3};
+use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, Control, Status};
 use crate::sign::PushUrl;
 use conn::{Conn, Dial, DialError, ReadError, Transport};
 
@@ -64,16 +64,24 @@ impl Phase {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Failure {
     /// The host name did not resolve.
-    Dns { detail: String },
+    Dns {
+        detail: String,
+    },
     /// The port answered with a reset: nothing listens there.
     TcpRefused,
     /// No answer to the TCP connect: usually a firewall dropping packets.
     TcpTimeout,
     /// Another connect error (unreachable network, ...).
-    TcpError { detail: String },
-    Tls { detail: String },
+    TcpError {
+        detail: String,
+    },
+    Tls {
+        detail: String,
+    },
     /// The server stopped answering during this phase.
-    Timeout { phase: Phase },
+    Timeout {
+        phase: Phase,
+    },
     /// The server closed the connection during this phase; `after_publish_ms`
     /// is how long after our publish command it closed, when it was sent.
     Closed {
@@ -81,11 +89,20 @@ pub enum Failure {
         after_publish_ms: Option<u64>,
     },
     /// The server answered with an error status (`_error` or onStatus error).
-    Rejected { phase: Phase, status: Status },
+    Rejected {
+        phase: Phase,
+        status: Status,
+    },
     /// The server sent bytes we could not parse.
-    Protocol { phase: Phase, detail: String },
+    Protocol {
+        phase: Phase,
+        detail: String,
+    },
     /// A local I/O error while writing.
-    Io { phase: Phase, detail: String },
+    Io {
+        phase: Phase,
+        detail: String,
+    },
 }
 
 impl Failure {
@@ -111,11 +128,17 @@ impl std::fmt::Display for Failure {
             Failure::TcpTimeout => f.write_str("TCP connect timed out"),
             Failure::TcpError { detail } => write!(f, "TCP connect failed: {detail}"),
             Failure::Tls { detail } => write!(f, "TLS handshake failed: {detail}"),
-            Failure::Timeout { phase } => write!(f, "server stopped answering during {}", phase.name()),
+            Failure::Timeout { phase } => {
+                write!(f, "server stopped answering during {}", phase.name())
+            }
             Failure::Closed {
                 phase,
                 after_publish_ms: Some(ms),
-            } => write!(f, "server closed the connection {ms} ms after publish (phase {})", phase.name()),
+            } => write!(
+                f,
+                "server closed the connection {ms} ms after publish (phase {})",
+                phase.name()
+            ),
             Failure::Closed { phase, .. } => {
                 write!(f, "server closed the connection during {}", phase.name())
             }
@@ -128,9 +151,15 @@ impl std::fmt::Display for Failure {
                 status.description
             ),
             Failure::Protocol { phase, detail } => {
-                write!(f, "server sent malformed data during {}: {detail}", phase.name())
+                write!(
+                    f,
+                    "server sent malformed data during {}: {detail}",
+                    phase.name()
+                )
             }
-            Failure::Io { phase, detail } => write!(f, "I/O error during {}: {detail}", phase.name()),
+            Failure::Io { phase, detail } => {
+                write!(f, "I/O error during {}: {detail}", phase.name())
+            }
         }
     }
 }
@@ -283,7 +312,9 @@ pub async fn publish(
         Err(failure) => Ending::Failed { failure },
         Ok(None) => Ending::Completed, // cancelled before Publish.Start
         Ok(Some((mut conn, stream_id))) => {
-            let ending = run.stream(&mut conn, stream_id, plan, cancel, &mut stream).await;
+            let ending = run
+                .stream(&mut conn, stream_id, plan, cancel, &mut stream)
+                .await;
             if ending == Ending::Completed {
                 run.unpublish(&mut conn, stream_id).await;
             }
@@ -556,7 +587,10 @@ impl Run<'_> {
             "publish",
             5.0,
             Value::Null,
-            vec![Value::String(self.cfg.url.publish_name()), Value::str("live")],
+            vec![
+                Value::String(self.cfg.url.publish_name()),
+                Value::str("live"),
+            ],
         );
         conn.send_command(stream_id, &cmd)
             .await
@@ -623,7 +657,10 @@ impl Run<'_> {
                     slices[2 * i] = IoSlice::new(&hdrs[i][..lens[i]]);
                     slices[2 * i + 1] = IoSlice::new(tags[i].map_or(&[][..], |t| &t.body[..]));
                 }
-                let w = tokio::time::timeout(self.cfg.timeout, conn.write_vectored_all(&mut slices[..2 * n]));
+                let w = tokio::time::timeout(
+                    self.cfg.timeout,
+                    conn.write_vectored_all(&mut slices[..2 * n]),
+                );
                 match w.await {
                     Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
                     Ok(Err(e)) => {
@@ -683,18 +720,29 @@ impl Run<'_> {
         let status = cmd.status()?;
         self.statuses.push(status.clone());
         status.is_error().then_some(Failure::Rejected {
-                phase: Phase::Streaming,
-                status,
-            })
+            phase: Phase::Streaming,
+            status,
+        })
     }
 
     async fn unpublish(&mut self, conn: &mut Conn, stream_id: u32) {
         let name = Value::String(self.cfg.url.stream.clone());
         let fut = async {
-            conn.send_command(0, &Command::new("FCUnpublish", 6.0, Value::Null, vec![name]))
-                .await?;
-            conn.send_command(stream_id, &Command::new("deleteStream", 7.0, Value::Null, vec![Value::Number(stream_id as f64)]))
-                .await?;
+            conn.send_command(
+                0,
+                &Command::new("FCUnpublish", 6.0, Value::Null, vec![name]),
+            )
+            .await?;
+            conn.send_command(
+                stream_id,
+                &Command::new(
+                    "deleteStream",
+                    7.0,
+                    Value::Null,
+                    vec![Value::Number(stream_id as f64)],
+                ),
+            )
+            .await?;
             use tokio::io::AsyncWriteExt;
             conn.io.shutdown().await
         };
