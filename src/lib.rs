@@ -8,7 +8,7 @@
 //! - `load`: the load runner, its plain records and their aggregation.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record.
-//! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`, and `report merge`; pure but for file writing.
+//! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
