@@ -103,7 +103,7 @@ pub struct IndexRange {
 impl IndexRange {
     /// How many indices it holds.
     pub fn count(&self) -> u64 {
-        (self.end - self.start).saturating_add(1)
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
 }
 
@@ -962,6 +962,43 @@ pub(crate) mod tests {
                 .unwrap()
                 .starts_with("HIST")
         );
+    }
+
+    #[test]
+    fn merge_saturates_hostile_counts() {
+        let mut s = aggregate(0..3).summary(meta(None, u64::MAX));
+        s.publishers = u64::MAX;
+        s.bytes_sent = u64::MAX;
+        s.expected_refusals.refused = u64::MAX;
+        s.callbacks.counts.forged = u64::MAX;
+        s.outcomes.insert(Outcome::Timeout, u64::MAX);
+        s.streams = vec![IndexRange {
+            start: 0,
+            end: u64::MAX,
+        }];
+        s.timeline = vec![Sample {
+            t_s: -1.0,
+            publishing: u64::MAX,
+            failed: 0,
+            bitrate_bps: u64::MAX,
+        }];
+        let mut late = s.clone();
+        late.started_unix = u64::MAX;
+        late.duration_s = f64::MAX;
+        let m = merge(&[s.clone(), late]).unwrap();
+        assert_eq!(m.publishers, u64::MAX);
+        assert_eq!(m.publishers_planned, u64::MAX);
+        assert_eq!(m.outcomes[&Outcome::Timeout], u64::MAX);
+        assert_eq!(m.coverage.covered, u64::MAX);
+        assert_eq!(
+            m.coverage.overlaps,
+            vec![IndexRange {
+                start: 0,
+                end: u64::MAX
+            }]
+        );
+        assert!(m.duration_s.is_finite());
+        serde_json::to_string(&m).unwrap();
     }
 
     #[test]

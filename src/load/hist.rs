@@ -59,6 +59,10 @@ impl Hist {
         &self.0
     }
 
+    pub fn into_inner(self) -> Histogram<u64> {
+        self.0
+    }
+
     /// The value at `quantile` (0..=1), in ms.
     pub fn quantile_ms(&self, quantile: f64) -> f64 {
         if self.0.is_empty() {
