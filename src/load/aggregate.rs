@@ -174,8 +174,9 @@ pub struct Summary {
     /// Per-publisher largest lag behind real time.
     pub lag_ms: Percentiles,
     pub callbacks: Callbacks,
+    /// Bytes every publisher sent, deliberate duplicates included.
     pub bytes_sent: u64,
-    /// Sum over publishers of the time spent streaming.
+    /// Sum over publishers (duplicates included) of the time spent streaming.
     pub stream_seconds: f64,
     /// `bytes_sent` over the run's duration, in bits per second.
     pub bitrate_bps: f64,
