@@ -14,6 +14,7 @@
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record.
+//! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
@@ -30,6 +31,7 @@ pub mod load;
 pub mod media;
 pub mod notify;
 pub mod publish;
+pub mod report;
 pub mod rtmp;
 pub mod secret;
 pub mod sign;
