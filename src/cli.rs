@@ -24,6 +24,11 @@ pub struct Cli {
 pub enum Command {
     /// The whole job offline: embedded ingest, signed push, callbacks, refusals.
     Demo(crate::cmd::demo::DemoArgs),
+    /// Many concurrent publishers: phase histograms, callbacks, reports, shards.
+    Load(Box<crate::cmd::load::LoadArgs>),
+    /// Work with load reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Build a signed push URL, or explain one with --check.
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.
@@ -38,6 +43,12 @@ pub enum Command {
     Dup(crate::cmd::dup::DupArgs),
     /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
     Doctor(crate::cmd::doctor::DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge shard reports exactly (histograms added, counts summed).
+    Merge(crate::load::merge::MergeArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.

@@ -4,13 +4,14 @@ pub mod callbacks;
 pub mod demo;
 pub mod doctor;
 pub mod dup;
+pub mod load;
 pub mod push;
 pub mod smoke;
 pub mod url;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ReportCommand};
 
 /// Runs a parsed command line. Errors are usage or runtime errors (exit 2).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -25,6 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Smoke(a) => smoke::run(a).await,
         Command::Dup(a) => dup::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Load(a) => load::run(a).await,
+        Command::Report(ReportCommand::Merge(a)) => crate::load::merge::merge_main(a),
         Command::Doctor(a) => doctor::run(a).await,
     }
 }

@@ -2,6 +2,8 @@
 //! their records, and the aggregation into a report.
 //!
 //! - `record`: the plain records a run produces.
+//! - `targets`: shards, URL templates and the open-model schedule; pure.
+//! - `runner`: one task per publisher, live counters, timeline, callback matching.
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
 //! - `aggregate`: records -> `Summary`; exact merge of summaries.
 //! - `merge`: `pushprobe report merge` (reads reports, merges, renders).
@@ -10,3 +12,5 @@ pub mod aggregate;
 pub mod hist;
 pub mod merge;
 pub mod record;
+pub mod runner;
+pub mod targets;

@@ -277,7 +277,7 @@ impl PublishConfig {
 }
 
 /// Hook for callers that watch a publisher's progress (load runner).
-pub trait Observer: Send {
+pub trait Observer: Send + Sync {
     /// A phase completed at `at`.
     fn phase(&mut self, _phase: Phase, _at: Instant) {}
     /// Media bytes were written.

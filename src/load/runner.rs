@@ -1,0 +1,514 @@
+//! The load runner: one small task per publisher started on an open-model
+//! schedule, live counters for progress, a once-a-second timeline, and one
+//! collector task that folds records and matches push callbacks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::aggregate::{Aggregator, CallbackCounts};
+use super::record::{CallbackKind, PublisherRecord, Sample};
+use super::targets::Slot;
+use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
+use crate::classify::{self, Outcome};
+use crate::cmd::push::local_facts;
+use crate::media::MediaPlan;
+use crate::publish::{self, Observer, Phase, PublishConfig};
+use crate::sign::{Keys, PushUrl};
+
+/// Counters the progress display and the timeline read.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub scheduled: AtomicU64,
+    pub connecting: AtomicU64,
+    pub publishing: AtomicU64,
+    pub refused: AtomicU64,
+    pub failed: AtomicU64,
+    pub interrupted: AtomicU64,
+    pub finished: AtomicU64,
+    pub bytes: AtomicU64,
+    pub callbacks: AtomicU64,
+    /// Time to Publish.Start from the actual start, µs.
+    pub to_publish: Mutex<Option<Histogram<u64>>>,
+}
+
+impl Live {
+    /// (p50, p99) time to Publish.Start so far, in ms.
+    pub fn publish_percentiles(&self) -> Option<(f64, f64)> {
+        let h = self.to_publish.lock().ok()?;
+        let h = h.as_ref()?;
+        if h.is_empty() {
+            return None;
+        }
+        Some((
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+        ))
+    }
+}
+
+/// Everything a run needs, validated.
+pub struct LoadConfig {
+    pub slots: Vec<Slot>,
+    /// URL of each slot (same order as `slots`).
+    pub urls: Vec<PushUrl>,
+    pub keys: Keys,
+    pub plan: Arc<MediaPlan>,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub chunk_size: u32,
+    pub insecure: bool,
+    pub tick: Duration,
+    /// Receiver state and its event stream, when callbacks are measured.
+    pub callbacks: Option<(ReceiverState, mpsc::UnboundedReceiver<Received>)>,
+    pub callback_grace: Duration,
+}
+
+/// What a run returns: the folded aggregate and how it ended.
+pub struct LoadOutput {
+    pub aggregator: Aggregator,
+    pub interrupted_by_user: bool,
+    pub elapsed: Duration,
+    pub started: usize,
+}
+
+enum Event {
+    Started {
+        slot: usize,
+        at: Instant,
+    },
+    Done {
+        slot: usize,
+        record: PublisherRecord,
+        started: Option<Instant>,
+        closed: Instant,
+    },
+    Sample(Sample),
+}
+
+struct LiveObserver {
+    live: Arc<Live>,
+    events: mpsc::UnboundedSender<Event>,
+    slot: usize,
+    start: Instant,
+}
+
+impl Observer for LiveObserver {
+    fn phase(&mut self, phase: Phase, at: Instant) {
+        if phase == Phase::Publish {
+            self.live.connecting.fetch_sub(1, Relaxed);
+            self.live.publishing.fetch_add(1, Relaxed);
+            if let Ok(mut h) = self.live.to_publish.lock()
+                && let Some(h) = h.as_mut()
+            {
+                let _ = h.record(at.saturating_duration_since(self.start).as_micros() as u64);
+            }
+            let _ = self.events.send(Event::Started {
+                slot: self.slot,
+                at,
+            });
+        }
+    }
+    fn sent(&mut self, bytes: u64) {
+        self.live.bytes.fetch_add(bytes, Relaxed);
+    }
+}
+
+/// Runs the load. `cancel` (Ctrl-C) stops streaming publishers cleanly and
+/// skips those not started; what was measured is still returned.
+pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) -> LoadOutput {
+    let began = Instant::now();
+    if let Ok(mut h) = live.to_publish.lock() {
+        *h = Histogram::new(3).ok();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (receiver_state, cb_events) = match cfg.callbacks {
+        Some((s, r)) => (Some(s), Some(r)),
+        None => (None, None),
+    };
+    let streams: Vec<String> = cfg.urls.iter().map(|u| u.stream.clone()).collect();
+    let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone()));
+    let sampler = tokio::spawn(sample(live.clone(), tx.clone(), began));
+
+    let shared = Arc::new(Shared {
+        plan: cfg.plan,
+        keys: cfg.keys,
+        duration: cfg.duration,
+        timeout: cfg.timeout,
+        chunk_size: cfg.chunk_size,
+        insecure: cfg.insecure,
+        tick: cfg.tick,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut started = 0;
+    for (i, (slot, url)) in cfg.slots.iter().zip(cfg.urls).enumerate() {
+        let due = began + slot.at;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        started += 1;
+        live.scheduled.fetch_add(1, Relaxed);
+        live.connecting.fetch_add(1, Relaxed);
+        let task = One {
+            slot_index: i,
+            slot: *slot,
+            url,
+            scheduled: due,
+        };
+        tasks.spawn(task.run(shared.clone(), live.clone(), tx.clone(), cancel.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    sampler.abort();
+    // Callback grace: wait for outstanding callbacks, unless interrupted.
+    let grace_end = Instant::now()
+        + if cancel.is_cancelled() {
+            Duration::ZERO
+        } else {
+            cfg.callback_grace
+        };
+    let _ = tx.send(Event::Sample(snapshot(&live, began, 0)));
+    drop(tx);
+    let (mut aggregator, mut matcher) = collector.await.unwrap_or_default();
+    if let Some(state) = &receiver_state {
+        // Late callbacks still arrive on the channel the collector owned;
+        // it handed its receiver back inside `matcher`.
+        matcher.wait(grace_end, &cancel).await;
+        let c = state.counters();
+        aggregator.set_callback_counts(matcher.counts(&c));
+        for (kind, d) in matcher.latencies.drain(..) {
+            aggregator.add_callback_latency(kind, d);
+        }
+    }
+    LoadOutput {
+        aggregator,
+        interrupted_by_user: cancel.is_cancelled(),
+        elapsed: began.elapsed(),
+        started,
+    }
+}
+
+struct Shared {
+    plan: Arc<MediaPlan>,
+    keys: Keys,
+    duration: Duration,
+    timeout: Duration,
+    chunk_size: u32,
+    insecure: bool,
+    tick: Duration,
+}
+
+struct One {
+    slot_index: usize,
+    slot: Slot,
+    url: PushUrl,
+    scheduled: Instant,
+}
+
+impl One {
+    async fn run(
+        self,
+        shared: Arc<Shared>,
+        live: Arc<Live>,
+        events: mpsc::UnboundedSender<Event>,
+        cancel: CancellationToken,
+    ) {
+        let start = Instant::now();
+        let mut cfg = PublishConfig::new(self.url);
+        cfg.timeout = shared.timeout;
+        cfg.duration = Some(shared.duration);
+        cfg.chunk_size = shared.chunk_size;
+        cfg.insecure = shared.insecure;
+        cfg.tick = shared.tick;
+        cfg.start_index = shared.plan.start_index(self.slot.index);
+        let mut obs = LiveObserver {
+            live: live.clone(),
+            events: events.clone(),
+            slot: self.slot_index,
+            start,
+        };
+        let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+        let closed = Instant::now();
+        let facts = local_facts(
+            &cfg.url,
+            &shared.keys,
+            crate::cli::now_unix(),
+            self.slot.duplicate,
+        );
+        let verdict = classify::classify(&result, &facts);
+        if result.accepted() {
+            live.publishing.fetch_sub(1, Relaxed);
+        } else {
+            live.connecting.fetch_sub(1, Relaxed);
+        }
+        match verdict.outcome {
+            Outcome::Accepted => {}
+            Outcome::Interrupted => {
+                live.interrupted.fetch_add(1, Relaxed);
+            }
+            o if o.step().is_some_and(|s| s >= 3) || o == Outcome::Refused => {
+                live.refused.fetch_add(1, Relaxed);
+            }
+            _ => {
+                live.failed.fetch_add(1, Relaxed);
+            }
+        }
+        live.finished.fetch_add(1, Relaxed);
+        let started = result.marks.at(Phase::Publish).map(|d| start + d);
+        let record = PublisherRecord {
+            index: self.slot.index,
+            stream: cfg.url.stream.clone(),
+            expected_refusal: self.slot.duplicate,
+            outcome: verdict.outcome,
+            start_delay: start.saturating_duration_since(self.scheduled),
+            marks: result.marks.done,
+            bytes_sent: result.bytes_sent,
+            max_lag: result.max_lag,
+            streamed: result.streamed,
+        };
+        let _ = events.send(Event::Done {
+            slot: self.slot_index,
+            record,
+            started,
+            closed,
+        });
+    }
+}
+
+fn snapshot(live: &Live, began: Instant, bytes_delta: u64) -> Sample {
+    Sample {
+        t_s: began.elapsed().as_secs_f64(),
+        publishing: live.publishing.load(Relaxed),
+        failed: live.failed.load(Relaxed)
+            + live.refused.load(Relaxed)
+            + live.interrupted.load(Relaxed),
+        bitrate_bps: bytes_delta * 8,
+    }
+}
+
+/// Once a second: a timeline sample with the bitrate over that second.
+async fn sample(live: Arc<Live>, tx: mpsc::UnboundedSender<Event>, began: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let bytes = live.bytes.load(Relaxed);
+        let _ = tx.send(Event::Sample(snapshot(&live, began, bytes - last)));
+        last = bytes;
+    }
+}
+
+/// One push of one stream, for matching its callbacks.
+#[derive(Debug, Default, Clone)]
+struct Push {
+    started: Option<Instant>,
+    closed: Option<Instant>,
+    sequence: Option<String>,
+    push_cb: Option<Instant>,
+    interrupt_cb: Option<Instant>,
+}
+
+/// Matches callbacks to our pushes by stream_id and sequence.
+#[derive(Default)]
+struct Matcher {
+    by_stream: HashMap<String, Vec<usize>>,
+    pushes: HashMap<usize, Push>,
+    latencies: Vec<(CallbackKind, Duration)>,
+    unmatched: u64,
+    duplicates: u64,
+    events: Option<mpsc::UnboundedReceiver<Received>>,
+}
+
+impl Matcher {
+    fn new(streams: Vec<String>) -> Matcher {
+        let mut by_stream: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in streams.iter().enumerate() {
+            by_stream.entry(s.clone()).or_default().push(i);
+        }
+        Matcher {
+            by_stream,
+            ..Matcher::default()
+        }
+    }
+
+    fn started(&mut self, slot: usize, at: Instant) {
+        self.pushes.entry(slot).or_default().started = Some(at);
+    }
+
+    fn closed(&mut self, slot: usize, started: Option<Instant>, closed: Instant) {
+        if started.is_none() {
+            return;
+        }
+        let p = self.pushes.entry(slot).or_default();
+        p.closed = Some(closed);
+        if let Some(a) = p.interrupt_cb {
+            self.latencies
+                .push((CallbackKind::Interrupt, a.saturating_duration_since(closed)));
+        }
+    }
+
+    fn on_callback(&mut self, r: Received) {
+        if r.duplicate {
+            self.duplicates += 1;
+            return;
+        }
+        let arrived = Instant::from_std(r.arrived);
+        let ev = &r.event;
+        let Some(slots) = self.by_stream.get(&ev.stream_id) else {
+            self.unmatched += 1;
+            return;
+        };
+        let seq = Some(ev.sequence.clone()).filter(|s| !s.is_empty());
+        let candidates: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|s| self.pushes.get(s).is_some_and(|p| p.started.is_some()))
+            .collect();
+        let find = |pushes: &HashMap<usize, Push>, want: &dyn Fn(&Push) -> bool| {
+            candidates
+                .iter()
+                .copied()
+                .find(|s| pushes.get(s).is_some_and(want))
+        };
+        match ev.event_type {
+            Some(EVENT_PUSH) => {
+                let slot = find(&self.pushes, &|p| {
+                    seq.is_some() && p.sequence == seq && p.push_cb.is_none()
+                })
+                .or_else(|| {
+                    find(&self.pushes, &|p| {
+                        p.sequence.is_none() && p.push_cb.is_none()
+                    })
+                });
+                let Some(slot) = slot else {
+                    self.unmatched += 1;
+                    return;
+                };
+                let p = self.pushes.get_mut(&slot).expect("candidate exists");
+                p.push_cb = Some(arrived);
+                p.sequence = p.sequence.take().or(seq);
+                if let Some(s) = p.started {
+                    self.latencies
+                        .push((CallbackKind::Push, arrived.saturating_duration_since(s)));
+                }
+            }
+            Some(EVENT_INTERRUPT) => {
+                let slot = find(&self.pushes, &|p| {
+                    seq.is_some() && p.sequence == seq && p.interrupt_cb.is_none()
+                })
+                .or_else(|| {
+                    find(&self.pushes, &|p| {
+                        p.interrupt_cb.is_none() && p.closed.is_some()
+                    })
+                })
+                .or_else(|| find(&self.pushes, &|p| p.interrupt_cb.is_none()));
+                let Some(slot) = slot else {
+                    self.unmatched += 1;
+                    return;
+                };
+                let p = self.pushes.get_mut(&slot).expect("candidate exists");
+                p.interrupt_cb = Some(arrived);
+                p.sequence = p.sequence.take().or(seq);
+                if let Some(c) = p.closed {
+                    self.latencies.push((
+                        CallbackKind::Interrupt,
+                        arrived.saturating_duration_since(c),
+                    ));
+                }
+            }
+            _ => self.unmatched += 1,
+        }
+    }
+
+    fn missing(&self) -> u64 {
+        self.pushes
+            .values()
+            .filter(|p| p.started.is_some())
+            .map(|p| {
+                u64::from(p.push_cb.is_none())
+                    + u64::from(p.closed.is_some() && p.interrupt_cb.is_none())
+            })
+            .sum()
+    }
+
+    fn has_outstanding(&self) -> bool {
+        self.missing() > 0
+    }
+
+    async fn wait(&mut self, until: Instant, cancel: &CancellationToken) {
+        let Some(mut events) = self.events.take() else {
+            return;
+        };
+        while self.has_outstanding() {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => break,
+                r = events.recv() => match r {
+                    Some(r) => self.on_callback(r),
+                    None => break,
+                },
+            }
+        }
+        self.events = Some(events);
+    }
+
+    fn counts(&self, c: &crate::callback::Counters) -> CallbackCounts {
+        CallbackCounts {
+            push: c.accepted_push,
+            interrupt: c.accepted_interrupt,
+            missing: self.missing(),
+            duplicate: c.duplicates.max(self.duplicates),
+            forged: c.forged + c.stale,
+            unmatched: self.unmatched,
+        }
+    }
+}
+
+/// The collector: folds records into the aggregator and matches callbacks.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut callbacks: Option<mpsc::UnboundedReceiver<Received>>,
+    streams: Vec<String>,
+    live: Arc<Live>,
+) -> (Aggregator, Matcher) {
+    let mut agg = Aggregator::new();
+    let mut m = Matcher::new(streams);
+    loop {
+        let cb = async {
+            match callbacks.as_mut() {
+                Some(c) => c.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = rx.recv() => match e {
+                None => break,
+                Some(Event::Started { slot, at }) => m.started(slot, at),
+                Some(Event::Done { slot, record, started, closed }) => {
+                    m.closed(slot, started, closed);
+                    agg.add(&record);
+                }
+                Some(Event::Sample(s)) => agg.add_sample(s),
+            },
+            r = cb => match r {
+                Some(r) => {
+                    live.callbacks.fetch_add(1, Relaxed);
+                    m.on_callback(r);
+                }
+                None => callbacks = None,
+            },
+        }
+    }
+    m.events = callbacks;
+    (agg, m)
+}
