@@ -69,8 +69,9 @@ pub struct LoadArgs {
     pub timeout: Duration,
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub chunk_size: u32,
-    /// Media timer granularity: messages due within one tick share one write.
-    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    /// Media timer granularity: messages due within one tick share one write
+    /// (sent up to one tick early; never late by design).
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     pub tick: Duration,
     #[arg(long)]
     pub insecure: bool,
@@ -230,6 +231,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         tick: args.tick,
         callbacks,
         callback_grace: args.callback_grace,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let out = runner::run(cfg, live.clone(), cancel).await;
     progress.abort();

@@ -68,6 +68,8 @@ pub struct LoadConfig {
     /// Receiver state and its event stream, when callbacks are measured.
     pub callbacks: Option<(ReceiverState, mpsc::UnboundedReceiver<Received>)>,
     pub callback_grace: Duration,
+    /// Single-threaded runtimes the publishers are spread over (one per core).
+    pub workers: usize,
 }
 
 /// What a run returns: the folded aggregate and how it ended.
@@ -145,7 +147,8 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         insecure: cfg.insecure,
         tick: cfg.tick,
     });
-    let mut tasks = tokio::task::JoinSet::new();
+    let workers = Workers::start(cfg.workers);
+    let mut tasks = Vec::with_capacity(cfg.slots.len());
     let mut started = 0;
     for (i, (slot, url)) in cfg.slots.iter().zip(cfg.urls).enumerate() {
         let due = began + slot.at;
@@ -163,9 +166,13 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
             url,
             scheduled: due,
         };
-        tasks.spawn(task.run(shared.clone(), live.clone(), tx.clone(), cancel.clone()));
+        let fut = task.run(shared.clone(), live.clone(), tx.clone(), cancel.clone());
+        tasks.push(workers.spawn(i, fut));
     }
-    while tasks.join_next().await.is_some() {}
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(workers);
     sampler.abort();
     // Callback grace: wait for outstanding callbacks, unless interrupted.
     let grace_end = Instant::now()
@@ -192,6 +199,66 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         interrupted_by_user: cancel.is_cancelled(),
         elapsed: began.elapsed(),
         started,
+    }
+}
+
+/// Publisher tasks run on one single-threaded runtime per core: no work
+/// stealing, no cross-thread wake-ups on the media path.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> Workers {
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..n.max(1) {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!("cannot start worker runtime {i}: {e}; using fewer");
+                    continue;
+                }
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            handles.push(rt.handle().clone());
+            stops.push(stop);
+            let spawned = std::thread::Builder::new()
+                .name(format!("publishers-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let _ = stopped.await;
+                    })
+                });
+            if spawned.is_err() {
+                handles.pop();
+                stops.pop();
+            }
+        }
+        Workers { handles, stops }
+    }
+
+    /// Spawns on worker `i % n`, or on the caller's runtime when none started.
+    fn spawn<F>(&self, i: usize, fut: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.handles.len() {
+            0 => tokio::spawn(fut),
+            n => self.handles[i % n].spawn(fut),
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for s in self.stops.drain(..) {
+            let _ = s.send(());
+        }
     }
 }
 
@@ -511,4 +578,21 @@ async fn collect(
     }
     m.events = callbacks;
     (agg, m)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 6: every streaming publisher carries its task's future; keep it
+    /// small so 10,000 publishers fit in 8 KB each all told.
+    #[test]
+    fn publisher_future_stays_small() {
+        let plan = crate::media::MediaPlan::new(&crate::flv::default_fixture(), 4096);
+        let url = crate::sign::PushUrl::parse("rtmp://127.0.0.1:9/live/s").unwrap();
+        let cfg = crate::publish::PublishConfig::new(url);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut obs = ();
+        let f = crate::publish::publish(&cfg, &plan, &cancel, &mut obs);
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 1536, "publish future grew to {size} bytes");
+    }
 }

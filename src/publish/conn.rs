@@ -96,6 +96,8 @@ pub struct Conn {
     acked: u64,
     window: u32,
     pub bytes_sent: u64,
+    /// Bytes of a media batch the socket did not take at once.
+    backlog: BytesMut,
 }
 
 impl Conn {
@@ -111,6 +113,7 @@ impl Conn {
             acked: 0,
             window: 2_500_000,
             bytes_sent: 0,
+            backlog: BytesMut::new(),
         }
     }
 
@@ -164,8 +167,8 @@ impl Conn {
     /// Reads once from the socket into the buffer. Cancel-safe: it writes
     /// nothing, so it can race a timer in `select!`.
     pub async fn fill(&mut self) -> Result<(), ReadError> {
-        if self.rbuf.capacity() - self.rbuf.len() < 256 {
-            self.rbuf.reserve(4096);
+        if self.rbuf.capacity() - self.rbuf.len() < 128 {
+            self.rbuf.reserve(512);
         }
         let n = self.io.read_buf(&mut self.rbuf).await?;
         if n == 0 {
@@ -196,8 +199,8 @@ impl Conn {
             }
         }
         // Keep idle connections small: give back a grown buffer once empty.
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 8192 {
-            self.rbuf = BytesMut::with_capacity(256);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 2048 {
+            self.rbuf = BytesMut::with_capacity(512);
         }
         Ok(None)
     }
@@ -212,6 +215,56 @@ impl Conn {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now of a media batch without waiting
+    /// (one `writev` on TCP); the rest is copied to a backlog that
+    /// [`Conn::flush_backlog`] sends. Nothing is held across an await.
+    pub fn write_batch_now(&mut self, slices: &[IoSlice<'_>]) -> io::Result<()> {
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let written = if self.backlog.is_empty() {
+            match &self.io {
+                Transport::Tcp(s) => match s.try_write_vectored(slices) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                },
+                Transport::Tls(_) => 0,
+            }
+        } else {
+            0
+        };
+        self.bytes_sent += written as u64;
+        if written < total {
+            let mut skip = written;
+            for s in slices {
+                if skip >= s.len() {
+                    skip -= s.len();
+                    continue;
+                }
+                self.backlog.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Sends the backlog in full, then frees it.
+    pub async fn flush_backlog(&mut self) -> io::Result<()> {
+        while !self.backlog.is_empty() {
+            let n = self.io.write(&self.backlog).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.bytes_sent += n as u64;
+            bytes::Buf::advance(&mut self.backlog, n);
+        }
+        self.backlog = BytesMut::new();
         Ok(())
     }
 

@@ -313,7 +313,9 @@ pub async fn publish(
     };
     let mut bytes_sent = 0;
     let mut stream = StreamStats::default();
-    let ending = match run.setup(cancel).await {
+    // Setup and teardown futures are large (timeouts, handshake) and short
+    // lived: boxed, they do not inflate every streaming task.
+    let ending = match Box::pin(run.setup(cancel)).await {
         Err(failure) => Ending::Failed { failure },
         Ok(None) => Ending::Completed, // cancelled before Publish.Start
         Ok(Some((mut conn, stream_id))) => {
@@ -321,7 +323,7 @@ pub async fn publish(
                 .stream(&mut conn, stream_id, plan, cancel, &mut stream)
                 .await;
             if ending == Ending::Completed {
-                run.unpublish(&mut conn, stream_id).await;
+                Box::pin(run.unpublish(&mut conn, stream_id)).await;
             }
             bytes_sent = conn.bytes_sent;
             ending
@@ -635,7 +637,6 @@ impl Run<'_> {
         drop(out);
         let mut cursor = Cursor::new(plan, self.cfg.start_index);
         let end = self.cfg.duration.map(|d| began + d);
-        const BATCH: usize = 32;
         loop {
             let now = Instant::now();
             if end.is_some_and(|e| now >= e) {
@@ -643,30 +644,24 @@ impl Run<'_> {
             }
             // Everything due by the end of this tick goes out in one write.
             let horizon = now.saturating_duration_since(began) + self.cfg.tick;
-            let mut hdrs = [[0u8; MEDIA_HEADER_MAX]; BATCH];
-            let mut lens = [0usize; BATCH];
-            let mut tags = [None; BATCH];
-            let mut n = 0;
-            while n < BATCH && Duration::from_millis(cursor.next_due_ms(plan)) <= horizon {
-                let (hl, tag, due) = cursor.next(plan, stream_id, &mut hdrs[n]);
-                lens[n] = hl;
-                tags[n] = Some(tag);
-                let due_at = began + Duration::from_millis(due);
-                stats.max_lag = stats.max_lag.max(now.saturating_duration_since(due_at));
-                stats.media_ms = due;
-                n += 1;
-            }
-            if n > 0 {
-                let mut slices = [IoSlice::new(&[]); 2 * BATCH];
-                for i in 0..n {
-                    slices[2 * i] = IoSlice::new(&hdrs[i][..lens[i]]);
-                    slices[2 * i + 1] = IoSlice::new(tags[i].map_or(&[][..], |t| &t.body[..]));
+            let (written, more) = match self.send_due(
+                conn,
+                &mut cursor,
+                plan,
+                stream_id,
+                began,
+                now,
+                horizon,
+                stats,
+            ) {
+                Ok(x) => x,
+                Err(e) => {
+                    let f = self.write_failure(phase, e);
+                    return self.end_stream(stats, began, f);
                 }
-                let w = tokio::time::timeout(
-                    self.cfg.timeout,
-                    conn.write_vectored_all(&mut slices[..2 * n]),
-                );
-                match w.await {
+            };
+            if conn.has_backlog() {
+                match tokio::time::timeout(self.cfg.timeout, conn.flush_backlog()).await {
                     Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
                     Ok(Err(e)) => {
                         let f = self.write_failure(phase, e);
@@ -674,15 +669,17 @@ impl Run<'_> {
                     }
                     Ok(Ok(())) => {}
                 }
-                let written: usize = (0..n)
-                    .map(|i| lens[i] + tags[i].map_or(0, |t| t.body.len()))
-                    .sum();
-                self.observer.sent(written as u64);
-                if n == BATCH {
-                    continue; // more is due right now
-                }
             }
+            if written > 0 {
+                self.observer.sent(written);
+            }
+            if more {
+                continue; // more is due right now
+            }
+            // Wake on the shared tick grid, at or before the next message's
+            // due time, so timers of many publishers fire together.
             let next = began + Duration::from_millis(cursor.next_due_ms(plan));
+            let next = grid_floor(next, self.cfg.tick).max(now);
             let wake = match end {
                 Some(e) if e < next => e,
                 _ => next,
@@ -713,6 +710,50 @@ impl Run<'_> {
         }
         stats.streamed = began.elapsed();
         Ending::Completed
+    }
+
+    /// Writes the messages due by `horizon` (stream time) in one vectored
+    /// write without awaiting. Returns bytes written or queued, and whether
+    /// more is due at once (the batch was full).
+    #[allow(clippy::too_many_arguments)]
+    fn send_due(
+        &mut self,
+        conn: &mut Conn,
+        cursor: &mut Cursor,
+        plan: &MediaPlan,
+        stream_id: u32,
+        began: Instant,
+        now: Instant,
+        horizon: Duration,
+        stats: &mut StreamStats,
+    ) -> std::io::Result<(u64, bool)> {
+        const BATCH: usize = 32;
+        let mut hdrs = [[0u8; MEDIA_HEADER_MAX]; BATCH];
+        let mut lens = [0usize; BATCH];
+        let mut tags = [None; BATCH];
+        let mut n = 0;
+        while n < BATCH && Duration::from_millis(cursor.next_due_ms(plan)) <= horizon {
+            let (hl, tag, due) = cursor.next(plan, stream_id, &mut hdrs[n]);
+            lens[n] = hl;
+            tags[n] = Some(tag);
+            let due_at = began + Duration::from_millis(due);
+            stats.max_lag = stats.max_lag.max(now.saturating_duration_since(due_at));
+            stats.media_ms = due;
+            n += 1;
+        }
+        if n == 0 {
+            return Ok((0, false));
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        let mut written = 0;
+        for i in 0..n {
+            let body = tags[i].map_or(&[][..], |t| &t.body[..]);
+            slices[2 * i] = IoSlice::new(&hdrs[i][..lens[i]]);
+            slices[2 * i + 1] = IoSlice::new(body);
+            written += lens[i] + body.len();
+        }
+        conn.write_batch_now(&slices[..2 * n])?;
+        Ok((written as u64, n == BATCH))
     }
 
     fn end_stream(&mut self, stats: &mut StreamStats, began: Instant, failure: Failure) -> Ending {
@@ -757,6 +798,15 @@ impl Run<'_> {
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), fut).await;
     }
+}
+
+/// The latest instant on the process-wide tick grid at or before `t`.
+fn grid_floor(t: Instant, tick: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now));
+    let tick_ns = tick.as_nanos().max(1);
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    epoch + Duration::from_nanos(((since / tick_ns) * tick_ns) as u64)
 }
 
 fn interrupted(failure: Failure) -> Ending {
