@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Whole-process comparison (issue 6), all on loopback, in one run:
+#  1. nginx-rtmp on 127.0.0.1: pushprobe load (200 publishers) vs ffmpeg -re -c copy
+#     (20 processes), same fixture, same duration: CPU ms per stream-second
+#     (user + sys) and peak resident memory per publisher, with the ratios.
+#  2. 10,000 publishers of fixtures/low-240p.flv for 60 s, ramped at 1,000/s,
+#     against the local ingest (`pushprobe serve`) in another process:
+#     accepted count, max lag, client memory per publisher, both CPUs.
+#
+# Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS]
+#   defaults: 30 s for part 1, 10000 publishers for part 2 (0 skips part 2).
+# Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-30}
+SCALE=${2:-10000}
+cargo build --release --quiet
+B=$PWD/target/release/pushprobe
+FIX=$PWD/fixtures/sd-360p.flv
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "fixture: $FIX ($(ffprobe -v error -show_entries format=bit_rate -of csv=p=0 "$FIX") bit/s)"
+
+# ---- part 1: nginx-rtmp, pushprobe vs ffmpeg ----
+NP=$(free_port)
+cat > "$WORK/n.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off; master_process off; pid $WORK/n.pid; error_log $WORK/err.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+rtmp { server { listen 127.0.0.1:$NP; application live { live on; record off; } } }
+EOF
+nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
+wait_port "$NP"
+
+N_PP=200
+/usr/bin/time -f "%U %S %M" -o "$WORK/pp.time" \
+  "$B" load --url-template "rtmp://127.0.0.1:$NP/live/pp{i}" --publishers $N_PP --rate 200 \
+  --duration "${SECS}s" --fixture "$FIX" --progress none --json "$WORK/pp.json" > "$WORK/pp.txt"
+
+N_FF=20
+for i in $(seq 1 $N_FF); do
+  /usr/bin/time -f "%U %S %M" -o "$WORK/ff$i.time" \
+    ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$FIX" -c copy -t "$SECS" \
+    -f flv "rtmp://127.0.0.1:$NP/live/ff$i" &
+  PIDS+=($!)
+done
+wait "${PIDS[@]:1}" 2>/dev/null || true
+
+python3 - "$WORK" "$N_PP" "$N_FF" "$SECS" <<'PY'
+import json, sys, glob
+work, npp, nff, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+u, s, m = map(float, open(f"{work}/pp.time").read().split()[-3:])
+rep = json.load(open(f"{work}/pp.json"))
+pp_ss = rep["stream_seconds"]
+pp_cpu = (u + s) * 1000 / pp_ss
+pp_mem = m / npp
+acc = rep["outcomes"].get("accepted", 0)
+ff_cpu_s = ff_mem = 0.0
+for f in glob.glob(f"{work}/ff*.time"):
+    fu, fs, fm = map(float, open(f).read().split()[-3:])
+    ff_cpu_s += fu + fs
+    ff_mem += fm
+ff_cpu = ff_cpu_s * 1000 / (nff * secs)
+ff_memp = ff_mem / nff
+print(f"\npart 1: nginx-rtmp, {secs:.0f} s")
+print(f"{'client':<34}{'CPU ms/stream-s':>16}{'KB/publisher':>14}")
+print(f"{'pushprobe load ('+str(npp)+' publishers)':<34}{pp_cpu:>16.3f}{pp_mem:>14.1f}   ({acc} accepted, max lag {rep['max_lag_ms']:.0f} ms)")
+print(f"{'ffmpeg -re -c copy ('+str(nff)+' processes)':<34}{ff_cpu:>16.3f}{ff_memp:>14.1f}")
+print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.0f}x, memory {ff_memp/pp_mem:.0f}x")
+print("baselines (DESIGN.md): srs-bench 0.62 ms, 53 KB; target <= 0.15 ms, <= 8 KB")
+PY
+
+# ---- part 2: 10,000 publishers against the local ingest ----
+if [ "$SCALE" -gt 0 ]; then
+  IP=$(free_port)
+  PUSHPROBE_KEY=bench "$B" serve --listen 127.0.0.1:"$IP" --idle-timeout 30s 2> "$WORK/serve.log" & SP=$!
+  PIDS+=($SP)
+  wait_port "$IP"
+  /usr/bin/time -f "%U %S %M" -o "$WORK/scale.time" env PUSHPROBE_KEY=bench \
+    "$B" load --domain 127.0.0.1 --port "$IP" --publishers "$SCALE" --rate 1000 --duration 60s \
+    --fixture "$PWD/fixtures/low-240p.flv" --progress none --json "$WORK/scale.json" --hgrm "$WORK/hgrm" > "$WORK/scale.txt" || true
+  read -r SU SS < <(awk '{print $14, $15}' /proc/$SP/stat)
+  TCK=$(getconf CLK_TCK)
+  python3 - "$WORK" "$SCALE" "$SU" "$SS" "$TCK" <<'PY'
+import json, sys
+work, n, su, ss, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+u, s, m = map(float, open(f"{work}/scale.time").read().split()[-3:])
+rep = json.load(open(f"{work}/scale.json"))
+ss_ = rep["stream_seconds"]
+pub = rep["phases_ms"]["publish"]
+print(f"\npart 2: {n} publishers of low-240p for 60 s at 1000/s against pushprobe serve")
+print(f"accepted {rep['outcomes'].get('accepted', 0)} of {n}, max lag {rep['max_lag_ms']:.0f} ms")
+print(f"time to Publish.Start: p50 {pub['p50']:.1f} ms, p99 {pub['p99']:.1f} ms, max {pub['max']:.1f} ms")
+print(f"client: {(u+s)*1000/ss_:.3f} CPU ms/stream-s, peak RSS {m/1024:.1f} MB = {m/n:.2f} KB/publisher all told")
+print(f"ingest: {(su+ss)/tck*1000/ss_:.3f} CPU ms/stream-s")
+PY
+  sed -n '/latency, ms/,/lag behind/p' "$WORK/scale.txt"
+fi
