@@ -382,7 +382,7 @@ impl Run<'_> {
         }
     }
 
-    fn write_failure(&self, phase: Phase, e: std::io::Error) -> Failure {
+    fn io_failure(&self, phase: Phase, e: std::io::Error) -> Failure {
         if is_reset(&e) {
             self.closed(phase)
         } else {
@@ -445,19 +445,13 @@ impl Run<'_> {
             })?;
             io.write_all(&c0c1)
                 .await
-                .map_err(|e| self.write_failure(phase, e))?;
+                .map_err(|e| self.io_failure(phase, e))?;
             let mut buf = vec![0u8; 4096];
             loop {
-                let n = io.read(&mut buf).await.map_err(|e| {
-                    if is_reset(&e) {
-                        self.closed(phase)
-                    } else {
-                        Failure::Io {
-                            phase,
-                            detail: e.to_string(),
-                        }
-                    }
-                })?;
+                let n = io
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| self.io_failure(phase, e))?;
                 if n == 0 {
                     return Err(self.closed(phase));
                 }
@@ -468,7 +462,7 @@ impl Run<'_> {
                 if !step.send.is_empty() {
                     io.write_all(&step.send)
                         .await
-                        .map_err(|e| self.write_failure(phase, e))?;
+                        .map_err(|e| self.io_failure(phase, e))?;
                 }
                 if let Some(left) = step.done {
                     return Ok(left);
@@ -553,13 +547,13 @@ impl Run<'_> {
         );
         conn.send_command(0, &cmd)
             .await
-            .map_err(|e| self.write_failure(Phase::Connect, e))?;
+            .map_err(|e| self.io_failure(Phase::Connect, e))?;
         self.await_reply(conn, Phase::Connect, 1.0, None).await?;
         // Raise our chunk size for media.
         let cs = self.cfg.chunk_size.clamp(128, 0xFF_FFFF);
         conn.send_control(&Control::SetChunkSize(cs))
             .await
-            .map_err(|e| self.write_failure(Phase::Connect, e))?;
+            .map_err(|e| self.io_failure(Phase::Connect, e))?;
         conn.chunk_size = cs;
         Ok(())
     }
@@ -570,11 +564,11 @@ impl Run<'_> {
         for (tid, cmd) in [(2.0, "releaseStream"), (3.0, "FCPublish")] {
             conn.send_command(0, &Command::new(cmd, tid, Value::Null, vec![name.clone()]))
                 .await
-                .map_err(|e| self.write_failure(phase, e))?;
+                .map_err(|e| self.io_failure(phase, e))?;
         }
         conn.send_command(0, &Command::new("createStream", 4.0, Value::Null, vec![]))
             .await
-            .map_err(|e| self.write_failure(phase, e))?;
+            .map_err(|e| self.io_failure(phase, e))?;
         let reply = self.await_reply(conn, phase, 4.0, None).await?;
         let id = reply
             .args
@@ -601,7 +595,7 @@ impl Run<'_> {
         );
         conn.send_command(stream_id, &cmd)
             .await
-            .map_err(|e| self.write_failure(phase, e))?;
+            .map_err(|e| self.io_failure(phase, e))?;
         self.publish_sent = Some(self.start.elapsed());
         self.await_reply(conn, phase, 5.0, Some("NetStream.Publish.Start"))
             .await?;
@@ -629,7 +623,7 @@ impl Run<'_> {
         match tokio::time::timeout(self.cfg.timeout, conn.write_all(&out)).await {
             Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
             Ok(Err(e)) => {
-                let f = self.write_failure(phase, e);
+                let f = self.io_failure(phase, e);
                 return self.end_stream(stats, began, f);
             }
             Ok(Ok(())) => {}
@@ -656,7 +650,7 @@ impl Run<'_> {
             ) {
                 Ok(x) => x,
                 Err(e) => {
-                    let f = self.write_failure(phase, e);
+                    let f = self.io_failure(phase, e);
                     return self.end_stream(stats, began, f);
                 }
             };
@@ -664,7 +658,7 @@ impl Run<'_> {
                 match tokio::time::timeout(self.cfg.timeout, conn.flush_backlog()).await {
                     Err(_) => return self.end_stream(stats, began, Failure::Timeout { phase }),
                     Ok(Err(e)) => {
-                        let f = self.write_failure(phase, e);
+                        let f = self.io_failure(phase, e);
                         return self.end_stream(stats, began, f);
                     }
                     Ok(Ok(())) => {}
