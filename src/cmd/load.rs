@@ -323,7 +323,7 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
         let msg = format!("{} {mbps:.1} Mbit/s", line(&live));
         match &bar {
             Some(b) => {
-                b.set_position(live.finished.load(Relaxed));
+                b.set_position(live.scheduled.load(Relaxed));
                 b.set_message(msg);
             }
             None => eprintln!("{msg}"),
