@@ -474,6 +474,13 @@ fn too_few_open_files_is_a_usage_error_naming_the_limit_and_shard() {
     );
     let t = text(&o);
     assert_eq!(code(&o), 2, "{t}");
-    assert!(t.contains("open files") && t.contains("256"), "{t}");
-    assert!(t.contains("--shard"), "{t}");
+    assert!(
+        t.contains("1000 publishers need about 1064 open files"),
+        "{t}"
+    );
+    assert!(
+        t.contains("open-files limit") && t.contains("is 256"),
+        "{t}"
+    );
+    assert!(t.contains("--shard I/N") && t.contains("more pods"), "{t}");
 }

@@ -114,16 +114,29 @@ fn shard_of(args: &LoadArgs) -> anyhow::Result<Shard> {
     Ok(Shard::WHOLE)
 }
 
-/// Raises the open-files soft limit to the hard one; errors when `need` does not fit.
-fn ensure_open_files(need: u64) -> anyhow::Result<u64> {
+/// File descriptors a run needs beyond one per publisher: the runtime, the
+/// callback receiver and its connections, the report files.
+const SPARE_FILES: u64 = 64;
+
+/// Raises the open-files soft limit to the hard one; errors when `publishers` do not fit.
+fn ensure_open_files(publishers: u64) -> anyhow::Result<u64> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    check_open_files(publishers, limit)?;
+    Ok(limit)
+}
+
+/// Whether `publishers` (one socket each) fit under an open-files `limit`.
+fn check_open_files(publishers: u64, limit: u64) -> anyhow::Result<()> {
+    let need = publishers.saturating_add(SPARE_FILES);
     if need > limit {
         bail!(
-            "{need} publishers need about {need} open files but this process may open {limit}: \
-             raise `ulimit -n` (hard limit), or split the run with --shard I/N across processes or pods"
+            "{publishers} publishers need about {need} open files, but the open-files limit \
+             (RLIMIT_NOFILE, `ulimit -n`) is {limit} even after raising it to the hard limit: \
+             raise the hard limit (`ulimit -Hn` as root, or the container runtime's nofile limit), \
+             or split the run with --shard I/N across processes (--shards N across more pods)"
         );
     }
-    Ok(limit)
+    Ok(())
 }
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
@@ -173,7 +186,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let (fixture, fixture_name) = super::push::load_fixture(args.fixture.as_deref())?;
     let plan = MediaPlan::new(&fixture, args.chunk_size);
     drop(fixture);
-    ensure_open_files(slots.len() as u64 + 64)?;
+    ensure_open_files(slots.len() as u64)?;
 
     let cancel = super::push::cancel_on_signal();
     let mut callbacks = None;
@@ -326,5 +339,25 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
             }
             None => eprintln!("{msg}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_error_names_the_limit_and_the_fix() {
+        check_open_files(1000, 1064).unwrap();
+        let e = format!("{:#}", check_open_files(1000, 256).unwrap_err());
+        assert!(
+            e.starts_with("1000 publishers need about 1064 open files"),
+            "{e}"
+        );
+        assert!(
+            e.contains("open-files limit (RLIMIT_NOFILE, `ulimit -n`) is 256"),
+            "{e}"
+        );
+        assert!(e.contains("--shard I/N") && e.contains("more pods"), "{e}");
     }
 }
