@@ -384,7 +384,15 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
     );
     let t = text(&o);
     assert_eq!(code(&o), 2, "{t}");
-    assert!(t.contains("truncated.json: not JSON"), "{t}");
+    assert!(
+        t.contains("truncated.json: not JSON: EOF while parsing"),
+        "{t}"
+    );
+    assert_eq!(
+        t.matches("EOF while parsing").count(),
+        1,
+        "cause said twice: {t}"
+    );
 }
 
 #[test]
