@@ -470,6 +470,36 @@ fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
     assert!(t.contains("(interrupted by user)"), "{t}");
 }
 
+/// Regression (issue 5): a publisher stopped by Ctrl-C before Publish.Start
+/// was reported as accepted. Against a listener that never answers the
+/// handshake, nothing is accepted and nothing is measured.
+#[test]
+fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("silent.json");
+    let p = spawn(
+        bin()
+            .args(["load", "--progress", "none", "--url-template"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/s{{i}}"))
+            .args(["--publishers", "5", "--rate", "0", "--timeout", "20s"])
+            .arg("--json")
+            .arg(&json),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&p);
+    let o = p.finish(Duration::from_secs(10));
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    let v = read_json(&json);
+    assert_eq!(v["interrupted_by_user"], true);
+    assert_eq!(u(&v, "/outcomes/accepted"), 0, "{t}");
+    assert_eq!(u(&v, "/publishers"), 0, "{t}");
+    assert_eq!(u(&v, "/publishers_planned"), 5, "{t}");
+    drop(silent);
+}
+
 #[test]
 fn too_few_open_files_is_a_usage_error_naming_the_limit_and_shard() {
     let o = run(

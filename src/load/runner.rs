@@ -19,7 +19,7 @@ use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::cmd::push::local_facts;
 use crate::media::MediaPlan;
-use crate::publish::{self, Observer, Phase, PublishConfig};
+use crate::publish::{self, Ending, Observer, Phase, PublishConfig};
 use crate::sign::{Keys, PushUrl};
 
 /// Counters the progress display and the timeline read.
@@ -120,8 +120,9 @@ impl Observer for LiveObserver {
     }
 }
 
-/// Runs the load. `cancel` (Ctrl-C) stops streaming publishers cleanly and
-/// skips those not started; what was measured is still returned.
+/// Runs the load. `cancel` (Ctrl-C) stops streaming publishers cleanly, skips
+/// those not started and leaves out those still connecting (their outcome is
+/// unknown); what was measured is still returned.
 pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) -> LoadOutput {
     let began = Instant::now();
     if let Ok(mut h) = live.to_publish.lock() {
@@ -236,6 +237,14 @@ impl One {
         };
         let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
         let closed = Instant::now();
+        if !result.accepted() && result.ending == Ending::Completed {
+            // Stopped by the user before Publish.Start: we cannot tell what
+            // the ingest would have said, so it is not measured (publish()
+            // reports this as a completed push, which would read "accepted").
+            live.connecting.fetch_sub(1, Relaxed);
+            live.finished.fetch_add(1, Relaxed);
+            return;
+        }
         let facts = local_facts(
             &cfg.url,
             &shared.keys,
