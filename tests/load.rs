@@ -154,6 +154,7 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
         (300, 300, 0, 0, 0),
         "{t}"
     );
+    assert_eq!(v["callbacks"]["measured"], true);
     assert_eq!(u(&v, "/callbacks/latency_ms/push/count"), 300);
     assert_eq!(u(&v, "/callbacks/latency_ms/interrupt/count"), 300);
     assert_eq!(v["coverage"]["covered"], 300);
@@ -468,6 +469,11 @@ fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
     assert!(v["duration_s"].as_f64().unwrap() < 10.0);
     assert!(v["stream_seconds"].as_f64().unwrap() < 60.0 * 10.0);
     assert!(t.contains("(interrupted by user)"), "{t}");
+    assert_eq!(v["callbacks"]["measured"], false);
+    assert!(
+        t.contains("callbacks: not measured (use --callback-listen)"),
+        "{t}"
+    );
 }
 
 /// Regression (issue 5): a publisher stopped by Ctrl-C before Publish.Start

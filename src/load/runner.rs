@@ -183,6 +183,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         // it handed its receiver back inside `matcher`.
         matcher.wait(grace_end, &cancel).await;
         let c = state.counters();
+        // A receiver ran: its counts, zeros included, are measurements.
         aggregator.set_callback_counts(matcher.counts(&c));
         for (kind, d) in matcher.latencies.drain(..) {
             aggregator.add_callback_latency(kind, d);
