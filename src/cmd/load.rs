@@ -281,10 +281,13 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Exit 0: every planned publisher (duplicates aside) ran, was accepted and
-/// held real time (max lag under 1 s).
+/// held real time (max lag under 1 s), and no deliberate duplicate was accepted.
 pub fn passed(s: &Summary, planned_primary: u64) -> bool {
     let accepted = s.outcomes.get(&Outcome::Accepted).copied().unwrap_or(0);
-    s.publishers == planned_primary && accepted == s.publishers && s.max_lag_ms < 1000.0
+    s.publishers == planned_primary
+        && accepted == s.publishers
+        && s.max_lag_ms < 1000.0
+        && s.expected_refusals.accepted == 0
 }
 
 async fn progress(live: Arc<Live>, mode: String, total: u64) {
@@ -345,6 +348,61 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::aggregate::Aggregator;
+    use crate::load::record::PublisherRecord;
+    use crate::publish::Phase;
+
+    fn record(index: u64, outcome: Outcome, duplicate: bool) -> PublisherRecord {
+        PublisherRecord {
+            index,
+            stream: format!("load-{index}"),
+            expected_refusal: duplicate,
+            outcome,
+            start_delay: Duration::ZERO,
+            marks: vec![(Phase::Publish, Duration::from_millis(50))],
+            bytes_sent: 1000,
+            max_lag: Duration::from_millis(5),
+            streamed: Duration::from_secs(4),
+        }
+    }
+
+    fn summary(records: &[PublisherRecord]) -> Summary {
+        let mut a = Aggregator::new();
+        for r in records {
+            a.add(r);
+        }
+        a.summary(RunMeta {
+            started_unix: 0,
+            duration_s: 5.0,
+            target: String::new(),
+            shard: None,
+            publishers_planned: 2,
+            interrupted_by_user: false,
+        })
+    }
+
+    #[test]
+    fn passes_when_all_accepted_and_every_duplicate_refused() {
+        let ok = [
+            record(0, Outcome::Accepted, false),
+            record(1, Outcome::Accepted, false),
+            record(0, Outcome::AlreadyInUse, true),
+        ];
+        assert!(passed(&summary(&ok), 2));
+        assert!(!passed(&summary(&ok[..1]), 2), "a publisher missing");
+        let refused = [ok[0].clone(), record(1, Outcome::ExpiredUrl, false)];
+        assert!(!passed(&summary(&refused), 2));
+        let mut slow = ok.clone();
+        slow[1].max_lag = Duration::from_millis(1500);
+        assert!(!passed(&summary(&slow), 2), "fell behind real time");
+        // Regression (issue 5): a duplicate the ingest accepted passed.
+        let dup_accepted = [
+            ok[0].clone(),
+            ok[1].clone(),
+            record(0, Outcome::Accepted, true),
+        ];
+        assert!(!passed(&summary(&dup_accepted), 2));
+    }
 
     #[test]
     fn open_files_error_names_the_limit_and_the_fix() {
