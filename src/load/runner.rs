@@ -500,7 +500,11 @@ async fn collect(
                 None => std::future::pending().await,
             }
         };
+        // Publisher events first: a publisher's Started is queued before it
+        // sends the media that makes the ingest call back, so draining them
+        // first means a callback never finds its push not yet started.
         tokio::select! {
+            biased;
             e = rx.recv() => match e {
                 None => break,
                 Some(Event::Started { slot, at }) => m.started(slot, at),
@@ -521,4 +525,50 @@ async fn collect(
     }
     m.events = callbacks;
     (agg, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callback::CallbackEvent;
+
+    fn push_callback(stream: &str) -> Received {
+        Received {
+            event: CallbackEvent {
+                stream_id: stream.to_owned(),
+                event_type: Some(EVENT_PUSH),
+                sequence: "seq-1".to_owned(),
+                ..CallbackEvent::default()
+            },
+            arrived: std::time::Instant::now(),
+            duplicate: false,
+        }
+    }
+
+    /// Regression (issue 5): with both queues ready, the collector could take
+    /// a push callback before the Started event queued ahead of it, count it
+    /// unmatched and then wait out the grace for a callback it had dropped.
+    #[tokio::test]
+    async fn a_callback_behind_its_started_event_is_matched() {
+        for _ in 0..32 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (cb_tx, cb_rx) = mpsc::unbounded_channel();
+            tx.send(Event::Started {
+                slot: 0,
+                at: Instant::now(),
+            })
+            .unwrap();
+            cb_tx.send(push_callback("load-0")).unwrap();
+            drop(tx);
+            let live = Arc::new(Live::default());
+            let (_, mut m) = collect(rx, Some(cb_rx), vec!["load-0".to_owned()], live).await;
+            m.wait(
+                Instant::now() + Duration::from_secs(1),
+                &CancellationToken::new(),
+            )
+            .await;
+            assert_eq!((m.unmatched, m.missing()), (0, 0));
+            assert_eq!(m.latencies.len(), 1);
+        }
+    }
 }
