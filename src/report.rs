@@ -100,11 +100,15 @@ pub fn text(s: &Summary, out: &mut impl Write) -> io::Result<()> {
     row(out, "lag behind real time", &s.lag_ms)?;
 
     let c = &s.callbacks.counts;
-    writeln!(
-        out,
-        "\ncallbacks: push {}, interrupt {}, missing {}, duplicate {}, forged {}, unmatched {}",
-        c.push, c.interrupt, c.missing, c.duplicate, c.forged, c.unmatched
-    )?;
+    if s.callbacks.measured {
+        writeln!(
+            out,
+            "\ncallbacks: push {}, interrupt {}, missing {}, duplicate {}, forged {}, unmatched {}",
+            c.push, c.interrupt, c.missing, c.duplicate, c.forged, c.unmatched
+        )?;
+    } else {
+        writeln!(out, "\ncallbacks: not measured (use --callback-listen)")?;
+    }
     for (name, p) in [
         ("push latency", &s.callbacks.latency_ms.push),
         ("interrupt latency", &s.callbacks.latency_ms.interrupt),
@@ -354,6 +358,31 @@ pub(crate) mod tests {
         assert!(
             !out.contains("timeout"),
             "zero outcomes are left out:\n{out}"
+        );
+    }
+
+    #[test]
+    fn text_says_when_callbacks_were_not_measured() {
+        let mut a = Aggregator::new();
+        for i in 0..5 {
+            a.add(&record(i));
+        }
+        let mut out = Vec::new();
+        text(&a.summary(meta(None, 5)), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\ncallbacks: not measured (use --callback-listen)\n"),
+            "{out}"
+        );
+        assert!(!out.contains("callbacks: push"), "{out}");
+
+        a.set_callback_counts(CallbackCounts::default());
+        let mut out = Vec::new();
+        text(&a.summary(meta(None, 5)), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("callbacks: push 0, interrupt 0, missing 0"),
+            "{out}"
         );
     }
 

@@ -115,16 +115,29 @@ fn shard_of(args: &LoadArgs) -> anyhow::Result<Shard> {
     Ok(Shard::WHOLE)
 }
 
-/// Raises the open-files soft limit to the hard one; errors when `need` does not fit.
-fn ensure_open_files(need: u64) -> anyhow::Result<u64> {
+/// File descriptors a run needs beyond one per publisher: the runtime, the
+/// callback receiver and its connections, the report files.
+const SPARE_FILES: u64 = 64;
+
+/// Raises the open-files soft limit to the hard one; errors when `publishers` do not fit.
+fn ensure_open_files(publishers: u64) -> anyhow::Result<u64> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    check_open_files(publishers, limit)?;
+    Ok(limit)
+}
+
+/// Whether `publishers` (one socket each) fit under an open-files `limit`.
+fn check_open_files(publishers: u64, limit: u64) -> anyhow::Result<()> {
+    let need = publishers.saturating_add(SPARE_FILES);
     if need > limit {
         bail!(
-            "{need} publishers need about {need} open files but this process may open {limit}: \
-             raise `ulimit -n` (hard limit), or split the run with --shard I/N across processes or pods"
+            "{publishers} publishers need about {need} open files, but the open-files limit \
+             (RLIMIT_NOFILE, `ulimit -n`) is {limit} even after raising it to the hard limit: \
+             raise the hard limit (`ulimit -Hn` as root, or the container runtime's nofile limit), \
+             or split the run with --shard I/N across processes (--shards N across more pods)"
         );
     }
-    Ok(limit)
+    Ok(())
 }
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
@@ -174,7 +187,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let (fixture, fixture_name) = super::push::load_fixture(args.fixture.as_deref())?;
     let plan = MediaPlan::new(&fixture, args.chunk_size);
     drop(fixture);
-    ensure_open_files(slots.len() as u64 + 64)?;
+    ensure_open_files(slots.len() as u64)?;
 
     let cancel = super::push::cancel_on_signal();
     let mut callbacks = None;
@@ -270,10 +283,13 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Exit 0: every planned publisher (duplicates aside) ran, was accepted and
-/// held real time (max lag under 1 s).
+/// held real time (max lag under 1 s), and no deliberate duplicate was accepted.
 pub fn passed(s: &Summary, planned_primary: u64) -> bool {
     let accepted = s.outcomes.get(&Outcome::Accepted).copied().unwrap_or(0);
-    s.publishers == planned_primary && accepted == s.publishers && s.max_lag_ms < 1000.0
+    s.publishers == planned_primary
+        && accepted == s.publishers
+        && s.max_lag_ms < 1000.0
+        && s.expected_refusals.accepted == 0
 }
 
 async fn progress(live: Arc<Live>, mode: String, total: u64) {
@@ -328,5 +344,80 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
             }
             None => eprintln!("{msg}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::aggregate::Aggregator;
+    use crate::load::record::PublisherRecord;
+    use crate::publish::Phase;
+
+    fn record(index: u64, outcome: Outcome, duplicate: bool) -> PublisherRecord {
+        PublisherRecord {
+            index,
+            stream: format!("load-{index}"),
+            expected_refusal: duplicate,
+            outcome,
+            start_delay: Duration::ZERO,
+            marks: vec![(Phase::Publish, Duration::from_millis(50))],
+            bytes_sent: 1000,
+            max_lag: Duration::from_millis(5),
+            streamed: Duration::from_secs(4),
+        }
+    }
+
+    fn summary(records: &[PublisherRecord]) -> Summary {
+        let mut a = Aggregator::new();
+        for r in records {
+            a.add(r);
+        }
+        a.summary(RunMeta {
+            started_unix: 0,
+            duration_s: 5.0,
+            target: String::new(),
+            shard: None,
+            publishers_planned: 2,
+            interrupted_by_user: false,
+        })
+    }
+
+    #[test]
+    fn passes_when_all_accepted_and_every_duplicate_refused() {
+        let ok = [
+            record(0, Outcome::Accepted, false),
+            record(1, Outcome::Accepted, false),
+            record(0, Outcome::AlreadyInUse, true),
+        ];
+        assert!(passed(&summary(&ok), 2));
+        assert!(!passed(&summary(&ok[..1]), 2), "a publisher missing");
+        let refused = [ok[0].clone(), record(1, Outcome::ExpiredUrl, false)];
+        assert!(!passed(&summary(&refused), 2));
+        let mut slow = ok.clone();
+        slow[1].max_lag = Duration::from_millis(1500);
+        assert!(!passed(&summary(&slow), 2), "fell behind real time");
+        // Regression (issue 5): a duplicate the ingest accepted passed.
+        let dup_accepted = [
+            ok[0].clone(),
+            ok[1].clone(),
+            record(0, Outcome::Accepted, true),
+        ];
+        assert!(!passed(&summary(&dup_accepted), 2));
+    }
+
+    #[test]
+    fn open_files_error_names_the_limit_and_the_fix() {
+        check_open_files(1000, 1064).unwrap();
+        let e = format!("{:#}", check_open_files(1000, 256).unwrap_err());
+        assert!(
+            e.starts_with("1000 publishers need about 1064 open files"),
+            "{e}"
+        );
+        assert!(
+            e.contains("open-files limit (RLIMIT_NOFILE, `ulimit -n`) is 256"),
+            "{e}"
+        );
+        assert!(e.contains("--shard I/N") && e.contains("more pods"), "{e}");
     }
 }

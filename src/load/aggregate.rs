@@ -79,6 +79,10 @@ pub struct ExpectedRefusals {
 /// Callback counts and the latency of each event from our own action.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Callbacks {
+    /// A callback receiver ran (`--callback-listen`); without one the counts
+    /// are zeros, not findings. Reports written before this field read false.
+    #[serde(default)]
+    pub measured: bool,
     #[serde(flatten)]
     pub counts: CallbackCounts,
     pub latency_ms: CallbackLatency,
@@ -230,6 +234,7 @@ struct Parts {
     expected: ExpectedRefusals,
     hists: Histograms,
     callbacks: CallbackCounts,
+    callbacks_measured: bool,
     bytes_sent: u64,
     stream_seconds: f64,
     /// May overlap: coverage finds where.
@@ -328,8 +333,11 @@ impl Aggregator {
         }
     }
 
+    /// The counts of a callback receiver that ran: also marks callbacks as
+    /// measured, so that zeros read as findings rather than as "not asked".
     pub fn set_callback_counts(&mut self, counts: CallbackCounts) {
         self.parts.callbacks = counts;
+        self.parts.callbacks_measured = true;
     }
 
     pub fn summary(&self, meta: RunMeta) -> Summary {
@@ -397,6 +405,7 @@ fn finish(p: &Parts, h: Header) -> Summary {
         max_lag_ms: p.hists.lag.max_ms(),
         lag_ms: p.hists.lag.percentiles(),
         callbacks: Callbacks {
+            measured: p.callbacks_measured,
             counts: p.callbacks,
             latency_ms: CallbackLatency {
                 push: p.hists.callback_push.percentiles(),
@@ -499,6 +508,7 @@ pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
         }
         add_hists(&mut parts.hists, &s.histograms, index)?;
         parts.callbacks.add(&s.callbacks.counts);
+        parts.callbacks_measured |= s.callbacks.measured;
         parts.bytes_sent = parts.bytes_sent.saturating_add(s.bytes_sent);
         parts.stream_seconds += s.stream_seconds;
         parts.ranges.extend_from_slice(&s.streams);
@@ -818,6 +828,7 @@ pub(crate) mod tests {
                 gaps: vec![]
             }
         );
+        assert!(got.callbacks.measured);
         assert_eq!(got.runs, 3);
         assert_eq!(got.publishers_planned, 300);
         assert_eq!(got.shards.len(), 3);
@@ -957,6 +968,7 @@ pub(crate) mod tests {
         assert_eq!(v["expected_refusals"]["outcomes"]["already_in_use"], 1);
         assert_eq!(v["streams"], serde_json::json!([[0, 19]]));
         assert_eq!(v["callbacks"]["push"], 0);
+        assert_eq!(v["callbacks"]["measured"], false);
         assert!(
             v["histograms"]["phases"]["dns"]
                 .as_str()
@@ -1000,6 +1012,29 @@ pub(crate) mod tests {
         );
         assert!(m.duration_s.is_finite());
         serde_json::to_string(&m).unwrap();
+    }
+
+    #[test]
+    fn callbacks_measured_is_set_by_counts_read_as_false_when_absent_and_ored_by_merge() {
+        let without = aggregate(0..3).summary(meta(Some((0, 2)), 3));
+        assert!(!without.callbacks.measured);
+        let mut a = aggregate(3..6);
+        a.set_callback_counts(CallbackCounts::default());
+        let with = a.summary(meta(Some((1, 2)), 3));
+        assert!(with.callbacks.measured);
+        assert!(merge(&[without.clone(), with]).unwrap().callbacks.measured);
+        assert!(
+            !merge(std::slice::from_ref(&without))
+                .unwrap()
+                .callbacks
+                .measured
+        );
+
+        // A report written before the field existed.
+        let mut old = serde_json::to_value(&without).unwrap();
+        old["callbacks"].as_object_mut().unwrap().remove("measured");
+        let back: Summary = serde_json::from_value(old).unwrap();
+        assert_eq!(back, without);
     }
 
     #[test]

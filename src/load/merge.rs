@@ -24,12 +24,13 @@ pub struct MergeArgs {
     pub hgrm: Option<PathBuf>,
 }
 
-/// Why a file is not a report we can merge. Always names the file.
+/// Why a file is not a report we can merge. Always names the file; the
+/// underlying error is the `source`, printed once by `{:#}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: not JSON: {source}", path.display())]
+    #[error("{}: not JSON", path.display())]
     NotJson {
         path: PathBuf,
         source: serde_json::Error,
@@ -240,6 +241,8 @@ mod tests {
 
         let e = error_for("junk.json", Some("{ not json"));
         assert!(e.contains("junk.json: not JSON"), "{e}");
+        // Regression (issue 5): the cause was printed twice by `{:#}`.
+        assert_eq!(e.matches("key must be a string").count(), 1, "{e}");
 
         let e = error_for("other.json", Some(r#"{"hello": 1}"#));
         assert!(

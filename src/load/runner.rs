@@ -19,7 +19,7 @@ use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::cmd::push::local_facts;
 use crate::media::MediaPlan;
-use crate::publish::{self, Observer, Phase, PublishConfig};
+use crate::publish::{self, Ending, Observer, Phase, PublishConfig};
 use crate::sign::{Keys, PushUrl};
 
 /// Counters the progress display and the timeline read.
@@ -122,8 +122,9 @@ impl Observer for LiveObserver {
     }
 }
 
-/// Runs the load. `cancel` (Ctrl-C) stops streaming publishers cleanly and
-/// skips those not started; what was measured is still returned.
+/// Runs the load. `cancel` (Ctrl-C) stops streaming publishers cleanly, skips
+/// those not started and leaves out those still connecting (their outcome is
+/// unknown); what was measured is still returned.
 pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) -> LoadOutput {
     let began = Instant::now();
     if let Ok(mut h) = live.to_publish.lock() {
@@ -189,6 +190,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         // it handed its receiver back inside `matcher`.
         matcher.wait(grace_end, &cancel).await;
         let c = state.counters();
+        // A receiver ran: its counts, zeros included, are measurements.
         aggregator.set_callback_counts(matcher.counts(&c));
         for (kind, d) in matcher.latencies.drain(..) {
             aggregator.add_callback_latency(kind, d);
@@ -303,6 +305,14 @@ impl One {
         };
         let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
         let closed = Instant::now();
+        if !result.accepted() && result.ending == Ending::Completed {
+            // Stopped by the user before Publish.Start: we cannot tell what
+            // the ingest would have said, so it is not measured (publish()
+            // reports this as a completed push, which would read "accepted").
+            live.connecting.fetch_sub(1, Relaxed);
+            live.finished.fetch_add(1, Relaxed);
+            return;
+        }
         let facts = local_facts(
             &cfg.url,
             &shared.keys,
@@ -557,7 +567,11 @@ async fn collect(
                 None => std::future::pending().await,
             }
         };
+        // Publisher events first: a publisher's Started is queued before it
+        // sends the media that makes the ingest call back, so draining them
+        // first means a callback never finds its push not yet started.
         tokio::select! {
+            biased;
             e = rx.recv() => match e {
                 None => break,
                 Some(Event::Started { slot, at }) => m.started(slot, at),
@@ -582,6 +596,49 @@ async fn collect(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::callback::CallbackEvent;
+
+    fn push_callback(stream: &str) -> Received {
+        Received {
+            event: CallbackEvent {
+                stream_id: stream.to_owned(),
+                event_type: Some(EVENT_PUSH),
+                sequence: "seq-1".to_owned(),
+                ..CallbackEvent::default()
+            },
+            arrived: std::time::Instant::now(),
+            duplicate: false,
+        }
+    }
+
+    /// Regression (issue 5): with both queues ready, the collector could take
+    /// a push callback before the Started event queued ahead of it, count it
+    /// unmatched and then wait out the grace for a callback it had dropped.
+    #[tokio::test]
+    async fn a_callback_behind_its_started_event_is_matched() {
+        for _ in 0..32 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (cb_tx, cb_rx) = mpsc::unbounded_channel();
+            tx.send(Event::Started {
+                slot: 0,
+                at: Instant::now(),
+            })
+            .unwrap();
+            cb_tx.send(push_callback("load-0")).unwrap();
+            drop(tx);
+            let live = Arc::new(Live::default());
+            let (_, mut m) = collect(rx, Some(cb_rx), vec!["load-0".to_owned()], live).await;
+            m.wait(
+                Instant::now() + Duration::from_secs(1),
+                &CancellationToken::new(),
+            )
+            .await;
+            assert_eq!((m.unmatched, m.missing()), (0, 0));
+            assert_eq!(m.latencies.len(), 1);
+        }
+    }
+
     /// Issue 6: every streaming publisher carries its task's future; keep it
     /// small so 10,000 publishers fit in 8 KB each all told.
     #[test]

@@ -1,0 +1,530 @@
+//! `pushprobe load` and `pushprobe report merge` (issue 5), the real binary
+//! against the local ingest (`pushprobe serve`) and nginx-rtmp, on loopback,
+//! with bounded publisher counts and durations.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const CALLBACK_KEY: &str = "callback-key-for-tests";
+
+/// Runs that push real media take this lock, so that their lag behind real
+/// time measures the binary rather than the other tests on a small machine.
+static PUSHING: Mutex<()> = Mutex::new(());
+
+fn pushing() -> std::sync::MutexGuard<'static, ()> {
+    PUSHING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `pushprobe serve` on a free port, PUSHPROBE_KEY set, callbacks to
+/// `callback_port` when given.
+struct Serve {
+    port: u16,
+    _p: Proc,
+}
+
+impl Serve {
+    fn start(callback_port: Option<u16>) -> Serve {
+        let port = free_port();
+        let mut c = bin();
+        c.env("PUSHPROBE_KEY", KEY)
+            .env("PUSHPROBE_CALLBACK_KEY", CALLBACK_KEY)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(cb) = callback_port {
+            c.args(["--callback-url", &format!("http://127.0.0.1:{cb}/cb")]);
+        }
+        let p = spawn(&mut c);
+        assert!(
+            wait_port(port, Duration::from_secs(5)),
+            "serve did not start"
+        );
+        Serve { port, _p: p }
+    }
+}
+
+/// `pushprobe load` signing URLs for the local ingest, progress off.
+fn load(port: u16) -> Command {
+    let mut c = bin();
+    c.env("PUSHPROBE_KEY", KEY)
+        .env("PUSHPROBE_CALLBACK_KEY", CALLBACK_KEY)
+        .args(["load", "--domain", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--progress", "none"]);
+    c
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn schema_errors(report: &Value) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn u(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no count at {pointer}"))
+}
+
+/// The rows of an `.hgrm` file: (value, percentile, total count); checks the header.
+fn hgrm_rows(path: &Path) -> Vec<(f64, f64, u64)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
+    assert_eq!(lines.next(), Some(""));
+    let rows: Vec<(f64, f64, u64)> = lines
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{} has no rows", path.display());
+    rows
+}
+
+#[test]
+fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
+    let _g = pushing();
+    let cb = free_port();
+    let s = Serve::start(Some(cb));
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let hgrm = dir.path().join("hgrm");
+    let svg = dir.path().join("load.svg");
+    let o = run(
+        load(s.port)
+            .args(["--publishers", "300", "--rate", "300", "--duration", "4s"])
+            .args(["--callback-listen", &format!("127.0.0.1:{cb}")])
+            .arg("--json")
+            .arg(&json)
+            .arg("--hgrm")
+            .arg(&hgrm)
+            .arg("--plot")
+            .arg(&svg),
+        Duration::from_secs(28),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    assert!(!t.contains(KEY) && !t.contains(CALLBACK_KEY), "key leaked");
+
+    let v = read_json(&json);
+    assert_eq!(schema_errors(&v), Vec::<String>::new());
+    assert_eq!(u(&v, "/publishers"), 300);
+    assert_eq!(u(&v, "/outcomes/accepted"), 300, "{t}");
+    assert_eq!(u(&v, "/phases_ms/publish/count"), 300);
+    assert_eq!(u(&v, "/phases_from_schedule_ms/publish/count"), 300);
+    assert_eq!(
+        (
+            u(&v, "/callbacks/push"),
+            u(&v, "/callbacks/interrupt"),
+            u(&v, "/callbacks/missing"),
+            u(&v, "/callbacks/unmatched"),
+            u(&v, "/callbacks/forged"),
+        ),
+        (300, 300, 0, 0, 0),
+        "{t}"
+    );
+    assert_eq!(v["callbacks"]["measured"], true);
+    assert_eq!(u(&v, "/callbacks/latency_ms/push/count"), 300);
+    assert_eq!(u(&v, "/callbacks/latency_ms/interrupt/count"), 300);
+    assert_eq!(v["coverage"]["covered"], 300);
+    assert_eq!(v["streams"], serde_json::json!([[0, 299]]));
+
+    for (file, count) in [
+        ("publish.hgrm", 300),
+        ("publish.from_schedule.hgrm", 300),
+        ("handshake.hgrm", 300),
+        ("lag.hgrm", 300),
+        ("callback_push.hgrm", 300),
+        ("callback_interrupt.hgrm", 300),
+    ] {
+        let rows = hgrm_rows(&hgrm.join(file));
+        let last = rows.last().unwrap();
+        assert_eq!((last.1, last.2), (1.0, count), "{file}");
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
+            "{file} rows are not cumulative"
+        );
+    }
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("<svg"), "not an SVG");
+
+    assert!(t.contains("publishers: 300 measured of 300 planned"), "{t}");
+    assert!(
+        t.contains("callbacks: push 300, interrupt 300, missing 0"),
+        "{t}"
+    );
+    assert!(
+        t.contains("push latency") && t.contains("from schedule"),
+        "{t}"
+    );
+}
+
+#[test]
+fn duplicates_and_expired_urls_are_refused_and_classified() {
+    let _g = pushing();
+    let s = Serve::start(None);
+    let dir = tempfile::tempdir().unwrap();
+
+    let json = dir.path().join("dup.json");
+    let o = run(
+        load(s.port)
+            .args([
+                "--publishers",
+                "20",
+                "--duplicates",
+                "5",
+                "--duration",
+                "4s",
+            ])
+            .arg("--json")
+            .arg(&json),
+        Duration::from_secs(25),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    let v = read_json(&json);
+    assert_eq!(schema_errors(&v), Vec::<String>::new());
+    assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
+    assert_eq!(u(&v, "/publishers"), 20);
+    assert_eq!(u(&v, "/expected_refusals/refused"), 5, "{t}");
+    assert_eq!(u(&v, "/expected_refusals/accepted"), 0);
+    assert_eq!(
+        v["expected_refusals"]["outcomes"],
+        serde_json::json!({"already_in_use": 5}),
+        "{t}"
+    );
+    assert!(
+        t.contains("expected refusals (duplicates): 5 refused, 0 accepted (already_in_use 5)"),
+        "{t}"
+    );
+
+    let json = dir.path().join("expired.json");
+    let o = run(
+        load(s.port)
+            .args([
+                "--publishers",
+                "10",
+                "--expires-in",
+                "0s",
+                "--duration",
+                "4s",
+            ])
+            .arg("--json")
+            .arg(&json),
+        Duration::from_secs(25),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    let v = read_json(&json);
+    assert_eq!(u(&v, "/outcomes/expired_url"), 10, "{t}");
+    assert_eq!(u(&v, "/outcomes/accepted"), 0, "{t}");
+    assert_eq!(u(&v, "/phases_ms/publish/count"), 0);
+}
+
+#[test]
+fn nginx_rtmp_accepts_publishers_and_a_stream_decodes() {
+    if !have("nginx") || !have("ffprobe") {
+        return;
+    }
+    let _g = pushing();
+    let ng = Nginx::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("nginx.json");
+    let template = format!("rtmp://127.0.0.1:{}/live/s{{i}}", ng.port);
+    let p = spawn(
+        bin()
+            .args(["load", "--url-template", &template, "--progress", "none"])
+            .args(["--publishers", "20", "--rate", "20", "--duration", "8s"])
+            .arg("--json")
+            .arg(&json),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let probe = ffprobe_stream(&ng.url("s3"));
+    let o = p.finish(Duration::from_secs(20));
+    let t = text(&o);
+    assert!(probe.contains("h264,640,360"), "ffprobe: {probe:?}\n{t}");
+    assert!(probe.contains("aac"), "ffprobe: {probe:?}");
+    assert_eq!(code(&o), 0, "{t}");
+    let v = read_json(&json);
+    assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
+    assert_eq!(u(&v, "/phases_ms/publish/count"), 20);
+}
+
+#[test]
+fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
+    let _g = pushing();
+    let s = Serve::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = ["a.json", "b.json", "c.json"]
+        .iter()
+        .map(|f| dir.path().join(f))
+        .collect();
+    let procs: Vec<Proc> = files
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            spawn(
+                load(s.port)
+                    .args(["--publishers", "30", "--rate", "30", "--duration", "3s"])
+                    .args(["--shard", &format!("{k}/3")])
+                    .arg("--json")
+                    .arg(f),
+            )
+        })
+        .collect();
+    let mut shards = Vec::new();
+    for (k, p) in procs.into_iter().enumerate() {
+        let o = p.finish(Duration::from_secs(25));
+        assert_eq!(code(&o), 0, "shard {k}: {}", text(&o));
+        let v = read_json(&files[k]);
+        assert_eq!(v["shards"], serde_json::json!([{"index": k, "count": 3}]));
+        assert_eq!(u(&v, "/publishers"), 10);
+        shards.push(v);
+    }
+    // Each shard took its own contiguous third of the streams.
+    let ranges: Vec<&Value> = shards.iter().map(|v| &v["streams"]).collect();
+    assert_eq!(
+        ranges,
+        [
+            &serde_json::json!([[0, 9]]),
+            &serde_json::json!([[10, 19]]),
+            &serde_json::json!([[20, 29]])
+        ]
+    );
+
+    let merged = dir.path().join("m.json");
+    let hgrm = dir.path().join("hgrm");
+    let o = run(
+        bin()
+            .args(["report", "merge"])
+            .args(&files)
+            .arg("--json")
+            .arg(&merged)
+            .arg("--hgrm")
+            .arg(&hgrm),
+        Duration::from_secs(10),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    let m = read_json(&merged);
+    assert_eq!(schema_errors(&m), Vec::<String>::new());
+    assert_eq!(u(&m, "/publishers"), 30);
+    assert_eq!(u(&m, "/publishers_planned"), 30);
+    assert_eq!(u(&m, "/runs"), 3);
+    assert_eq!(
+        m["coverage"],
+        serde_json::json!({"covered": 30, "overlaps": [], "gaps": []})
+    );
+    assert_eq!(m["streams"], serde_json::json!([[0, 29]]));
+    for pointer in [
+        "/phases_ms/publish/count",
+        "/phases_from_schedule_ms/handshake/count",
+        "/outcomes/accepted",
+        "/lag_ms/count",
+        "/bytes_sent",
+    ] {
+        let sum: u64 = shards.iter().map(|v| u(v, pointer)).sum();
+        assert_eq!(u(&m, pointer), sum, "{pointer}");
+    }
+    assert_eq!(u(&m, "/phases_ms/publish/count"), 30);
+    let max = shards
+        .iter()
+        .map(|v| v["phases_ms"]["publish"]["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(m["phases_ms"]["publish"]["max"].as_f64().unwrap(), max);
+    assert_eq!(hgrm_rows(&hgrm.join("publish.hgrm")).last().unwrap().2, 30);
+    assert!(t.contains("shards 0/3 1/3 2/3, merged from 3 runs"), "{t}");
+
+    // The same report twice covers its streams twice: exit 1.
+    let o = run(
+        bin().args(["report", "merge"]).args([&files[0], &files[0]]),
+        Duration::from_secs(10),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    assert!(t.contains("more than one report"), "{t}");
+
+    // A malformed file: exit 2, the error names it.
+    let bad = dir.path().join("truncated.json");
+    std::fs::write(&bad, "{\"format\": \"pushprobe-load-report\", ").unwrap();
+    let o = run(
+        bin().args(["report", "merge"]).arg(&files[0]).arg(&bad),
+        Duration::from_secs(10),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(
+        t.contains("truncated.json: not JSON: EOF while parsing"),
+        "{t}"
+    );
+    assert_eq!(
+        t.matches("EOF while parsing").count(),
+        1,
+        "cause said twice: {t}"
+    );
+}
+
+#[test]
+fn shards_take_their_index_from_job_completion_index() {
+    let _g = pushing();
+    let s = Serve::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pod-1.json");
+    let o = run(
+        load(s.port)
+            .env("JOB_COMPLETION_INDEX", "1")
+            .args(["--publishers", "30", "--shards", "3", "--duration", "2s"])
+            .arg("--json")
+            .arg(&json),
+        Duration::from_secs(20),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    let v = read_json(&json);
+    assert_eq!(v["shards"], serde_json::json!([{"index": 1, "count": 3}]));
+    assert_eq!(v["streams"], serde_json::json!([[10, 19]]));
+    assert!(t.contains("shard 1/3"), "{t}");
+
+    let o = run(
+        load(s.port).env_remove("JOB_COMPLETION_INDEX").args([
+            "--publishers",
+            "30",
+            "--shards",
+            "3",
+            "--duration",
+            "2s",
+        ]),
+        Duration::from_secs(10),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(t.contains("JOB_COMPLETION_INDEX"), "{t}");
+}
+
+/// Sends SIGINT to a child, as Ctrl-C would.
+fn interrupt(p: &Proc) {
+    let ok = Command::new("kill")
+        .args(["-INT", &p.0.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -INT failed");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
+    let _g = pushing();
+    let s = Serve::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("interrupted.json");
+    let p = spawn(
+        load(s.port)
+            .args(["--publishers", "60", "--rate", "100", "--duration", "30s"])
+            .arg("--json")
+            .arg(&json),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    interrupt(&p);
+    let asked = Instant::now();
+    let o = p.finish(Duration::from_secs(15));
+    let took = asked.elapsed();
+    let t = text(&o);
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop: {t}");
+    assert!(o.status.code().is_some(), "killed, not exited: {t}");
+    let v = read_json(&json);
+    assert_eq!(v["interrupted_by_user"], true);
+    assert_eq!(u(&v, "/publishers"), 60, "{t}");
+    assert_eq!(u(&v, "/outcomes/accepted"), 60, "{t}");
+    assert!(v["duration_s"].as_f64().unwrap() < 10.0);
+    assert!(v["stream_seconds"].as_f64().unwrap() < 60.0 * 10.0);
+    assert!(t.contains("(interrupted by user)"), "{t}");
+    assert_eq!(v["callbacks"]["measured"], false);
+    assert!(
+        t.contains("callbacks: not measured (use --callback-listen)"),
+        "{t}"
+    );
+}
+
+/// Regression (issue 5): a publisher stopped by Ctrl-C before Publish.Start
+/// was reported as accepted. Against a listener that never answers the
+/// handshake, nothing is accepted and nothing is measured.
+#[test]
+fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("silent.json");
+    let p = spawn(
+        bin()
+            .args(["load", "--progress", "none", "--url-template"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/s{{i}}"))
+            .args(["--publishers", "5", "--rate", "0", "--timeout", "20s"])
+            .arg("--json")
+            .arg(&json),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&p);
+    let o = p.finish(Duration::from_secs(10));
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    let v = read_json(&json);
+    assert_eq!(v["interrupted_by_user"], true);
+    assert_eq!(u(&v, "/outcomes/accepted"), 0, "{t}");
+    assert_eq!(u(&v, "/publishers"), 0, "{t}");
+    assert_eq!(u(&v, "/publishers_planned"), 5, "{t}");
+    drop(silent);
+}
+
+#[test]
+fn too_few_open_files_is_a_usage_error_naming_the_limit_and_shard() {
+    let o = run(
+        Command::new("sh")
+            .args(["-c", "ulimit -n 256; ulimit -Hn 256; exec \"$@\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_pushprobe"))
+            .args(["load", "--url-template", "rtmp://127.0.0.1:9/live/s{i}"])
+            .args(["--publishers", "1000", "--progress", "none"]),
+        Duration::from_secs(10),
+    );
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(
+        t.contains("1000 publishers need about 1064 open files"),
+        "{t}"
+    );
+    assert!(
+        t.contains("open-files limit") && t.contains("is 256"),
+        "{t}"
+    );
+    assert!(t.contains("--shard I/N") && t.contains("more pods"), "{t}");
+}
