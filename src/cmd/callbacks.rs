@@ -47,7 +47,13 @@ pub async fn run(args: &CallbacksArgs) -> anyhow::Result<ExitCode> {
     );
     let printer = tokio::spawn(async move {
         while let Some(r) = events.recv().await {
-            println!("{}", callback::redacted_json(&r.event));
+            use std::io::Write;
+            // A closed stdout (| head) must not stop the receiver.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                callback::redacted_json(&r.event)
+            );
             let dup = if r.duplicate { " (retry)" } else { "" };
             eprintln!("{}{dup}", callback::human_line(&r.event));
         }

@@ -1,6 +1,7 @@
 //! `pushprobe url`: build a signed push URL, or explain one (`--check`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let keys = args.keys.keys()?;
     if let Some(url) = &args.check {
         let (text, ok) = explain(url, &keys, now_unix(), args.show_secrets)?;
-        print!("{text}");
+        std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -39,7 +40,7 @@ pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
         stream: stream.clone(),
     };
     let url = sign::sign_url(&spec, &key, expiry).context("cannot build the URL")?;
-    println!("{url}");
+    writeln!(std::io::stdout().lock(), "{url}")?;
     Ok(ExitCode::SUCCESS)
 }
 
