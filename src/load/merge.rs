@@ -27,9 +27,10 @@ pub struct MergeArgs {
 /// Why a file is not a report we can merge. Always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{}: cannot read: {source}", path.display())]
+    // The cause is the error's source: `{:#}` prints it once, after a colon.
+    #[error("{}: cannot read", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: not JSON: {source}", path.display())]
+    #[error("{}: not JSON", path.display())]
     NotJson {
         path: PathBuf,
         source: serde_json::Error,
@@ -239,7 +240,11 @@ mod tests {
         assert!(e.contains("missing.json: cannot read"), "{e}");
 
         let e = error_for("junk.json", Some("{ not json"));
-        assert!(e.contains("junk.json: not JSON"), "{e}");
+        assert!(
+            e.contains("junk.json: not JSON: key must be a string"),
+            "{e}"
+        );
+        assert_eq!(e.matches("key must be a string").count(), 1, "{e}");
 
         let e = error_for("other.json", Some(r#"{"hello": 1}"#));
         assert!(
