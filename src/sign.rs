@@ -360,6 +360,25 @@ pub fn sign_url(spec: &UrlSpec, key: &Secret, expiry_unix: u64) -> Result<PushUr
     })
 }
 
+/// The same URL signed again with a new expiry: txTime and txSecret replaced
+/// in place (appended when missing), every other query parameter kept.
+pub fn resign(url: &PushUrl, key: &Secret, expiry_unix: u64) -> PushUrl {
+    let tx_time = tx_time_hex(expiry_unix);
+    let secret = tx_secret(key, &url.stream, &tx_time);
+    let mut out = url.clone();
+    for (name, value) in [("txSecret", secret), ("txTime", tx_time)] {
+        match out
+            .query
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(pair) => pair.1 = value,
+            None => out.query.push((name.to_string(), value)),
+        }
+    }
+    out
+}
+
 /// Primary and optional backup push key; either one signs.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
@@ -529,6 +548,37 @@ mod tests {
         assert_eq!(
             u.redacted(),
             "rtmp://push.example.com:1936/live/cam1?txSecret=***&txTime=5C271099&x=1"
+        );
+    }
+
+    #[test]
+    fn resign_replaces_expiry_and_secret_and_keeps_the_rest() {
+        let k = key("e12c46f2612d5106e2034781ab261ca3");
+        let old =
+            PushUrl::parse("rtmp://h/live/test?txHost=d.example&txSecret=00&txTime=1").unwrap();
+        let u = resign(&old, &k, 1546064025);
+        assert_eq!(
+            u.query_string(),
+            "txHost=d.example&txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
+        );
+        assert_eq!(
+            check_secret(
+                &u,
+                &Keys {
+                    primary: Some(k.clone()),
+                    backup: None
+                }
+            ),
+            SecretCheck::Primary
+        );
+        let bare = resign(
+            &PushUrl::parse("rtmp://h/live/test").unwrap(),
+            &k,
+            1546064025,
+        );
+        assert_eq!(
+            bare.to_string(),
+            "rtmp://h/live/test?txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
         );
     }
 
