@@ -23,6 +23,8 @@ pub enum UrlError {
     NoApp,
     #[error("URL has no stream name: expected rtmp://DOMAIN/APP/STREAM")]
     NoStream,
+    #[error("URL app {0:?} has spaces or control characters: expected rtmp://DOMAIN/APP/STREAM")]
+    App(String),
     #[error(
         "stream name {0:?} has characters an ingest will not accept: use ASCII letters, digits, `_`, `-` or `.`"
     )]
@@ -100,6 +102,9 @@ impl PushUrl {
         };
         if app.is_empty() {
             return Err(UrlError::NoApp);
+        }
+        if app.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::App(app.chars().take(64).collect()));
         }
         if stream.is_empty() {
             return Err(UrlError::NoStream);
@@ -291,7 +296,9 @@ pub fn parse_query(q: &str) -> Result<Vec<(String, String)>, UrlError> {
     for part in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         if k.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(UrlError::Query(part.chars().take(64).collect()));
+            // The part may be a txSecret: never echo its value.
+            let shown: String = part.chars().take(64).collect();
+            return Err(UrlError::Query(redact_query_in(&shown)));
         }
         out.push((k.to_string(), v.to_string()));
     }
@@ -605,6 +612,7 @@ mod tests {
             ("rtmp://h", UrlError::NoApp),
             ("rtmp://h/live", UrlError::NoStream),
             ("rtmp://h/live/", UrlError::NoStream),
+            ("rtmp://h/li ve/s", UrlError::App("li ve".into())),
             ("rtmp://h:99999/live/s", UrlError::Port("99999".into())),
             ("rtmp://h:0/live/s", UrlError::Port("0".into())),
             (
