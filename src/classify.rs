@@ -177,9 +177,27 @@ fn human_secs(s: u64) -> String {
     }
 }
 
+/// The words of a status text without the query strings it may echo (the
+/// publish name `s?txSecret=..&txTime=..` would read as "secret").
+fn words_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    for c in text.chars() {
+        if c == '?' {
+            in_query = true;
+        } else if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')') {
+            in_query = false;
+        }
+        if !in_query {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads a refusal's status text for a reason. Servers word these freely.
 fn wire_reason(s: &Status) -> Option<Outcome> {
-    let text = format!("{} {}", s.code, s.description).to_ascii_lowercase();
+    let text = words_of(&format!("{} {}", s.code, s.description)).to_ascii_lowercase();
     let has = |w: &[&str]| w.iter().any(|x| text.contains(x));
     if has(&[
         "already publishing",
@@ -555,8 +573,28 @@ mod tests {
             ),
             (
                 failed(rejected("NetStream.Publish.Denied", "no")),
-                expired,
+                expired.clone(),
                 Outcome::ExpiredUrl,
+                true,
+            ),
+            (
+                // issue 7: a server echoing the publish name; "txSecret" in
+                // the query is no word of the server's.
+                failed(rejected(
+                    "NetStream.Publish.Denied",
+                    "publish s?txSecret=00ff&txTime=FFFFFFFF denied",
+                )),
+                good_facts(),
+                Outcome::Refused,
+                false,
+            ),
+            (
+                failed(rejected(
+                    "NetStream.Publish.Denied",
+                    "publish 's?txSecret=00&txTime=1' denied: stream disabled",
+                )),
+                expired,
+                Outcome::StreamDisabled,
                 true,
             ),
         ];
