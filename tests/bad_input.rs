@@ -166,6 +166,25 @@ fn malformed_urls_are_one_line_errors_in_every_command() {
 }
 
 #[test]
+fn malformed_load_templates_are_one_line_errors() {
+    let huge = format!("rtmp://127.0.0.1/live/s{{i}}?pad={}", "x".repeat(5000));
+    let cases: Vec<(String, &[&str])> = vec![
+        ("http://127.0.0.1/live/s{i}".into(), &["rtmp://"]),
+        ("rtmp://127.0.0.1/s{i}".into(), &["no stream name"]),
+        (huge, &["4096-byte limit"]),
+        (
+            "rtmp://127.0.0.1/live/直播{i}".into(),
+            &["stream name", "ASCII"],
+        ),
+        ("rtmp://127.0.0.1/live/s".into(), &["no {i} placeholder"]),
+    ];
+    for (template, words) in &cases {
+        let out = run_bin(&["load", "--url-template", template, "--progress", "none"]);
+        assert_usage_error(&out, words);
+    }
+}
+
+#[test]
 fn report_merge_refuses_what_is_not_a_report_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, body: &str| {

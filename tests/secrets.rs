@@ -276,6 +276,16 @@ fn show_secrets_shows_the_tx_secret() {
         vec!["url", "--check", &url, "--show-secrets"],
         vec!["push", &url, "--duration", "1s", "--show-secrets"],
         vec!["push", &url, "--duration", "1s", "--json", "--show-secrets"],
+        vec![
+            "smoke",
+            &url,
+            "--duration",
+            "1s",
+            "--json",
+            "--show-secrets",
+        ],
+        vec!["doctor", &url, "--duration", "1s", "--show-secrets"],
+        vec!["dup", &url, "--hold", "2s", "--json", "--show-secrets"],
     ] {
         let o = run(bin().args(&args), Duration::from_secs(20));
         let t = text(&o);
