@@ -8,7 +8,7 @@ mod event;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,7 +44,7 @@ pub enum Reject {
     Malformed(String),
     #[error("body is over the {MAX_BODY}-byte limit")]
     TooLarge,
-    #[error("body not received in time")]
+    #[error("request not received in time")]
     Timeout,
 }
 
@@ -118,8 +118,11 @@ pub struct Counters {
     pub duplicates: u64,
     pub forged: u64,
     pub stale: u64,
+    /// Bodies that are not a callback, and requests that are not HTTP.
     pub malformed: u64,
     pub oversized: u64,
+    /// Requests whose headers or body did not arrive in time (slow or stalled
+    /// clients). Idle keep-alive connections closing are not counted.
     pub timed_out: u64,
     /// Events not remembered for duplicate detection because the memory was full.
     pub seen_overflow: u64,
@@ -385,7 +388,7 @@ pub async fn serve_with(
 
     let addr = listener.local_addr()?;
     tracing::debug!("callback receiver listening on {addr}");
-    let app = router(state);
+    let app = router(state.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(
         opts.max_connections
             .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -415,7 +418,9 @@ pub async fn serve_with(
             },
         };
         let _ = stream.set_nodelay(true);
+        let (stream, unanswered) = Tracked::new(stream);
         let svc = TowerToHyperService::new(app.clone());
+        let counts = state.clone();
         let mut closing = closing_rx.clone();
         let header_timeout = opts.header_read_timeout;
         conns.spawn(async move {
@@ -434,6 +439,13 @@ pub async fn serve_with(
             };
             if let Err(e) = result {
                 tracing::debug!("callback connection from {peer}: {e}");
+                // A header timeout with the peer's bytes unanswered is a slow
+                // client; after our answer it is an idle keep-alive connection.
+                if e.is_timeout() && unanswered.load(Ordering::Relaxed) {
+                    counts.note_reject(&Reject::Timeout);
+                } else if e.is_parse() || e.is_parse_too_large() {
+                    counts.note_reject(&Reject::Malformed("not HTTP/1.1".into()));
+                }
             }
         });
     }
@@ -451,6 +463,79 @@ pub async fn serve_with(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// A connection's socket that remembers whether the peer is waiting for an
+/// answer: set when bytes arrive (and at the start), cleared when we write.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    unanswered: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    fn new(inner: tokio::net::TcpStream) -> (Tracked, Arc<AtomicBool>) {
+        let unanswered = Arc::new(AtomicBool::new(true));
+        let t = Tracked {
+            inner,
+            unanswered: unanswered.clone(),
+        };
+        (t, unanswered)
+    }
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.unanswered.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.unanswered.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.unanswered.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

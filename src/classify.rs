@@ -26,12 +26,14 @@ pub enum Outcome {
     TlsFailed,
     HandshakeFailed,
     ConnectRejected,
+    /// The server sent RTMP we cannot accept (bad chunk size, short command...).
+    ProtocolError,
     Timeout,
     Interrupted,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 16] = [
         Outcome::Accepted,
         Outcome::ExpiredUrl,
         Outcome::UnsignedUrl,
@@ -45,6 +47,7 @@ impl Outcome {
         Outcome::TlsFailed,
         Outcome::HandshakeFailed,
         Outcome::ConnectRejected,
+        Outcome::ProtocolError,
         Outcome::Timeout,
         Outcome::Interrupted,
     ];
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::TlsFailed => "tls_failed",
             Outcome::HandshakeFailed => "handshake_failed",
             Outcome::ConnectRejected => "connect_rejected",
+            Outcome::ProtocolError => "protocol_error",
             Outcome::Timeout => "timeout",
             Outcome::Interrupted => "interrupted",
         }
@@ -82,7 +86,7 @@ impl Outcome {
             Outcome::ExpiredUrl => Some(3),
             Outcome::UnsignedUrl | Outcome::BadSecret => Some(4),
             Outcome::AlreadyInUse | Outcome::StreamDisabled => Some(5),
-            Outcome::Refused | Outcome::ConnectRejected => None,
+            Outcome::Refused | Outcome::ConnectRejected | Outcome::ProtocolError => None,
         }
     }
 
@@ -124,6 +128,9 @@ impl Outcome {
             }
             Outcome::ConnectRejected => {
                 "the server refused the RTMP connect: check the app name and the domain (tcUrl)"
+            }
+            Outcome::ProtocolError => {
+                "the server broke the RTMP protocol (see the evidence): check that the URL points at an RTMP ingest, and report the server's behaviour to whoever runs it"
             }
             Outcome::Timeout => {
                 "the server stopped answering: check its health and the network path"
@@ -170,9 +177,27 @@ fn human_secs(s: u64) -> String {
     }
 }
 
+/// The words of a status text without the query strings it may echo (the
+/// publish name `s?txSecret=..&txTime=..` would read as "secret").
+fn words_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    for c in text.chars() {
+        if c == '?' {
+            in_query = true;
+        } else if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')') {
+            in_query = false;
+        }
+        if !in_query {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads a refusal's status text for a reason. Servers word these freely.
 fn wire_reason(s: &Status) -> Option<Outcome> {
-    let text = format!("{} {}", s.code, s.description).to_ascii_lowercase();
+    let text = words_of(&format!("{} {}", s.code, s.description)).to_ascii_lowercase();
     let has = |w: &[&str]| w.iter().any(|x| text.contains(x));
     if has(&[
         "already publishing",
@@ -242,9 +267,11 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         Failure::Timeout { .. } => return wire(Outcome::Timeout, evidence),
         _ => {}
     }
-    match failure.phase() {
-        Phase::Handshake => return wire(Outcome::HandshakeFailed, evidence),
-        Phase::Connect => return wire(Outcome::ConnectRejected, evidence),
+    match (failure.phase(), failure) {
+        (Phase::Handshake, _) => return wire(Outcome::HandshakeFailed, evidence),
+        // Malformed server data is no refusal: never blame the URL for it.
+        (_, Failure::Protocol { .. }) => return wire(Outcome::ProtocolError, evidence),
+        (Phase::Connect, _) => return wire(Outcome::ConnectRejected, evidence),
         _ => {}
     }
     // Refused at createStream or publish: first what the server said...
@@ -465,6 +492,26 @@ mod tests {
                 true,
             ),
             (
+                failed(Failure::Protocol {
+                    phase: Phase::Connect,
+                    detail: "peer set chunk size 0".into(),
+                }),
+                good_facts(),
+                Outcome::ProtocolError,
+                true,
+            ),
+            (
+                // issue 7: a malformed createStream result with an unsigned URL
+                // was blamed on the URL.
+                failed(Failure::Protocol {
+                    phase: Phase::CreateStream,
+                    detail: "createStream result has no stream id".into(),
+                }),
+                expired.clone(),
+                Outcome::ProtocolError,
+                true,
+            ),
+            (
                 failed(closed_after_publish()),
                 expired.clone(),
                 Outcome::ExpiredUrl,
@@ -526,8 +573,28 @@ mod tests {
             ),
             (
                 failed(rejected("NetStream.Publish.Denied", "no")),
-                expired,
+                expired.clone(),
                 Outcome::ExpiredUrl,
+                true,
+            ),
+            (
+                // issue 7: a server echoing the publish name; "txSecret" in
+                // the query is no word of the server's.
+                failed(rejected(
+                    "NetStream.Publish.Denied",
+                    "publish s?txSecret=00ff&txTime=FFFFFFFF denied",
+                )),
+                good_facts(),
+                Outcome::Refused,
+                false,
+            ),
+            (
+                failed(rejected(
+                    "NetStream.Publish.Denied",
+                    "publish 's?txSecret=00&txTime=1' denied: stream disabled",
+                )),
+                expired,
+                Outcome::StreamDisabled,
                 true,
             ),
         ];

@@ -41,7 +41,9 @@ pub enum FlvError {
         "FLV header data offset {data_offset} is invalid: it must be at least 9 and within the {len}-byte file"
     )]
     DataOffset { data_offset: u32, len: usize },
-    #[error("FLV tag at offset {offset} claims {claims} bytes but only {remain} remain")]
+    #[error(
+        "FLV file truncated or corrupt: the tag at offset {offset} claims {claims} bytes but only {remain} remain"
+    )]
     TagTooLong {
         offset: usize,
         claims: usize,
@@ -717,7 +719,9 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("FLV tag at offset {at} claims 5 bytes but only 3 remain")
+            format!(
+                "FLV file truncated or corrupt: the tag at offset {at} claims 5 bytes but only 3 remain"
+            )
         );
     }
 

@@ -54,6 +54,9 @@ pub fn text(s: &Summary, out: &mut impl Write) -> io::Result<()> {
     if s.outcomes.values().all(|n| *n == 0) {
         writeln!(out, "  (none)")?;
     }
+    if s.reconnects > 0 {
+        writeln!(out, "reconnects: {} (--reconnect)", s.reconnects)?;
+    }
     let e = &s.expected_refusals;
     if e.refused > 0 || e.accepted > 0 {
         let how: Vec<String> = e

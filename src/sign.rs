@@ -23,6 +23,8 @@ pub enum UrlError {
     NoApp,
     #[error("URL has no stream name: expected rtmp://DOMAIN/APP/STREAM")]
     NoStream,
+    #[error("URL app {0:?} has spaces or control characters: expected rtmp://DOMAIN/APP/STREAM")]
+    App(String),
     #[error(
         "stream name {0:?} has characters an ingest will not accept: use ASCII letters, digits, `_`, `-` or `.`"
     )]
@@ -100,6 +102,9 @@ impl PushUrl {
         };
         if app.is_empty() {
             return Err(UrlError::NoApp);
+        }
+        if app.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::App(app.chars().take(64).collect()));
         }
         if stream.is_empty() {
             return Err(UrlError::NoStream);
@@ -291,7 +296,9 @@ pub fn parse_query(q: &str) -> Result<Vec<(String, String)>, UrlError> {
     for part in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         if k.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(UrlError::Query(part.chars().take(64).collect()));
+            // The part may be a txSecret: never echo its value.
+            let shown: String = part.chars().take(64).collect();
+            return Err(UrlError::Query(redact_query_in(&shown)));
         }
         out.push((k.to_string(), v.to_string()));
     }
@@ -358,6 +365,25 @@ pub fn sign_url(spec: &UrlSpec, key: &Secret, expiry_unix: u64) -> Result<PushUr
             ("txTime".to_string(), tx_time),
         ],
     })
+}
+
+/// The same URL signed again with a new expiry: txTime and txSecret replaced
+/// in place (appended when missing), every other query parameter kept.
+pub fn resign(url: &PushUrl, key: &Secret, expiry_unix: u64) -> PushUrl {
+    let tx_time = tx_time_hex(expiry_unix);
+    let secret = tx_secret(key, &url.stream, &tx_time);
+    let mut out = url.clone();
+    for (name, value) in [("txSecret", secret), ("txTime", tx_time)] {
+        match out
+            .query
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(pair) => pair.1 = value,
+            None => out.query.push((name.to_string(), value)),
+        }
+    }
+    out
 }
 
 /// Primary and optional backup push key; either one signs.
@@ -533,6 +559,37 @@ mod tests {
     }
 
     #[test]
+    fn resign_replaces_expiry_and_secret_and_keeps_the_rest() {
+        let k = key("e12c46f2612d5106e2034781ab261ca3");
+        let old =
+            PushUrl::parse("rtmp://h/live/test?txHost=d.example&txSecret=00&txTime=1").unwrap();
+        let u = resign(&old, &k, 1546064025);
+        assert_eq!(
+            u.query_string(),
+            "txHost=d.example&txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
+        );
+        assert_eq!(
+            check_secret(
+                &u,
+                &Keys {
+                    primary: Some(k.clone()),
+                    backup: None
+                }
+            ),
+            SecretCheck::Primary
+        );
+        let bare = resign(
+            &PushUrl::parse("rtmp://h/live/test").unwrap(),
+            &k,
+            1546064025,
+        );
+        assert_eq!(
+            bare.to_string(),
+            "rtmp://h/live/test?txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
+        );
+    }
+
+    #[test]
     fn parse_ipv6_and_defaults() {
         let u = PushUrl::parse("rtmps://[::1]:4443/app/s").unwrap();
         assert_eq!(u.host, "::1");
@@ -555,6 +612,7 @@ mod tests {
             ("rtmp://h", UrlError::NoApp),
             ("rtmp://h/live", UrlError::NoStream),
             ("rtmp://h/live/", UrlError::NoStream),
+            ("rtmp://h/li ve/s", UrlError::App("li ve".into())),
             ("rtmp://h:99999/live/s", UrlError::Port("99999".into())),
             ("rtmp://h:0/live/s", UrlError::Port("0".into())),
             (

@@ -47,6 +47,7 @@ fn record(i: u64) -> PublisherRecord {
         bytes_sent: 70_000 * i,
         max_lag: ms(i % 6),
         streamed: Duration::from_secs(if refused { 0 } else { 10 }),
+        reconnects: (i % 2) as u32,
     }
 }
 

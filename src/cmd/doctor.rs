@@ -112,7 +112,7 @@ async fn probe(dial: &Dial) -> (steps::DnsFacts, Option<Result<Duration, DialErr
     let tcp = match dns.addr {
         Ok(addr) => {
             let started = Instant::now();
-            let r = conn::connect_tcp(addr, dial.timeout).await;
+            let r = conn::connect_tcp(addr, dial.timeout, None).await;
             Some(r.map(|_stream| started.elapsed()))
         }
         Err(_) => None,

@@ -17,6 +17,7 @@ use crate::classify::{self, Verdict};
 use crate::cli::{PushOptions, now_unix, parse_duration};
 use crate::ingest::IngestConfig;
 use crate::publish::{self, Observer, Phase, PublishResult};
+use crate::sign;
 
 #[derive(Debug, clap::Args)]
 pub struct DupArgs {
@@ -138,19 +139,19 @@ pub async fn run(args: &DupArgs) -> anyhow::Result<ExitCode> {
         });
         writeln!(out, "{v}")?;
     } else {
+        // Evidence quotes the server, which may echo the stream's query.
+        let evidence = |v: &Verdict| {
+            let e = v.evidence.join("; ");
+            if show { e } else { sign::redact_query_in(&e) }
+        };
         writeln!(
             out,
             "first     {} ({})",
             report.va.outcome.name(),
-            report.va.evidence.join("; ")
+            evidence(&report.va)
         )?;
         if let Some((_, v)) = &report.b {
-            writeln!(
-                out,
-                "second    {} ({})",
-                v.outcome.name(),
-                v.evidence.join("; ")
-            )?;
+            writeln!(out, "second    {} ({})", v.outcome.name(), evidence(v))?;
         }
         let verdict = if report.finding.passed() {
             "PASS"

@@ -67,6 +67,12 @@ pub struct LoadArgs {
     pub fixture: Option<PathBuf>,
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// Reconnect a publisher whose push was cut or whose ingest was unreachable,
+    /// with jittered exponential backoff (0.5 s doubling to 10 s, ±30%), until
+    /// its duration is used up. An expired URL is re-signed first when the push
+    /// key is at hand; without it the publisher stops, named expired_url.
+    #[arg(long)]
+    pub reconnect: bool,
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub chunk_size: u32,
     /// Media timer granularity: messages due within one tick share one write
@@ -245,6 +251,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         callbacks,
         callback_grace: args.callback_grace,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        reconnect: args.reconnect,
+        expires_in: args.expires_in,
     };
     let out = runner::run(cfg, live.clone(), cancel).await;
     progress.abort();
@@ -307,13 +315,14 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
             format!(" publish p50 {p50:.1} ms p99 {p99:.1} ms")
         });
         format!(
-            "scheduled {}/{total} connecting {} publishing {} refused {} failed {} interrupted {} callbacks {}{p}",
+            "scheduled {}/{total} connecting {} publishing {} refused {} failed {} interrupted {} reconnects {} callbacks {}{p}",
             l.scheduled.load(Relaxed),
             l.connecting.load(Relaxed),
             l.publishing.load(Relaxed),
             l.refused.load(Relaxed),
             l.failed.load(Relaxed),
             l.interrupted.load(Relaxed),
+            l.reconnects.load(Relaxed),
             l.callbacks.load(Relaxed),
         )
     };
@@ -365,6 +374,7 @@ mod tests {
             bytes_sent: 1000,
             max_lag: Duration::from_millis(5),
             streamed: Duration::from_secs(4),
+            reconnects: 0,
         }
     }
 

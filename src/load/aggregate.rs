@@ -182,6 +182,10 @@ pub struct Summary {
     pub bytes_sent: u64,
     /// Sum over publishers (duplicates included) of the time spent streaming.
     pub stream_seconds: f64,
+    /// Reconnect attempts of all publishers (`--reconnect`); absent in
+    /// reports of builds before it, read as 0.
+    #[serde(default)]
+    pub reconnects: u64,
     /// `bytes_sent` over the run's duration, in bits per second.
     pub bitrate_bps: f64,
     /// Publisher indices measured (duplicates excluded), merged into ranges.
@@ -237,6 +241,7 @@ struct Parts {
     callbacks_measured: bool,
     bytes_sent: u64,
     stream_seconds: f64,
+    reconnects: u64,
     /// May overlap: coverage finds where.
     ranges: Vec<IndexRange>,
     /// Overlaps already found in merged inputs.
@@ -284,6 +289,7 @@ impl Aggregator {
         let p = &mut self.parts;
         p.bytes_sent = p.bytes_sent.saturating_add(r.bytes_sent);
         p.stream_seconds += r.streamed.as_secs_f64();
+        p.reconnects = p.reconnects.saturating_add(u64::from(r.reconnects));
         if r.expected_refusal {
             let e = &mut p.expected;
             if r.outcome == Outcome::Accepted {
@@ -414,6 +420,7 @@ fn finish(p: &Parts, h: Header) -> Summary {
         },
         bytes_sent: p.bytes_sent,
         stream_seconds: finite(p.stream_seconds),
+        reconnects: p.reconnects,
         bitrate_bps,
         streams,
         coverage,
@@ -511,6 +518,7 @@ pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
         parts.callbacks_measured |= s.callbacks.measured;
         parts.bytes_sent = parts.bytes_sent.saturating_add(s.bytes_sent);
         parts.stream_seconds += s.stream_seconds;
+        parts.reconnects = parts.reconnects.saturating_add(s.reconnects);
         parts.ranges.extend_from_slice(&s.streams);
         parts.overlaps.extend_from_slice(&s.coverage.overlaps);
         add_timeline(&mut timeline, &s.timeline, s.started_unix - started);
@@ -640,6 +648,7 @@ pub(crate) mod tests {
             } else {
                 Duration::from_secs(10)
             },
+            reconnects: (i % 3) as u32,
         }
     }
 
@@ -654,6 +663,7 @@ pub(crate) mod tests {
             bytes_sent: 10,
             max_lag: ms(900),
             streamed: Duration::ZERO,
+            reconnects: 0,
         }
     }
 
@@ -819,6 +829,8 @@ pub(crate) mod tests {
         assert_eq!(got.outcomes, want.outcomes);
         assert_eq!(got.publishers, want.publishers);
         assert_eq!(got.bytes_sent, want.bytes_sent);
+        assert_eq!(got.reconnects, want.reconnects);
+        assert_eq!(want.reconnects, (0..300).map(|i| i % 3).sum::<u64>());
         assert_eq!(got.streams, want.streams);
         assert_eq!(
             got.coverage,
@@ -982,6 +994,7 @@ pub(crate) mod tests {
         let mut s = aggregate(0..3).summary(meta(None, u64::MAX));
         s.publishers = u64::MAX;
         s.bytes_sent = u64::MAX;
+        s.reconnects = u64::MAX;
         s.expected_refusals.refused = u64::MAX;
         s.callbacks.counts.forged = u64::MAX;
         s.outcomes.insert(Outcome::Timeout, u64::MAX);
@@ -1000,6 +1013,7 @@ pub(crate) mod tests {
         late.duration_s = f64::MAX;
         let m = merge(&[s.clone(), late]).unwrap();
         assert_eq!(m.publishers, u64::MAX);
+        assert_eq!(m.reconnects, u64::MAX);
         assert_eq!(m.publishers_planned, u64::MAX);
         assert_eq!(m.outcomes[&Outcome::Timeout], u64::MAX);
         assert_eq!(m.coverage.covered, u64::MAX);

@@ -28,6 +28,7 @@ pub struct MergeArgs {
 /// underlying error is the `source`, printed once by `{:#}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    // The cause is the error's source: `{:#}` prints it once, after a colon.
     #[error("{}: cannot read", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not JSON", path.display())]
@@ -240,8 +241,10 @@ mod tests {
         assert!(e.contains("missing.json: cannot read"), "{e}");
 
         let e = error_for("junk.json", Some("{ not json"));
-        assert!(e.contains("junk.json: not JSON"), "{e}");
-        // Regression (issue 5): the cause was printed twice by `{:#}`.
+        assert!(
+            e.contains("junk.json: not JSON: key must be a string"),
+            "{e}"
+        );
         assert_eq!(e.matches("key must be a string").count(), 1, "{e}");
 
         let e = error_for("other.json", Some(r#"{"hello": 1}"#));

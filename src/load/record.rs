@@ -21,8 +21,10 @@ pub struct PublisherRecord {
     pub bytes_sent: u64,
     /// Largest delay of a media message behind real time.
     pub max_lag: Duration,
-    /// How long it streamed after Publish.Start.
+    /// How long it streamed after Publish.Start (all attempts together).
     pub streamed: Duration,
+    /// Reconnect attempts after the first one (`--reconnect`).
+    pub reconnects: u32,
 }
 
 impl PublisherRecord {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, CallbackCounts};
+use super::reconnect::{self, Jitter, Next};
 use super::record::{CallbackKind, PublisherRecord, Sample};
 use super::targets::Slot;
 use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
@@ -32,6 +33,8 @@ pub struct Live {
     pub failed: AtomicU64,
     pub interrupted: AtomicU64,
     pub finished: AtomicU64,
+    /// Reconnect attempts so far (`--reconnect`).
+    pub reconnects: AtomicU64,
     pub bytes: AtomicU64,
     pub callbacks: AtomicU64,
     /// Time to Publish.Start from the actual start, µs.
@@ -70,6 +73,11 @@ pub struct LoadConfig {
     pub callback_grace: Duration,
     /// Single-threaded runtimes the publishers are spread over (one per core).
     pub workers: usize,
+    /// Reconnect after an interruption or an unreachable ingest, with
+    /// jittered exponential backoff, until the publisher's duration is used up.
+    pub reconnect: bool,
+    /// Validity of a URL re-signed before reconnecting.
+    pub expires_in: Duration,
 }
 
 /// What a run returns: the folded aggregate and how it ended.
@@ -147,6 +155,8 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         chunk_size: cfg.chunk_size,
         insecure: cfg.insecure,
         tick: cfg.tick,
+        reconnect: cfg.reconnect,
+        expires_in: cfg.expires_in,
     });
     let workers = Workers::start(cfg.workers);
     let mut tasks = Vec::with_capacity(cfg.slots.len());
@@ -272,6 +282,8 @@ struct Shared {
     chunk_size: u32,
     insecure: bool,
     tick: Duration,
+    reconnect: bool,
+    expires_in: Duration,
 }
 
 struct One {
@@ -281,7 +293,15 @@ struct One {
     scheduled: Instant,
 }
 
+/// What one attempt of a publisher measured, for its record.
+struct Attempt {
+    start: Instant,
+    marks: Vec<(Phase, Duration)>,
+}
+
 impl One {
+    /// One publisher: one push, or with `--reconnect` a push and the
+    /// reconnects after it, folded into one record.
     async fn run(
         self,
         shared: Arc<Shared>,
@@ -289,43 +309,119 @@ impl One {
         events: mpsc::UnboundedSender<Event>,
         cancel: CancellationToken,
     ) {
-        let start = Instant::now();
-        let mut cfg = PublishConfig::new(self.url);
-        cfg.timeout = shared.timeout;
-        cfg.duration = Some(shared.duration);
-        cfg.chunk_size = shared.chunk_size;
-        cfg.insecure = shared.insecure;
-        cfg.tick = shared.tick;
-        cfg.start_index = shared.plan.start_index(self.slot.index);
-        let mut obs = LiveObserver {
-            live: live.clone(),
-            events: events.clone(),
-            slot: self.slot_index,
-            start,
-        };
-        let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+        let reconnecting = shared.reconnect && !self.slot.duplicate;
+        let mut url = self.url.clone();
+        let mut jitter = Jitter::new(std::hash::BuildHasher::hash_one(
+            &std::hash::RandomState::new(),
+            self.slot.index,
+        ));
+        // Until the first Publish.Start, the publisher gives up retrying one
+        // duration after its start; after it, one duration after that.
+        let mut deadline = Instant::now() + shared.duration;
+        let mut first_publish: Option<Instant> = None;
+        let mut kept: Option<Attempt> = None;
+        let mut last = None;
+        let (mut bytes_sent, mut streamed, mut max_lag) = (0, Duration::ZERO, Duration::ZERO);
+        let (mut reconnects, mut failures_in_a_row) = (0u32, 0u32);
+        let mut outcome;
+        loop {
+            let start = Instant::now();
+            let mut cfg = PublishConfig::new(url.clone());
+            cfg.timeout = shared.timeout;
+            cfg.duration = Some(match first_publish {
+                Some(_) => deadline.saturating_duration_since(start),
+                None => shared.duration,
+            });
+            cfg.chunk_size = shared.chunk_size;
+            cfg.insecure = shared.insecure;
+            cfg.tick = shared.tick;
+            cfg.start_index = shared.plan.start_index(self.slot.index);
+            let mut obs = LiveObserver {
+                live: live.clone(),
+                events: events.clone(),
+                slot: self.slot_index,
+                start,
+            };
+            let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+            let facts = local_facts(
+                &cfg.url,
+                &shared.keys,
+                crate::cli::now_unix(),
+                self.slot.duplicate,
+            );
+            outcome = classify::classify(&result, &facts).outcome;
+            if !result.accepted() && result.ending == Ending::Completed {
+                // Stopped by the user before Publish.Start: we cannot tell
+                // what the ingest would have said (publish() reports this as
+                // a completed push, which would read "accepted").
+                live.connecting.fetch_sub(1, Relaxed);
+                if first_publish.is_none() {
+                    live.finished.fetch_add(1, Relaxed);
+                    return; // not measured
+                }
+                // An earlier attempt was accepted, then cut; the user stopped
+                // the reconnect.
+                outcome = Outcome::Interrupted;
+                break;
+            }
+            if result.accepted() {
+                live.publishing.fetch_sub(1, Relaxed);
+            } else {
+                live.connecting.fetch_sub(1, Relaxed);
+            }
+            bytes_sent += result.bytes_sent;
+            streamed += result.streamed;
+            max_lag = max_lag.max(result.max_lag);
+            let attempt = Attempt {
+                start,
+                marks: result.marks.done,
+            };
+            if let Some(p) = attempt.marks.iter().find(|(p, _)| *p == Phase::Publish) {
+                if first_publish.is_none() {
+                    first_publish = Some(start + p.1);
+                    deadline = start + p.1 + shared.duration;
+                    kept = Some(attempt);
+                } else {
+                    last = Some(attempt);
+                }
+                failures_in_a_row = 0;
+            } else {
+                last = Some(attempt);
+            }
+            if !reconnecting || cancel.is_cancelled() || !reconnect::retryable(outcome) {
+                break;
+            }
+            match reconnect::before_retry(
+                &url,
+                outcome == Outcome::ExpiredUrl,
+                &shared.keys,
+                crate::cli::now_unix(),
+                shared.expires_in,
+            ) {
+                Next::Same => {}
+                Next::Resigned(u) => url = u,
+                Next::Expired => {
+                    outcome = Outcome::ExpiredUrl;
+                    warn_expired_once(&url);
+                    break;
+                }
+            }
+            let wake = Instant::now() + reconnect::backoff(failures_in_a_row, jitter.sample());
+            failures_in_a_row = failures_in_a_row.saturating_add(1);
+            if wake >= deadline {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            reconnects += 1;
+            live.reconnects.fetch_add(1, Relaxed);
+            live.connecting.fetch_add(1, Relaxed);
+        }
         let closed = Instant::now();
-        if !result.accepted() && result.ending == Ending::Completed {
-            // Stopped by the user before Publish.Start: we cannot tell what
-            // the ingest would have said, so it is not measured (publish()
-            // reports this as a completed push, which would read "accepted").
-            live.connecting.fetch_sub(1, Relaxed);
-            live.finished.fetch_add(1, Relaxed);
-            return;
-        }
-        let facts = local_facts(
-            &cfg.url,
-            &shared.keys,
-            crate::cli::now_unix(),
-            self.slot.duplicate,
-        );
-        let verdict = classify::classify(&result, &facts);
-        if result.accepted() {
-            live.publishing.fetch_sub(1, Relaxed);
-        } else {
-            live.connecting.fetch_sub(1, Relaxed);
-        }
-        match verdict.outcome {
+        match outcome {
             Outcome::Accepted => {}
             Outcome::Interrupted => {
                 live.interrupted.fetch_add(1, Relaxed);
@@ -338,25 +434,39 @@ impl One {
             }
         }
         live.finished.fetch_add(1, Relaxed);
-        let started = result.marks.at(Phase::Publish).map(|d| start + d);
+        // Phase marks of the first accepted attempt (measured from the
+        // schedule, so time lost retrying shows), else of the last one.
+        let shown = kept.or(last).expect("at least one attempt ran");
         let record = PublisherRecord {
             index: self.slot.index,
-            stream: cfg.url.stream.clone(),
+            stream: self.url.stream.clone(),
             expected_refusal: self.slot.duplicate,
-            outcome: verdict.outcome,
-            start_delay: start.saturating_duration_since(self.scheduled),
-            marks: result.marks.done,
-            bytes_sent: result.bytes_sent,
-            max_lag: result.max_lag,
-            streamed: result.streamed,
+            outcome,
+            start_delay: shown.start.saturating_duration_since(self.scheduled),
+            marks: shown.marks,
+            bytes_sent,
+            max_lag,
+            streamed,
+            reconnects,
         };
         let _ = events.send(Event::Done {
             slot: self.slot_index,
             record,
-            started,
+            started: first_publish,
             closed,
         });
     }
+}
+
+/// Says once per process why publishers stopped reconnecting on expiry.
+fn warn_expired_once(url: &PushUrl) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "txTime of {} has passed and no push key at hand signs it: publishers stop instead of reconnecting (set PUSHPROBE_KEY to re-sign, or sign with a longer --expires-in)",
+            url.redacted()
+        );
+    });
 }
 
 fn snapshot(live: &Live, began: Instant, bytes_delta: u64) -> Sample {

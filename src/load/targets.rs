@@ -15,7 +15,8 @@ pub enum TargetError {
         "template {0:?} has no {{i}} placeholder: every publisher would push to the same stream"
     )]
     NoPlaceholder(String),
-    #[error("URL for publisher {index}: {source}")]
+    // The cause is the source: `{:#}` prints it once.
+    #[error("URL for publisher {index}")]
     Url { index: u64, source: UrlError },
 }
 

@@ -208,7 +208,12 @@ impl Conn {
     async fn on_control(&mut self, c: Control) -> Result<(), ReadError> {
         match c {
             Control::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
-            Control::WindowAckSize(n) => self.window = n.max(1),
+            // A window of 0 is meaningless (acking every read would be a
+            // loop of acks): keep the one we have.
+            Control::WindowAckSize(0) => {
+                tracing::debug!("server set a window acknowledgement size of 0: ignored");
+            }
+            Control::WindowAckSize(n) => self.window = n,
             Control::User(UserControl::PingRequest(t)) => {
                 self.send_control(&Control::User(UserControl::PingResponse(t)))
                     .await?;
@@ -326,8 +331,27 @@ pub async fn resolve(d: &Dial) -> Result<SocketAddr, DialError> {
     }
 }
 
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, DialError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// Connects with a timeout. `send_buffer` caps the socket's send buffer
+/// (`SO_SNDBUF`; the kernel doubles it) instead of letting it grow to
+/// megabytes: a server that stops reading then blocks our writes within
+/// seconds, and lag behind real time shows instead of piling up in the kernel.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+    send_buffer: Option<u32>,
+) -> Result<TcpStream, DialError> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    let socket = socket.map_err(|source| DialError::Connect { addr, source })?;
+    if let Some(n) = send_buffer
+        && let Err(e) = socket.set_send_buffer_size(n)
+    {
+        tracing::debug!("cannot set the send buffer to {n} bytes: {e}");
+    }
+    match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Err(_) => Err(DialError::ConnectTimeout(addr)),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(DialError::Refused(addr)),
         Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Err(DialError::ConnectTimeout(addr)),

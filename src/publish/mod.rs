@@ -286,8 +286,16 @@ pub trait Observer: Send + Sync {
 
 impl Observer for () {}
 
+/// The socket send buffer for media at `bitrate_bps`: about one second of it
+/// (two once the kernel doubles it, enough for any path with a round trip
+/// under two seconds), at least 64 KiB for keyframe bursts, at most 4 MiB.
+pub fn send_buffer_for(bitrate_bps: u64) -> u32 {
+    (bitrate_bps / 8).clamp(64 << 10, 4 << 20) as u32
+}
+
 struct Run<'a> {
     cfg: &'a PublishConfig,
+    send_buffer: u32,
     start: Instant,
     marks: PhaseMarks,
     statuses: Vec<Status>,
@@ -305,6 +313,7 @@ pub async fn publish(
 ) -> PublishResult {
     let mut run = Run {
         cfg,
+        send_buffer: send_buffer_for(plan.bitrate_bps),
         start: Instant::now(),
         marks: PhaseMarks::default(),
         statuses: Vec::new(),
@@ -413,7 +422,7 @@ impl Run<'_> {
         };
         let addr = conn::resolve(&dial).await.map_err(dial_failure)?;
         self.mark(Phase::Dns);
-        let tcp = conn::connect_tcp(addr, self.cfg.timeout)
+        let tcp = conn::connect_tcp(addr, self.cfg.timeout, Some(self.send_buffer))
             .await
             .map_err(dial_failure)?;
         self.mark(Phase::Tcp);
