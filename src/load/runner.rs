@@ -761,5 +761,31 @@ mod tests {
         let f = crate::publish::publish(&cfg, &plan, &cancel, &mut obs);
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1536, "publish future grew to {size} bytes");
+        // The whole task: one publisher with its reconnect loop.
+        let one = One {
+            slot_index: 0,
+            slot: Slot {
+                index: 0,
+                at: Duration::ZERO,
+                duplicate: false,
+            },
+            url: cfg.url.clone(),
+            scheduled: Instant::now(),
+        };
+        let shared = Arc::new(Shared {
+            plan: plan.clone(),
+            keys: Keys::default(),
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            chunk_size: 4096,
+            insecure: false,
+            tick: Duration::from_millis(200),
+            reconnect: false,
+            expires_in: Duration::from_secs(60),
+        });
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let task = one.run(shared, Arc::new(Live::default()), tx, cancel.clone());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2560, "publisher task future grew to {size} bytes");
     }
 }
