@@ -13,13 +13,6 @@ use common::*;
 use pushprobe::secret::Secret;
 use pushprobe::sign::{self, Scheme, UrlSpec};
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn demo_runs_the_whole_job_offline() {
     let o = run(

@@ -9,27 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pushprobe::secret::Secret;
-use pushprobe::sign::{self, Scheme, UrlSpec};
+use pushprobe::sign;
 use serde_json::Value;
-
-fn now() -> u64 {
-    pushprobe::cli::now_unix()
-}
-
-/// `rtmp://127.0.0.1:PORT/live/STREAM?txSecret=..&txTime=..` signed with `key`.
-fn signed(port: u16, stream: &str, key: &str, expiry: u64) -> String {
-    let spec = UrlSpec {
-        scheme: Scheme::Rtmp,
-        domain: "127.0.0.1".into(),
-        port: Some(port),
-        app: "live".into(),
-        stream: stream.into(),
-    };
-    sign::sign_url(&spec, &Secret::new(key.into()), expiry)
-        .unwrap()
-        .to_string()
-}
 
 fn secret_of(url: &str) -> String {
     let u = sign::PushUrl::parse(url).unwrap();

@@ -19,34 +19,24 @@ const CALLBACK_KEY: &str = "callback-key-for-tests";
 /// time measures the binary rather than the other tests on a small machine.
 static PUSHING: Mutex<()> = Mutex::new(());
 
+/// `pushprobe serve` with the push and callback keys, callbacks to `cb` if given.
+fn serve(callback_port: Option<u16>) -> Serve {
+    let url = callback_port.map(|cb| format!("http://127.0.0.1:{cb}/cb"));
+    let mut extra = Vec::new();
+    if let Some(u) = &url {
+        extra.extend(["--callback-url", u.as_str()]);
+    }
+    Serve::start(
+        &[
+            ("PUSHPROBE_KEY", KEY),
+            ("PUSHPROBE_CALLBACK_KEY", CALLBACK_KEY),
+        ],
+        &extra,
+    )
+}
+
 fn pushing() -> std::sync::MutexGuard<'static, ()> {
     PUSHING.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `pushprobe serve` on a free port, PUSHPROBE_KEY set, callbacks to
-/// `callback_port` when given.
-struct Serve {
-    port: u16,
-    _p: Proc,
-}
-
-impl Serve {
-    fn start(callback_port: Option<u16>) -> Serve {
-        let port = free_port();
-        let mut c = bin();
-        c.env("PUSHPROBE_KEY", KEY)
-            .env("PUSHPROBE_CALLBACK_KEY", CALLBACK_KEY)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-        if let Some(cb) = callback_port {
-            c.args(["--callback-url", &format!("http://127.0.0.1:{cb}/cb")]);
-        }
-        let p = spawn(&mut c);
-        assert!(
-            wait_port(port, Duration::from_secs(5)),
-            "serve did not start"
-        );
-        Serve { port, _p: p }
-    }
 }
 
 /// `pushprobe load` signing URLs for the local ingest, progress off.
@@ -116,7 +106,7 @@ fn hgrm_rows(path: &Path) -> Vec<(f64, f64, u64)> {
 fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
     let _g = pushing();
     let cb = free_port();
-    let s = Serve::start(Some(cb));
+    let s = serve(Some(cb));
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("load.json");
     let hgrm = dir.path().join("hgrm");
@@ -194,7 +184,7 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
 #[test]
 fn duplicates_and_expired_urls_are_refused_and_classified() {
     let _g = pushing();
-    let s = Serve::start(None);
+    let s = serve(None);
     let dir = tempfile::tempdir().unwrap();
 
     let json = dir.path().join("dup.json");
@@ -285,7 +275,7 @@ fn nginx_rtmp_accepts_publishers_and_a_stream_decodes() {
 #[test]
 fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
     let _g = pushing();
-    let s = Serve::start(None);
+    let s = serve(None);
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<_> = ["a.json", "b.json", "c.json"]
         .iter()
@@ -399,7 +389,7 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
 #[test]
 fn shards_take_their_index_from_job_completion_index() {
     let _g = pushing();
-    let s = Serve::start(None);
+    let s = serve(None);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("pod-1.json");
     let o = run(
@@ -445,7 +435,7 @@ fn interrupt(p: &Proc) {
 #[test]
 fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
     let _g = pushing();
-    let s = Serve::start(None);
+    let s = serve(None);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("interrupted.json");
     let p = spawn(

@@ -8,52 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use pushprobe::secret::Secret;
-use pushprobe::sign::{self, Scheme, UrlSpec};
+use pushprobe::sign;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn signed(port: u16, stream: &str, key: &str, expiry: u64) -> String {
-    let spec = UrlSpec {
-        scheme: Scheme::Rtmp,
-        domain: "127.0.0.1".into(),
-        port: Some(port),
-        app: "live".into(),
-        stream: stream.into(),
-    };
-    sign::sign_url(&spec, &Secret::new(key.into()), expiry)
-        .unwrap()
-        .to_string()
-}
-
-/// `pushprobe serve` on a free port with PUSHPROBE_KEY set.
-struct Serve {
-    port: u16,
-    _p: Proc,
-}
-
-impl Serve {
-    fn start(extra: &[&str]) -> Serve {
-        let port = free_port();
-        let p = spawn(
-            bin()
-                .env("PUSHPROBE_KEY", KEY)
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .args(extra),
-        );
-        assert!(
-            wait_port(port, Duration::from_secs(5)),
-            "serve did not start"
-        );
-        Serve { port, _p: p }
-    }
-}
 
 fn smoke(url: &str, key: Option<&str>) -> (i32, serde_json::Value) {
     let mut c = bin();
@@ -80,7 +37,10 @@ fn smoke(url: &str, key: Option<&str>) -> (i32, serde_json::Value) {
 
 #[test]
 fn smoke_names_each_refusal_against_the_local_ingest() {
-    let s = Serve::start(&["--disable", "blocked", "--reject-with-status"]);
+    let s = Serve::start(
+        &[("PUSHPROBE_KEY", KEY)],
+        &["--disable", "blocked", "--reject-with-status"],
+    );
     let good = signed(s.port, "ok", KEY, now() + 86_400);
     let (code, v) = smoke(&good, Some(KEY));
     assert_eq!((code, v["outcome"].as_str()), (0, Some("accepted")), "{v}");
@@ -120,7 +80,7 @@ fn smoke_names_each_refusal_against_the_local_ingest() {
 #[test]
 fn smoke_in_use_is_named_by_status_or_said_plainly_without() {
     // With a status (as nginx-rtmp and Wowza do), the wire names it.
-    let s = Serve::start(&["--reject-with-status"]);
+    let s = Serve::start(&[("PUSHPROBE_KEY", KEY)], &["--reject-with-status"]);
     let url = signed(s.port, "busy", KEY, now() + 86_400);
     let holder = spawn(bin().args(["push", &url, "--duration", "6s"]));
     std::thread::sleep(Duration::from_millis(1000));
@@ -135,7 +95,7 @@ fn smoke_in_use_is_named_by_status_or_said_plainly_without() {
 
     // Tencent-style silent close with a valid signature: the wire cannot tell
     // in-use from disabled, and smoke says so instead of guessing.
-    let s = Serve::start(&[]);
+    let s = Serve::start(&[("PUSHPROBE_KEY", KEY)], &[]);
     let url = signed(s.port, "busy", KEY, now() + 86_400);
     let holder = spawn(bin().args(["push", &url, "--duration", "6s"]));
     std::thread::sleep(Duration::from_millis(1000));
@@ -240,13 +200,13 @@ fn dup(url: &str) -> (i32, serde_json::Value) {
 
 #[test]
 fn dup_passes_when_duplicates_are_rejected_and_fails_when_replaced() {
-    let reject = Serve::start(&[]);
+    let reject = Serve::start(&[("PUSHPROBE_KEY", KEY)], &[]);
     let (code, v) = dup(&signed(reject.port, "d", KEY, now() + 86_400));
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["finding"], "refused");
     assert_eq!(v["first"]["outcome"], "accepted");
 
-    let replace = Serve::start(&["--duplicate", "replace"]);
+    let replace = Serve::start(&[("PUSHPROBE_KEY", KEY)], &["--duplicate", "replace"]);
     let (code, v) = dup(&signed(replace.port, "d", KEY, now() + 86_400));
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["finding"], "replaced", "{v}");

@@ -247,3 +247,48 @@ pub fn ffprobe_stream(url: &str) -> String {
     );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    pushprobe::cli::now_unix()
+}
+
+/// `rtmp://127.0.0.1:PORT/live/STREAM?txSecret=..&txTime=..` signed with `key`.
+pub fn signed(port: u16, stream: &str, key: &str, expiry: u64) -> String {
+    let spec = pushprobe::sign::UrlSpec {
+        scheme: pushprobe::sign::Scheme::Rtmp,
+        domain: "127.0.0.1".into(),
+        port: Some(port),
+        app: "live".into(),
+        stream: stream.into(),
+    };
+    let key = pushprobe::secret::Secret::new(key.into());
+    pushprobe::sign::sign_url(&spec, &key, expiry)
+        .unwrap()
+        .to_string()
+}
+
+/// `pushprobe serve` as a real process on a free loopback port.
+pub struct Serve {
+    pub port: u16,
+    _p: Proc,
+}
+
+impl Serve {
+    /// Starts it with these environment variables and extra arguments.
+    pub fn start(env: &[(&str, &str)], extra: &[&str]) -> Serve {
+        let port = free_port();
+        let mut c = bin();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra);
+        let p = spawn(&mut c);
+        assert!(
+            wait_port(port, Duration::from_secs(5)),
+            "serve did not start"
+        );
+        Serve { port, _p: p }
+    }
+}
