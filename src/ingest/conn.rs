@@ -164,7 +164,9 @@ struct Session<S> {
 }
 
 /// Serves one connection until it ends; never panics on what the peer sends.
-pub(crate) async fn handle<S>(
+/// `io` is any byte stream: the accepted socket, or an in-memory duplex in
+/// the fuzz target (`fuzz/`), which drives the whole session without sockets.
+pub async fn handle<S>(
     io: S,
     peer: SocketAddr,
     id: u64,

@@ -47,42 +47,50 @@ pub fn read_summary(path: &Path) -> Result<Summary, ReadError> {
         source,
     })?;
     parse_summary(&text).map_err(|e| match e {
-        Parse::NotJson(source) => ReadError::NotJson {
+        ParseError::NotJson(source) => ReadError::NotJson {
             path: path.to_owned(),
             source,
         },
-        Parse::NotReport(reason) => ReadError::NotReport {
+        ParseError::NotReport(reason) => ReadError::NotReport {
             path: path.to_owned(),
             reason,
         },
     })
 }
 
-enum Parse {
+/// Why a report's text is not a report we can merge; [`read_summary`] adds
+/// the file name.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not JSON: {0}")]
     NotJson(serde_json::Error),
+    #[error("not a pushprobe load report: {0}")]
     NotReport(String),
 }
 
-fn parse_summary(text: &str) -> Result<Summary, Parse> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(Parse::NotJson)?;
+/// Parses the text of one JSON report (what [`read_summary`] does after
+/// reading the file): the format and version are checked first, then the
+/// whole layout, histograms and phase names included.
+pub fn parse_summary(text: &str) -> Result<Summary, ParseError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(ParseError::NotJson)?;
     if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return Err(Parse::NotReport(format!(
+        return Err(ParseError::NotReport(format!(
             "no \"format\": \"{FORMAT}\" field"
         )));
     }
     match value.get("version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(VERSION) => {}
         Some(v) => {
-            return Err(Parse::NotReport(format!(
+            return Err(ParseError::NotReport(format!(
                 "version {v}; this build reads version {VERSION}"
             )));
         }
-        None => return Err(Parse::NotReport("no \"version\" number".to_owned())),
+        None => return Err(ParseError::NotReport("no \"version\" number".to_owned())),
     }
     // Parsed from the text (not the value) so errors carry line and column.
     let summary: Summary =
-        serde_json::from_str(text).map_err(|e| Parse::NotReport(e.to_string()))?;
-    check_names(&summary.histograms).map_err(Parse::NotReport)?;
+        serde_json::from_str(text).map_err(|e| ParseError::NotReport(e.to_string()))?;
+    check_names(&summary.histograms).map_err(ParseError::NotReport)?;
     Ok(summary)
 }
 

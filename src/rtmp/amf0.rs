@@ -74,9 +74,10 @@ pub fn encode(values: &[Value], out: &mut BytesMut) {
     }
 }
 
+/// A u16-length string (object keys, short strings). Longer keys are cut on
+/// a character boundary, so they stay UTF-8; nothing we send comes near that.
 fn encode_string_body(s: &str, out: &mut BytesMut) {
-    // Strings over 64 KiB are cut: nothing we send comes near that.
-    let bytes = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    let bytes = &s.as_bytes()[..s.floor_char_boundary(u16::MAX as usize)];
     out.put_u16(bytes.len() as u16);
     out.put_slice(bytes);
 }
@@ -98,6 +99,13 @@ fn encode_value(v: &Value, out: &mut BytesMut) {
         Value::Boolean(b) => {
             out.put_u8(1);
             out.put_u8(u8::from(*b));
+        }
+        // Values over 64 KiB go as a long string (marker 12, u32 length).
+        Value::String(s) if s.len() > u16::MAX as usize => {
+            let bytes = &s.as_bytes()[..s.floor_char_boundary(u32::MAX as usize)];
+            out.put_u8(12);
+            out.put_u32(bytes.len() as u32);
+            out.put_slice(bytes);
         }
         Value::String(s) => {
             out.put_u8(2);
@@ -267,6 +275,34 @@ mod tests {
             decode_all(&bytes).unwrap(),
             vec![Value::str("_result"), Value::Number(1.0), Value::Null]
         );
+    }
+
+    /// Found by the `amf0_command` target's round-trip property applied to a
+    /// string over 64 KiB (beyond the fuzzer's input sizes): the encoder cut
+    /// it at byte 65535, inside the two-byte `é`, so the peer got invalid
+    /// UTF-8 and the string did not decode. The ingest echoes the stream name
+    /// in its onStatus description, so a client could trigger it.
+    #[test]
+    fn fuzz_regression_long_string_cut_mid_character() {
+        let long = "\u{e9}".repeat(40_000);
+        let mut out = BytesMut::new();
+        encode(&[Value::String(long.clone())], &mut out);
+        let decoded = decode_all(&out).map_err(|e| e.to_string());
+        assert!(
+            decoded == Ok(vec![Value::String(long.clone())]),
+            "{:?}",
+            decoded.err()
+        );
+        // Keys have a 16-bit length: cut, but on a character boundary.
+        out.clear();
+        encode(&[Value::obj(&[(long.as_str(), Value::Null)])], &mut out);
+        let decoded = decode_all(&out).map_err(|e| e.to_string());
+        let Ok([Value::Object(pairs)]) = decoded.as_deref() else {
+            panic!("a long key does not decode: {:?}", decoded.err());
+        };
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].0.len(), 65_534);
+        assert!(long.starts_with(&pairs[0].0));
     }
 
     #[test]
