@@ -172,6 +172,7 @@ fn report_seeds() {
             bytes_sent: 70_000 * i,
             max_lag: ms(i % 4),
             streamed: Duration::from_secs(3),
+            reconnects: 0,
         });
         a.add_callback_latency(CallbackKind::Push, ms(300 + i));
     }
