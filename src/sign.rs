@@ -327,6 +327,13 @@ fn md5_hex(parts: &[&[u8]]) -> String {
 }
 
 /// `txSecret = lowercase hex MD5(key + stream + txTime)`; txTime exactly as sent.
+///
+/// Tencent's published example:
+/// ```
+/// use pushprobe::{secret::Secret, sign::tx_secret};
+/// let key = Secret::new("e12c46f2612d5106e2034781ab261ca3".into());
+/// assert_eq!(tx_secret(&key, "test", "5C271099"), "f85a2ab363fe4deaffef9754d79da6fe");
+/// ```
 pub fn tx_secret(key: &Secret, stream: &str, tx_time: &str) -> String {
     md5_hex(&[
         key.expose().as_bytes(),
