@@ -24,25 +24,25 @@ pub struct Cli {
 pub enum Command {
     /// The whole job offline: embedded ingest, signed push, callbacks, refusals.
     Demo(crate::cmd::demo::DemoArgs),
+    /// Build a signed push URL, or explain one with --check.
+    Url(UrlArgs),
+    /// Push the fixture to one URL and report phase timings and the outcome.
+    Push(PushArgs),
+    /// Push, classify and print the verdict; without a URL, against an embedded ingest.
+    Smoke(crate::cmd::smoke::SmokeArgs),
+    /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
+    Doctor(crate::cmd::doctor::DoctorArgs),
+    /// Check that a second push to a URL in use is refused while the first keeps streaming.
+    Dup(crate::cmd::dup::DupArgs),
     /// Many concurrent publishers: phase histograms, callbacks, reports, shards.
     Load(Box<crate::cmd::load::LoadArgs>),
     /// Work with load reports.
     #[command(subcommand)]
     Report(ReportCommand),
-    /// Build a signed push URL, or explain one with --check.
-    Url(UrlArgs),
-    /// Push the fixture to one URL and report phase timings and the outcome.
-    Push(PushArgs),
-    /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
-    Callbacks(crate::cmd::callbacks::CallbacksArgs),
     /// Run a local Tencent-compatible RTMP ingest (auth rules, records, callbacks).
     Serve(crate::ingest::ServeArgs),
-    /// Push, classify and print the verdict; without a URL, against an embedded ingest.
-    Smoke(crate::cmd::smoke::SmokeArgs),
-    /// Check that a second push to a URL in use is refused while the first keeps streaming.
-    Dup(crate::cmd::dup::DupArgs),
-    /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
-    Doctor(crate::cmd::doctor::DoctorArgs),
+    /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
+    Callbacks(crate::cmd::callbacks::CallbacksArgs),
 }
 
 #[derive(Debug, Subcommand)]
