@@ -14,15 +14,20 @@ use std::path::Path;
 /// connection per input, so it gets fewer).
 fn rounds(target: &str) -> usize {
     match target {
-        "ingest_session" => 3_000,
-        "ingest_bytes" => 3_000,
-        "flv" | "report_merge" => 4_000,
+        "ingest_session" | "ingest_bytes" => 8_000,
         _ => 20_000,
     }
 }
 
-/// Inputs grow to at most this many bytes.
-const MAX_LEN: usize = 16 * 1024;
+/// Inputs grow to at most this many bytes (the `-max_len` of the runs in
+/// `fuzz/README.md`, rounded up).
+fn max_len(target: &str) -> usize {
+    if target == "flv" {
+        64 * 1024
+    } else {
+        16 * 1024
+    }
+}
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,7 +72,7 @@ impl Rng {
 const INTERESTING: [u8; 10] = [0, 1, 2, 3, 0x7f, 0x80, 0xff, 9, b'"', b'&'];
 
 /// Applies one to four libFuzzer-style mutations to a copy of `seed`.
-fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8], max_len: usize) -> Vec<u8> {
     let mut v = seed.to_vec();
     for _ in 0..1 + rng.below(4) {
         let len = v.len();
@@ -117,7 +122,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
             _ => {}
         }
     }
-    v.truncate(MAX_LEN);
+    v.truncate(max_len);
     v
 }
 
@@ -138,7 +143,7 @@ fn smoke(target: &str) {
     for _ in 0..rounds(target) {
         let seed = &pool[rng.below(pool.len())];
         let other = &pool[rng.below(pool.len())];
-        let input = mutate(&mut rng, seed, other);
+        let input = mutate(&mut rng, seed, other, max_len(target));
         run(target, f, &input);
         // Keep some mutants as seeds, so mutations stack up.
         if rng.below(16) == 0 && pool.len() < 512 {
