@@ -268,7 +268,9 @@ pub fn signed(port: u16, stream: &str, key: &str, expiry: u64) -> String {
         .to_string()
 }
 
-/// `pushprobe serve` as a real process on a free loopback port.
+/// `pushprobe serve` as a real process on a loopback port it picks itself
+/// (`--listen 127.0.0.1:0`, the port read from its first line), so parallel
+/// tests never race for a port.
 pub struct Serve {
     pub port: u16,
     _p: Proc,
@@ -277,14 +279,35 @@ pub struct Serve {
 impl Serve {
     /// Starts it with these environment variables and extra arguments.
     pub fn start(env: &[(&str, &str)], extra: &[&str]) -> Serve {
-        let port = free_port();
+        use std::io::BufRead;
         let mut c = bin();
         for (k, v) in env {
             c.env(k, v);
         }
-        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra);
-        let p = spawn(&mut c);
+        c.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        let mut p = spawn(&mut c);
+        let stderr = p.0.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the address line, then keeps draining so serve never blocks
+        // on a full pipe.
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("pushprobe serve: RTMP on rtmp://127.0.0.1:")
+                {
+                    let port = rest.split('/').next().and_then(|p| p.parse::<u16>().ok());
+                    let _ = tx.send(port);
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .flatten()
+            .expect("serve printed its RTMP address");
         assert!(
             wait_port(port, Duration::from_secs(5)),
             "serve did not start"
