@@ -212,3 +212,26 @@ async fn full_backlog_is_a_connect_timeout() {
     assert!(started.elapsed() < Duration::from_secs(8));
     drop(listener);
 }
+
+/// Issue 2: Tencent's published vector through the real binary.
+#[test]
+fn url_reproduces_tencents_published_vector() {
+    let o = run(
+        bin()
+            .env("PUSHPROBE_KEY", "e12c46f2612d5106e2034781ab261ca3")
+            .args([
+                "url",
+                "--domain",
+                "livepush.example.com",
+                "--stream",
+                "test",
+            ])
+            .args(["--expires-at", "1546064025"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "rtmp://livepush.example.com/live/test?txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099\n"
+    );
+}
