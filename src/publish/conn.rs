@@ -272,19 +272,6 @@ impl Conn {
         self.backlog = BytesMut::new();
         Ok(())
     }
-
-    /// Writes every slice in full with vectored writes.
-    pub async fn write_vectored_all(&mut self, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-        while !slices.is_empty() {
-            let n = self.io.write_vectored(slices).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.bytes_sent += n as u64;
-            IoSlice::advance_slices(&mut slices, n);
-        }
-        Ok(())
-    }
 }
 
 /// How to reach the server.
