@@ -130,7 +130,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &result,
         &push::local_facts(&p.url, &p.keys, now_unix(), false),
     );
-    push::write_text(&mut out, &p, &result, &verdict)?;
+    push::write_text(&mut out, &result, &verdict)?;
     check(
         &mut out,
         verdict.outcome == Outcome::Accepted,
@@ -201,7 +201,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut pe = push::prepare(&expired, &opts, Duration::from_secs(2))?;
     pe.keys = embedded.keys();
     let (r, v) = push::run_one(&pe, &cancel).await;
-    push::write_text(&mut out, &pe, &r, &v)?;
+    push::write_text(&mut out, &r, &v)?;
     let rec = embedded
         .ingest
         .state()

@@ -108,7 +108,7 @@ pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
         let v = result_json(&p, &result, &verdict, args.push.show_secrets);
         writeln!(stdout, "{v}")?;
     } else {
-        write_text(&mut stdout, &p, &result, &verdict)?;
+        write_text(&mut stdout, &result, &verdict)?;
     }
     Ok(exit_for(verdict.outcome))
 }
@@ -177,12 +177,7 @@ pub fn result_json(p: &Prepared, r: &PublishResult, v: &Verdict, show_secrets: b
     })
 }
 
-pub fn write_text(
-    out: &mut impl Write,
-    p: &Prepared,
-    r: &PublishResult,
-    v: &Verdict,
-) -> std::io::Result<()> {
+pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::io::Result<()> {
     let phases: Vec<String> = r
         .marks
         .durations()
@@ -236,6 +231,5 @@ pub fn write_text(
         }
         writeln!(out, "fix       {}", v.fix)?;
     }
-    let _ = p;
     Ok(())
 }

@@ -115,7 +115,7 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
             push::result_json(&p, &result, &verdict, opts.show_secrets)
         )?;
     } else {
-        push::write_text(&mut out, &p, &result, &verdict)?;
+        push::write_text(&mut out, &result, &verdict)?;
     }
     if let Some(e) = embedded {
         let _ = e.ingest.shutdown().await;
