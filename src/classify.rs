@@ -30,10 +30,19 @@ pub enum Outcome {
     ProtocolError,
     Timeout,
     Interrupted,
+    /// Stopped by the user before Publish.Start: the server's answer is unknown.
+    Cancelled,
+    /// Accepted, but the path could not carry the fixture's bitrate: the
+    /// push fell more than [`LAG_LIMIT`] behind real time.
+    TooSlow,
 }
 
+/// How far behind real time a push may fall before its uplink is too slow
+/// (the same limit `load` judges by).
+pub const LAG_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Outcome {
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 18] = [
         Outcome::Accepted,
         Outcome::ExpiredUrl,
         Outcome::UnsignedUrl,
@@ -50,6 +59,8 @@ impl Outcome {
         Outcome::ProtocolError,
         Outcome::Timeout,
         Outcome::Interrupted,
+        Outcome::Cancelled,
+        Outcome::TooSlow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,13 +81,17 @@ impl Outcome {
             Outcome::ProtocolError => "protocol_error",
             Outcome::Timeout => "timeout",
             Outcome::Interrupted => "interrupted",
+            Outcome::Cancelled => "cancelled",
+            Outcome::TooSlow => "too_slow",
         }
     }
 
     /// The step of Tencent's push checklist (seeds 000/001) this outcome points at.
     pub fn step(self) -> Option<u8> {
         match self {
-            Outcome::Accepted | Outcome::Interrupted => None,
+            Outcome::Accepted | Outcome::Interrupted | Outcome::Cancelled | Outcome::TooSlow => {
+                None
+            }
             Outcome::DnsFailure => Some(1),
             Outcome::ConnectionRefused
             | Outcome::ConnectTimeout
@@ -138,6 +153,12 @@ impl Outcome {
             Outcome::Interrupted => {
                 "the push was accepted and then cut: see the server status and the ingest's interruption records"
             }
+            Outcome::Cancelled => {
+                "stopped before the server answered Publish.Start: run it again and let it finish"
+            }
+            Outcome::TooSlow => {
+                "the uplink cannot carry this bitrate: push a lower-bitrate fixture, or use a faster network path"
+            }
         }
     }
 }
@@ -150,7 +171,9 @@ pub struct LocalFacts {
     pub has_tx_time: bool,
     pub has_tx_secret: bool,
     pub secret: SecretCheck,
-    /// Another of our publishers held the same stream at the time.
+    /// Another of our publishers was streaming on this very URL (same
+    /// query) at the time: the server accepted that URL's signature and
+    /// expiry, so they cannot be why this push was refused.
     pub our_other_publisher: bool,
 }
 
@@ -166,6 +189,53 @@ pub struct Verdict {
     pub phase: Option<Phase>,
     /// False when the wire could not tell and no local fact decided.
     pub certain: bool,
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Whether the path carried the fixture's bitrate: throughput achieved
+/// after Publish.Start against the bitrate needed, and the lag reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Uplink {
+    pub uplink_kbps: f64,
+    pub needed_kbps: f64,
+    pub max_lag_ms: f64,
+    /// The push fell more than [`LAG_LIMIT`] behind real time.
+    pub too_slow: bool,
+}
+
+/// The uplink of an accepted push that streamed, for a fixture of `needed_bps`.
+pub fn uplink(r: &PublishResult, needed_bps: u64) -> Option<Uplink> {
+    let achieved = r.uplink_bps()?;
+    let kbps = |bps: u64| (bps as f64 / 100.0).round() / 10.0;
+    Some(Uplink {
+        uplink_kbps: kbps(achieved),
+        needed_kbps: kbps(needed_bps),
+        max_lag_ms: (r.max_lag.as_secs_f64() * 1e4).round() / 10.0,
+        too_slow: r.max_lag > LAG_LIMIT,
+    })
+}
+
+impl Verdict {
+    /// An accepted push whose uplink was too slow becomes `too_slow`, with
+    /// the figures as evidence; any other verdict is kept as it is.
+    pub fn judge_uplink(mut self, u: &Uplink) -> Verdict {
+        if self.outcome == Outcome::Accepted && u.too_slow {
+            self.outcome = Outcome::TooSlow;
+            self.step = Outcome::TooSlow.step();
+            self.fix = Outcome::TooSlow.fix();
+            self.phase = Some(Phase::Streaming);
+            self.evidence.push(format!(
+                "uplink too slow: {:.0} kbit/s achieved, {:.0} needed, fell {:.1} s behind",
+                u.uplink_kbps,
+                u.needed_kbps,
+                u.max_lag_ms / 1000.0
+            ));
+        }
+        self
+    }
 }
 
 fn human_secs(s: u64) -> String {
@@ -245,6 +315,26 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
             ));
             return verdict(Outcome::Accepted, evidence, None, true);
         }
+        Ending::Cancelled {
+            phase: Phase::Streaming,
+        } => {
+            let of = r
+                .planned
+                .map(|d| format!(" of {}", secs(d)))
+                .unwrap_or_default();
+            evidence.push(format!(
+                "server answered NetStream.Publish.Start; streamed {}{of}, stopped by the user",
+                secs(r.streamed)
+            ));
+            return verdict(Outcome::Accepted, evidence, None, true);
+        }
+        Ending::Cancelled { phase } => {
+            evidence.push(format!(
+                "stopped by the user during {} (before NetStream.Publish.Start): the server's answer is unknown",
+                phase.name()
+            ));
+            return verdict(Outcome::Cancelled, evidence, Some(*phase), true);
+        }
         Ending::Interrupted { failure } => {
             evidence.push(format!(
                 "accepted, then after {:.1} s: {failure}",
@@ -274,8 +364,13 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         (Phase::Connect, _) => return wire(Outcome::ConnectRejected, evidence),
         _ => {}
     }
-    // Refused at createStream or publish: first what the server said...
-    if let Failure::Rejected { status, .. } = failure
+    // Refused at createStream or publish (or just after Publish.Start):
+    // first what the server said...
+    let said = match failure {
+        Failure::RefusedAfterStart { cause, .. } => cause.as_ref(),
+        f => f,
+    };
+    if let Failure::Rejected { status, .. } = said
         && let Some(o) = wire_reason(status)
     {
         evidence.push(format!(
@@ -301,6 +396,14 @@ fn refusal_from_facts(
         phase,
         certain: true,
     };
+    // Our own publisher streams on this very URL: the server accepted its
+    // signature and expiry, so only the stream being busy is left.
+    if facts.our_other_publisher {
+        evidence.push(
+            "another of our publishers was streaming on this very URL, so its signature and expiry were accepted".into(),
+        );
+        return decided(Outcome::AlreadyInUse, evidence);
+    }
     if let Some(Expiry::Expired(ago)) = facts.expiry {
         evidence.push(format!("txTime expired {} ago", human_secs(ago)));
         return decided(Outcome::ExpiredUrl, evidence);
@@ -317,10 +420,6 @@ fn refusal_from_facts(
     if facts.secret == SecretCheck::Mismatch {
         evidence.push("txSecret matches neither PUSHPROBE_KEY nor PUSHPROBE_BACKUP_KEY".into());
         return decided(Outcome::BadSecret, evidence);
-    }
-    if facts.our_other_publisher {
-        evidence.push("another of our publishers was streaming to this stream".into());
-        return decided(Outcome::AlreadyInUse, evidence);
     }
     match facts.secret {
         SecretCheck::Primary | SecretCheck::Backup => {
@@ -359,6 +458,22 @@ mod tests {
             streamed: Duration::from_secs(3),
             max_lag: Duration::ZERO,
             publish_sent: None,
+            stream_bytes: 0,
+            planned: Some(Duration::from_secs(30)),
+        }
+    }
+
+    fn after_start(ms: u64, cause: Failure) -> PublishResult {
+        failed(Failure::RefusedAfterStart {
+            after_start_ms: ms,
+            cause: Box::new(cause),
+        })
+    }
+
+    fn closed_streaming() -> Failure {
+        Failure::Closed {
+            phase: Phase::Streaming,
+            after_publish_ms: Some(4),
         }
     }
 
@@ -415,11 +530,135 @@ mod tests {
             our_other_publisher: true,
             ..good_facts()
         };
+        let mis_signed = &mis_signed;
         let signed = LocalFacts {
             secret: SecretCheck::Primary,
             ..good_facts()
         };
+        // issue 10: a duplicate refused by an unsigned ingest; our first push
+        // on the very same URL was accepted, so the URL is not the reason.
+        let ours_unsigned = LocalFacts {
+            expiry: None,
+            has_tx_time: false,
+            has_tx_secret: false,
+            secret: SecretCheck::NoTxTime,
+            our_other_publisher: true,
+        };
+        let ours_mis_signed_expired = LocalFacts {
+            expiry: Some(Expiry::Expired(60)),
+            secret: SecretCheck::Mismatch,
+            our_other_publisher: true,
+            ..good_facts()
+        };
         let cases: Vec<(PublishResult, LocalFacts, Outcome, bool)> = vec![
+            // issue 10 part 1: cancelled is never accepted before Publish.Start.
+            (
+                result(Ending::Cancelled {
+                    phase: Phase::Handshake,
+                }),
+                good_facts(),
+                Outcome::Cancelled,
+                true,
+            ),
+            (
+                result(Ending::Cancelled { phase: Phase::Tcp }),
+                expired.clone(),
+                Outcome::Cancelled,
+                true,
+            ),
+            (
+                result(Ending::Cancelled {
+                    phase: Phase::Publish,
+                }),
+                good_facts(),
+                Outcome::Cancelled,
+                true,
+            ),
+            (
+                result(Ending::Cancelled {
+                    phase: Phase::Streaming,
+                }),
+                good_facts(),
+                Outcome::Accepted,
+                true,
+            ),
+            // issue 10 part 3: Publish.Start then a close is a refusal,
+            // classified like any other.
+            (
+                after_start(1, closed_streaming()),
+                good_facts(),
+                Outcome::Refused,
+                false,
+            ),
+            (
+                after_start(3, closed_streaming()),
+                expired.clone(),
+                Outcome::ExpiredUrl,
+                true,
+            ),
+            (
+                after_start(
+                    50,
+                    Failure::Reset {
+                        phase: Phase::Streaming,
+                        after_publish_ms: Some(52),
+                    },
+                ),
+                mis_signed.clone(),
+                Outcome::BadSecret,
+                true,
+            ),
+            (
+                after_start(
+                    5,
+                    Failure::Rejected {
+                        phase: Phase::Streaming,
+                        status: Status {
+                            code: "NetStream.Publish.BadName".into(),
+                            level: "error".into(),
+                            description: "Already publishing".into(),
+                        },
+                    },
+                ),
+                expired.clone(),
+                Outcome::AlreadyInUse,
+                true,
+            ),
+            (
+                after_start(1, closed_streaming()),
+                ours_unsigned.clone(),
+                Outcome::AlreadyInUse,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                ours_unsigned,
+                Outcome::AlreadyInUse,
+                true,
+            ),
+            (
+                failed(closed_after_publish()),
+                ours_mis_signed_expired,
+                Outcome::AlreadyInUse,
+                true,
+            ),
+            (
+                // the server's words still come first
+                after_start(
+                    5,
+                    Failure::Rejected {
+                        phase: Phase::Streaming,
+                        status: Status {
+                            code: "NetStream.Publish.Denied".into(),
+                            level: "error".into(),
+                            description: "stream disabled".into(),
+                        },
+                    },
+                ),
+                ours.clone(),
+                Outcome::StreamDisabled,
+                true,
+            ),
             (
                 result(Ending::Completed),
                 good_facts(),
@@ -525,7 +764,7 @@ mod tests {
             ),
             (
                 failed(closed_after_publish()),
-                mis_signed,
+                mis_signed.clone(),
                 Outcome::BadSecret,
                 true,
             ),
@@ -622,6 +861,82 @@ mod tests {
             ]
         );
         assert_eq!(v.step, Some(3));
+    }
+
+    #[test]
+    fn evidence_of_a_cancel_names_the_phase_or_the_time_streamed() {
+        let v = classify(
+            &result(Ending::Cancelled {
+                phase: Phase::Handshake,
+            }),
+            &good_facts(),
+        );
+        assert_eq!(v.phase, Some(Phase::Handshake));
+        assert!(v.evidence[0].contains("stopped by the user during handshake"));
+        assert!(!v.evidence[0].contains("Publish.Start;"), "{:?}", v.evidence);
+        let v = classify(
+            &result(Ending::Cancelled {
+                phase: Phase::Streaming,
+            }),
+            &good_facts(),
+        );
+        assert_eq!(
+            v.evidence,
+            vec![
+                "server answered NetStream.Publish.Start; streamed 3.0 s of 30.0 s, stopped by the user"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn evidence_of_a_refusal_after_start() {
+        let v = classify(&after_start(3, closed_streaming()), &good_facts());
+        assert_eq!(v.phase, Some(Phase::Publish));
+        assert_eq!(
+            v.evidence[0],
+            "server answered Publish.Start, then it closed the connection 3 ms later: a refusal after start"
+        );
+    }
+
+    #[test]
+    fn uplink_below_the_bitrate_is_too_slow() {
+        let mut r = result(Ending::Completed);
+        r.marks.done.push((Phase::Publish, Duration::from_millis(5)));
+        r.streamed = Duration::from_secs(4);
+        r.stream_bytes = 150_000; // 300 kbit/s
+        r.max_lag = Duration::from_millis(2400);
+        let u = uplink(&r, 517_000).unwrap();
+        assert_eq!(u.uplink_kbps, 300.0);
+        assert_eq!(u.needed_kbps, 517.0);
+        assert_eq!(u.max_lag_ms, 2400.0);
+        assert!(u.too_slow);
+        let v = classify(&r, &good_facts()).judge_uplink(&u);
+        assert_eq!(v.outcome, Outcome::TooSlow);
+        assert_eq!(
+            v.evidence.last().unwrap(),
+            "uplink too slow: 300 kbit/s achieved, 517 needed, fell 2.4 s behind"
+        );
+        // A second of lag or less keeps it accepted; a refusal stays one.
+        r.max_lag = Duration::from_millis(900);
+        let u = uplink(&r, 517_000).unwrap();
+        assert!(!u.too_slow);
+        assert_eq!(
+            classify(&r, &good_facts()).judge_uplink(&u).outcome,
+            Outcome::Accepted
+        );
+        let refused = failed(closed_after_publish());
+        assert!(uplink(&refused, 517_000).is_none());
+        let lagging = Uplink {
+            too_slow: true,
+            ..u
+        };
+        assert_eq!(
+            classify(&refused, &good_facts())
+                .judge_uplink(&lagging)
+                .outcome,
+            Outcome::Refused
+        );
     }
 
     #[test]

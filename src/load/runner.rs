@@ -350,10 +350,10 @@ impl One {
                 self.slot.duplicate,
             );
             outcome = classify::classify(&result, &facts).outcome;
-            if !result.accepted() && result.ending == Ending::Completed {
+            if !result.accepted() && matches!(result.ending, Ending::Cancelled { .. }) {
                 // Stopped by the user before Publish.Start: we cannot tell
-                // what the ingest would have said (publish() reports this as
-                // a completed push, which would read "accepted").
+                // what the ingest would have said, so it is left out of the
+                // counts (a single push says `cancelled`).
                 live.connecting.fetch_sub(1, Relaxed);
                 if first_publish.is_none() {
                     live.finished.fetch_add(1, Relaxed);

@@ -47,6 +47,19 @@ impl Phase {
             Phase::Streaming => "streaming",
         }
     }
+    /// The phase that follows this one once it completed (`tls` when the
+    /// push runs over rtmps).
+    pub fn next(self, tls: bool) -> Phase {
+        match self {
+            Phase::Dns => Phase::Tcp,
+            Phase::Tcp if tls => Phase::Tls,
+            Phase::Tcp | Phase::Tls => Phase::Handshake,
+            Phase::Handshake => Phase::Connect,
+            Phase::Connect => Phase::CreateStream,
+            Phase::CreateStream => Phase::Publish,
+            Phase::Publish | Phase::Streaming => Phase::Streaming,
+        }
+    }
     /// The phases whose latency we measure, in order.
     pub const TIMED: [Phase; 7] = [
         Phase::Dns,
@@ -88,6 +101,18 @@ pub enum Failure {
         phase: Phase,
         after_publish_ms: Option<u64>,
     },
+    /// The connection was reset (a TCP RST from the server or the path).
+    Reset {
+        phase: Phase,
+        after_publish_ms: Option<u64>,
+    },
+    /// The server answered Publish.Start, then ended the push (closed, reset
+    /// or an error status) within the refusal window: servers that send
+    /// Publish.Start before their auth hook or busy check refuse this way.
+    RefusedAfterStart {
+        after_start_ms: u64,
+        cause: Box<Failure>,
+    },
     /// The server answered with an error status (`_error` or onStatus error).
     Rejected {
         phase: Phase,
@@ -111,8 +136,10 @@ impl Failure {
             Failure::Dns { .. } => Phase::Dns,
             Failure::TcpRefused | Failure::TcpTimeout | Failure::TcpError { .. } => Phase::Tcp,
             Failure::Tls { .. } => Phase::Tls,
+            Failure::RefusedAfterStart { .. } => Phase::Publish,
             Failure::Timeout { phase }
             | Failure::Closed { phase, .. }
+            | Failure::Reset { phase, .. }
             | Failure::Rejected { phase, .. }
             | Failure::Protocol { phase, .. }
             | Failure::Io { phase, .. } => *phase,
@@ -128,8 +155,41 @@ impl std::fmt::Display for Failure {
             Failure::TcpTimeout => f.write_str("TCP connect timed out"),
             Failure::TcpError { detail } => write!(f, "TCP connect failed: {detail}"),
             Failure::Tls { detail } => write!(f, "TLS handshake failed: {detail}"),
+            // While streaming we only write: a timeout there is a write that
+            // could not go out.
+            Failure::Timeout {
+                phase: Phase::Streaming,
+            } => f.write_str("server stopped reading during streaming (a write timed out)"),
             Failure::Timeout { phase } => {
                 write!(f, "server stopped answering during {}", phase.name())
+            }
+            Failure::Reset {
+                phase,
+                after_publish_ms: Some(ms),
+            } => write!(
+                f,
+                "connection reset {ms} ms after publish (phase {})",
+                phase.name()
+            ),
+            Failure::Reset { phase, .. } => {
+                write!(f, "connection reset during {}", phase.name())
+            }
+            Failure::RefusedAfterStart {
+                after_start_ms,
+                cause,
+            } => {
+                let what = match cause.as_ref() {
+                    Failure::Reset { .. } => "the connection was reset".to_string(),
+                    Failure::Rejected { status, .. } => format!(
+                        "it answered {} {} {:?}",
+                        status.level, status.code, status.description
+                    ),
+                    _ => "it closed the connection".to_string(),
+                };
+                write!(
+                    f,
+                    "server answered Publish.Start, then {what} {after_start_ms} ms later: a refusal after start"
+                )
             }
             Failure::Closed {
                 phase,
@@ -168,8 +228,12 @@ impl std::fmt::Display for Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum Ending {
-    /// Streamed for the whole duration (or until stopped by the user).
+    /// Streamed for the whole duration.
     Completed,
+    /// Stopped by the user (the cancel token) while `phase` was in progress:
+    /// before Publish.Start the server's answer is unknown; in `Streaming`
+    /// the push was accepted and stopped early.
+    Cancelled { phase: Phase },
     /// Accepted (Publish.Start), then ended early by the server or network.
     Interrupted { failure: Failure },
     /// Never got to Publish.Start.
@@ -221,17 +285,42 @@ pub struct PublishResult {
     pub max_lag: Duration,
     /// When our publish command went out, from the start.
     pub publish_sent: Option<Duration>,
+    /// Bytes written after Publish.Start (media and its preamble).
+    pub stream_bytes: u64,
+    /// How long the push was asked to stream (`None`: until cancelled).
+    pub planned: Option<Duration>,
 }
 
 impl PublishResult {
+    /// The server answered Publish.Start (a refusal after start included:
+    /// see [`PublishResult::refused_after_start`]).
     pub fn accepted(&self) -> bool {
         self.marks.at(Phase::Publish).is_some()
+    }
+    /// Publish.Start came, then the server ended the push within the refusal window.
+    pub fn refused_after_start(&self) -> bool {
+        matches!(
+            self.failure(),
+            Some(Failure::RefusedAfterStart { .. })
+        )
+    }
+    /// The user stopped the push before its end.
+    pub fn cancelled(&self) -> Option<Phase> {
+        match self.ending {
+            Ending::Cancelled { phase } => Some(phase),
+            _ => None,
+        }
+    }
+    /// Throughput of the stream after Publish.Start, in bit/s.
+    pub fn uplink_bps(&self) -> Option<u64> {
+        let secs = self.streamed.as_secs_f64();
+        (self.accepted() && secs > 0.0).then(|| (self.stream_bytes as f64 * 8.0 / secs) as u64)
     }
     /// The most telling status: the last error one; else, for an accepted
     /// push, the last one. A refusal without an error status has none.
     pub fn server_status(&self) -> Option<&Status> {
         let error = self.statuses.iter().rev().find(|s| s.is_error());
-        match (error, self.accepted()) {
+        match (error, self.accepted() && !self.refused_after_start()) {
             (Some(s), _) => Some(s),
             (None, true) => self.statuses.last(),
             (None, false) => None,
@@ -239,7 +328,7 @@ impl PublishResult {
     }
     pub fn failure(&self) -> Option<&Failure> {
         match &self.ending {
-            Ending::Completed => None,
+            Ending::Completed | Ending::Cancelled { .. } => None,
             Ending::Interrupted { failure } | Ending::Failed { failure } => Some(failure),
         }
     }
@@ -260,7 +349,13 @@ pub struct PublishConfig {
     /// Timer granularity of the media loop: messages due within one tick go
     /// out in one vectored write.
     pub tick: Duration,
+    /// A push the server ends (close, reset, error status) this soon after
+    /// Publish.Start was refused, not accepted and interrupted.
+    pub refusal_window: Duration,
 }
+
+/// Default of [`PublishConfig::refusal_window`] (`--refusal-window`).
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
 
 impl PublishConfig {
     pub fn new(url: PushUrl) -> PublishConfig {
@@ -272,6 +367,7 @@ impl PublishConfig {
             insecure: false,
             start_index: 0,
             tick: Duration::from_millis(20),
+            refusal_window: REFUSAL_WINDOW,
         }
     }
 }
@@ -326,15 +422,19 @@ pub async fn publish(
     // lived: boxed, they do not inflate every streaming task.
     let ending = match Box::pin(run.setup(cancel)).await {
         Err(failure) => Ending::Failed { failure },
-        Ok(None) => Ending::Completed, // cancelled before Publish.Start
+        Ok(None) => Ending::Cancelled {
+            phase: run.in_progress(),
+        },
         Ok(Some((mut conn, stream_id))) => {
+            let before = conn.bytes_sent;
             let ending = run
                 .stream(&mut conn, stream_id, plan, cancel, &mut stream)
                 .await;
-            if ending == Ending::Completed {
+            if matches!(ending, Ending::Completed | Ending::Cancelled { .. }) {
                 Box::pin(run.unpublish(&mut conn, stream_id)).await;
             }
             bytes_sent = conn.bytes_sent;
+            stream.bytes = bytes_sent.saturating_sub(before);
             ending
         }
     };
@@ -347,6 +447,8 @@ pub async fn publish(
         streamed: stream.streamed,
         max_lag: stream.max_lag,
         publish_sent: run.publish_sent,
+        stream_bytes: stream.bytes,
+        planned: cfg.duration,
     }
 }
 
@@ -355,6 +457,7 @@ struct StreamStats {
     media_ms: u64,
     streamed: Duration,
     max_lag: Duration,
+    bytes: u64,
 }
 
 impl Run<'_> {
@@ -363,19 +466,44 @@ impl Run<'_> {
         self.observer.phase(phase, Instant::now());
     }
 
+    /// The phase in progress: the one after the last completed.
+    fn in_progress(&self) -> Phase {
+        let tls = self.cfg.url.scheme == crate::sign::Scheme::Rtmps;
+        self.marks
+            .done
+            .last()
+            .map_or(Phase::Dns, |(p, _)| p.next(tls))
+    }
+
+    fn after_publish_ms(&self) -> Option<u64> {
+        self.publish_sent
+            .map(|t| self.start.elapsed().saturating_sub(t).as_millis() as u64)
+    }
+
     fn closed(&self, phase: Phase) -> Failure {
         Failure::Closed {
             phase,
-            after_publish_ms: self
-                .publish_sent
-                .map(|t| self.start.elapsed().saturating_sub(t).as_millis() as u64),
+            after_publish_ms: self.after_publish_ms(),
+        }
+    }
+
+    /// A closed connection: `Reset` for a TCP reset, `Closed` for an orderly
+    /// close (or a write to a socket the peer closed).
+    fn ended(&self, phase: Phase, e: &std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::ConnectionReset {
+            Failure::Reset {
+                phase,
+                after_publish_ms: self.after_publish_ms(),
+            }
+        } else {
+            self.closed(phase)
         }
     }
 
     fn read_failure(&self, phase: Phase, e: ReadError) -> Failure {
         match e {
             ReadError::Closed => self.closed(phase),
-            ReadError::Io(e) if is_reset(&e) => self.closed(phase),
+            ReadError::Io(e) if is_reset(&e) => self.ended(phase, &e),
             ReadError::Io(e) => Failure::Io {
                 phase,
                 detail: e.to_string(),
@@ -393,7 +521,7 @@ impl Run<'_> {
 
     fn io_failure(&self, phase: Phase, e: std::io::Error) -> Failure {
         if is_reset(&e) {
-            self.closed(phase)
+            self.ended(phase, &e)
         } else {
             Failure::Io {
                 phase,
@@ -527,7 +655,8 @@ impl Run<'_> {
                 "_result" if want_status.is_none() && cmd.transaction_id == transaction_id => {
                     return Ok(cmd);
                 }
-                "onStatus" => {
+                // Some servers send Publish.Start only in onFCPublish.
+                "onStatus" | "onFCPublish" => {
                     let Some(s) = status else { continue };
                     if want_status == Some(s.code.as_str()) {
                         return Ok(cmd);
@@ -689,7 +818,10 @@ impl Run<'_> {
             };
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => {
+                    stats.streamed = began.elapsed();
+                    return Ending::Cancelled { phase };
+                }
                 r = conn.fill() => {
                     let r = match r {
                         Ok(()) => conn.drain_buffered().await,
@@ -759,8 +891,26 @@ impl Run<'_> {
         Ok((written as u64, n == BATCH))
     }
 
+    /// The server or the network ended the stream. Within the refusal
+    /// window after Publish.Start a close, reset or error status is a refusal.
     fn end_stream(&mut self, stats: &mut StreamStats, began: Instant, failure: Failure) -> Ending {
         stats.streamed = began.elapsed();
+        let after_start = self
+            .marks
+            .at(Phase::Publish)
+            .map_or(stats.streamed, |at| self.start.elapsed().saturating_sub(at));
+        let refusal = matches!(
+            failure,
+            Failure::Closed { .. } | Failure::Reset { .. } | Failure::Rejected { .. }
+        );
+        if refusal && after_start < self.cfg.refusal_window {
+            return Ending::Failed {
+                failure: Failure::RefusedAfterStart {
+                    after_start_ms: after_start.as_millis() as u64,
+                    cause: Box::new(failure),
+                },
+            };
+        }
         interrupted(failure)
     }
 
