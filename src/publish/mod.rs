@@ -354,6 +354,8 @@ pub struct PublishConfig {
     pub refusal_window: Duration,
 }
 
+const PUBLISH_START: &str = "NetStream.Publish.Start";
+
 /// Default of [`PublishConfig::refusal_window`] (`--refusal-window`).
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
 
@@ -735,7 +737,13 @@ impl Run<'_> {
             .await
             .map_err(|e| self.io_failure(phase, e))?;
         self.publish_sent = Some(self.start.elapsed());
-        self.await_reply(conn, phase, 5.0, Some("NetStream.Publish.Start"))
+        // Some servers send Publish.Start only in onFCPublish, in answer to
+        // FCPublish: then the publish command needs no other answer (an
+        // error that follows falls in the refusal window).
+        if self.statuses.iter().any(|s| s.code == PUBLISH_START) {
+            return Ok(());
+        }
+        self.await_reply(conn, phase, 5.0, Some(PUBLISH_START))
             .await?;
         Ok(())
     }

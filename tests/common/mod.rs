@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod script;
+pub mod shaper;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
