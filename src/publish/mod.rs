@@ -159,7 +159,7 @@ impl std::fmt::Display for Failure {
             // could not go out.
             Failure::Timeout {
                 phase: Phase::Streaming,
-            } => f.write_str("server stopped reading during streaming (a write timed out)"),
+            } => f.write_str("server stopped answering during streaming: server stopped reading (a write timed out)"),
             Failure::Timeout { phase } => {
                 write!(f, "server stopped answering during {}", phase.name())
             }
