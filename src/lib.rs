@@ -18,6 +18,7 @@
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
+//! - `stop`: Ctrl-C / SIGTERM as a cancel token that remembers the signal (exit 130/143).
 
 pub mod avc;
 pub mod callback;
@@ -35,3 +36,4 @@ pub mod report;
 pub mod rtmp;
 pub mod secret;
 pub mod sign;
+pub mod stop;
