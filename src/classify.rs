@@ -238,15 +238,6 @@ impl Verdict {
     }
 }
 
-fn human_secs(s: u64) -> String {
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        7200..=172_799 => format!("{} h", s / 3600),
-        _ => format!("{} days", s / 86_400),
-    }
-}
-
 /// The words of a status text without the query strings it may echo (the
 /// publish name `s?txSecret=..&txTime=..` would read as "secret").
 fn words_of(text: &str) -> String {
@@ -405,7 +396,10 @@ fn refusal_from_facts(
         return decided(Outcome::AlreadyInUse, evidence);
     }
     if let Some(Expiry::Expired(ago)) = facts.expiry {
-        evidence.push(format!("txTime expired {} ago", human_secs(ago)));
+        evidence.push(format!(
+            "txTime expired {} ago",
+            crate::clock::human_rounded(ago)
+        ));
         return decided(Outcome::ExpiredUrl, evidence);
     }
     if !facts.has_tx_time || !facts.has_tx_secret {

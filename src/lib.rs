@@ -18,12 +18,12 @@
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
-//! - `stop`: Ctrl-C / SIGTERM as a cancel token that remembers the signal (exit 130/143).
 
 pub mod avc;
 pub mod callback;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod errcode;
 pub mod flv;
@@ -31,9 +31,10 @@ pub mod ingest;
 pub mod load;
 pub mod media;
 pub mod notify;
+pub mod probe;
 pub mod publish;
 pub mod report;
 pub mod rtmp;
 pub mod secret;
 pub mod sign;
-pub mod stop;
+pub mod signal;

@@ -8,6 +8,10 @@ use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
 
+/// Where Tencent's assigned push CNAME targets end (newest first; seeds 000/001 step 1).
+pub const TENCENT_PUSH_SUFFIXES: [&str; 3] =
+    [".tlivepush.com", ".tlivecdn.com", ".livepush.myqcloud.com"];
+
 /// Longest URL we accept; a longer one is almost certainly a paste error.
 pub const MAX_URL_LEN: usize = 4096;
 

@@ -2,27 +2,13 @@
 //! each push callback, prints it as a JSON line (secrets redacted) on stdout
 //! and a human line on stderr; counts refusals and retries.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
 use crate::callback::{self, ReceiverConfig, ReceiverState};
+use crate::cli::CallbacksArgs;
 use crate::secret;
-
-#[derive(Debug, clap::Args)]
-pub struct CallbacksArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
-    /// Only accept POSTs to this path (default: any path).
-    #[arg(long)]
-    pub path: Option<String>,
-    /// Read the callback key from this file (else PUSHPROBE_CALLBACK_KEY).
-    #[arg(long, value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
-}
 
 pub async fn run(args: &CallbacksArgs) -> anyhow::Result<ExitCode> {
     let key = match &args.key_file {
@@ -58,7 +44,10 @@ pub async fn run(args: &CallbacksArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}{dup}", callback::human_line(&r.event));
         }
     });
-    let served = callback::serve(listener, state.clone(), super::shutdown_signal()).await;
+    let served = callback::serve(listener, state.clone(), async {
+        crate::signal::wait_for_signal().await;
+    })
+    .await;
     printer.abort();
     let c = state.counters();
     eprintln!("{}", serde_json::to_string(&c)?);

@@ -12,23 +12,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dup::{self, DupFinding};
-use super::push::{self, Prepared};
-use super::smoke::{Embedded, random_hex};
 use crate::callback::{self, EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverConfig, ReceiverState};
-use crate::classify::{self, Outcome};
-use crate::cli::{PushOptions, now_unix, parse_duration};
+use crate::classify::Outcome;
+use crate::cli::DemoArgs;
+use crate::clock::now_unix;
 use crate::ingest::IngestConfig;
 use crate::notify::{Notifier, NotifyConfig};
-use crate::publish::{self, Observer, Phase};
+use crate::probe::dup::{self, DupFinding};
+use crate::probe::embedded::random_hex;
+use crate::probe::report::write_text;
+use crate::probe::{Embedded, PreparedPush, PushSettings};
+use crate::publish::{Observer, Phase};
 use crate::secret::Secret;
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// How long the demo push streams.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub duration: Duration,
-}
+use crate::signal::Stop;
 
 struct PublishAt(Option<Instant>);
 
@@ -97,40 +93,29 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     // 1. A signed push.
     let url = embedded.url("demo", now_unix() + 24 * 3600)?;
-    let opts = PushOptions {
-        fixture: None,
-        duration: Some(args.duration),
-        timeout: Duration::from_secs(10),
-        chunk_size: 4096,
-        insecure: false,
-        show_secrets: false,
-        keys: Default::default(),
+    let settings = PushSettings {
+        duration: args.duration,
+        ..PushSettings::default()
     };
-    let mut p: Prepared = push::prepare(&url, &opts, args.duration)?;
-    p.keys = embedded.keys();
+    let p = PreparedPush::prepare(&url, embedded.keys(), &settings)?;
     writeln!(
         out,
         "\n1. push {} for {:?}",
         p.url.redacted(),
         args.duration
     )?;
-    let cancel = push::cancel_on_signal();
+    let interrupt = Stop::on_signals();
+    let cancel = interrupt.token.clone();
     let mut seen = PublishAt(None);
     let registry = embedded.ingest.state().clone();
     let view = async {
         tokio::time::sleep((args.duration / 2).min(Duration::from_secs(2))).await;
         registry.registry().streams()
     };
-    let (result, streams) = tokio::join!(
-        publish::publish(&p.config, &p.plan, &cancel, &mut seen),
-        view
-    );
+    let (pushed, streams) = tokio::join!(p.run_observed(&cancel, &mut seen, false), view);
     let closed = Instant::now();
-    let verdict = classify::classify(
-        &result,
-        &push::local_facts(&p.url, &p.keys, now_unix(), false),
-    );
-    push::write_text(&mut out, &result, &verdict)?;
+    let verdict = &pushed.verdict;
+    write_text(&mut out, &pushed.result, verdict)?;
     check(
         &mut out,
         verdict.outcome == Outcome::Accepted,
@@ -198,10 +183,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // 3. An expired URL.
     writeln!(out, "\n3. an expired URL")?;
     let expired = embedded.url("demo-expired", now_unix() - 3600)?;
-    let mut pe = push::prepare(&expired, &opts, Duration::from_secs(2))?;
-    pe.keys = embedded.keys();
-    let (r, v) = push::run_one(&pe, &cancel).await;
-    push::write_text(&mut out, &r, &v)?;
+    let pe = PreparedPush::prepare(&expired, embedded.keys(), &settings)?
+        .with_duration(Duration::from_secs(2));
+    let expired_push = pe.run(&cancel).await;
+    let v = &expired_push.verdict;
+    write_text(&mut out, &expired_push.result, v)?;
     let rec = embedded
         .ingest
         .state()
@@ -230,13 +216,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // 4. A duplicate push.
     writeln!(out, "\n4. a second push to a URL in use")?;
     let dup_url = embedded.url("demo-dup", now_unix() + 24 * 3600)?;
-    let mut a = push::prepare(&dup_url, &opts, Duration::from_secs(4))?;
-    a.keys = embedded.keys();
-    a.config.duration = Some(Duration::from_secs(4));
-    let mut b = push::prepare(&dup_url, &opts, Duration::from_secs(2))?;
-    b.keys = embedded.keys();
+    let a = PreparedPush::prepare(&dup_url, embedded.keys(), &settings)?
+        .with_duration(Duration::from_secs(4));
+    let b = a.with_duration(Duration::from_secs(2));
     let pair = dup::run_pair(&a, &b, &cancel).await;
-    if let Some((_, vb)) = &pair.b {
+    if let Some(second) = &pair.second {
+        let vb = &second.verdict;
         writeln!(
             out,
             "  second: {} ({})",
@@ -247,8 +232,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  first:  {} ({})",
-        pair.va.outcome.name(),
-        pair.va.evidence.join("; ")
+        pair.first.verdict.outcome.name(),
+        pair.first.verdict.evidence.join("; ")
     )?;
     check(
         &mut out,

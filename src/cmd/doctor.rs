@@ -10,43 +10,28 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
 use serde::Serialize;
 
-use crate::cli::{PushOptions, now_unix};
-use crate::cmd::push;
+use crate::cli::DoctorArgs;
+use crate::clock::now_unix;
+use crate::probe::PreparedPush;
 use crate::publish::conn::{self, Dial, DialError};
+use crate::signal::Stop;
 pub use steps::{Status, Step, TENCENT_SUFFIXES};
-
-/// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
-#[derive(Debug, Args)]
-#[command(
-    mut_arg("timeout", |a| a.default_value("5s"))
-)]
-pub struct DoctorArgs {
-    /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
-    pub url: String,
-    /// Print one JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// A CNAME target suffix that counts as the push target (repeatable; replaces the Tencent ones).
-    #[arg(long, value_name = "SUFFIX", default_values = TENCENT_SUFFIXES)]
-    pub expect_cname: Vec<String>,
-    #[command(flatten)]
-    pub push: PushOptions,
-}
 
 const NO_HOST: &str = "cannot reach a host that does not resolve";
 const NO_PORT: &str = "the port does not answer (step 2)";
 
 pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
-    let p = push::prepare(&args.url, &args.push, Duration::from_secs(3))
+    let settings = args.push.settings(Duration::from_secs(3));
+    let p = PreparedPush::prepare(&args.url, args.push.keys.keys()?, &settings)
         .context("cannot start the doctor")?;
     let show = args.push.show_secrets;
-    let cancel = push::cancel_on_signal();
+    let stop = Stop::on_signals();
+    let cancel = stop.token.clone();
     let mut out = std::io::stdout();
     if !args.json {
-        eprintln!("doctor {}", push::shown_url(&p.url, show));
+        eprintln!("doctor {}", p.shown_url(show));
     }
     let mut report: Vec<Step> = Vec::with_capacity(5);
     let mut emit = |out: &mut dyn Write, s: Step| -> std::io::Result<()> {
@@ -87,8 +72,8 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let s5 = match s5_skip {
         Some(why) => Step::skipped(5, why),
         None => {
-            let (_, verdict) = push::run_one(&p, &cancel).await;
-            steps::push_step(&verdict, show)
+            let pushed = p.run(&cancel).await;
+            steps::push_step(&pushed.verdict, show)
         }
     };
     emit(&mut out, s5)?;

@@ -2,8 +2,6 @@
 //! histograms, callback arrival, live progress and reports (also on Ctrl-C).
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,100 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::callback::{ReceiverConfig, ReceiverState};
 use crate::classify::Outcome;
-use crate::cli::{KeyArgs, now_unix, parse_duration};
+use crate::cli::LoadArgs;
+use crate::clock::now_unix;
 use crate::load::aggregate::{RunMeta, Summary};
 use crate::load::runner::{self, Live, LoadConfig};
 use crate::load::targets::{self, Shard, Template};
 use crate::media::MediaPlan;
 use crate::report;
 use crate::secret;
-use crate::sign::{Scheme, UrlSpec};
-
-#[derive(Debug, clap::Args)]
-pub struct LoadArgs {
-    /// Push domain to sign URLs for (with --stream-template and PUSHPROBE_KEY).
-    #[arg(
-        long,
-        conflicts_with = "url_template",
-        required_unless_present = "url_template"
-    )]
-    pub domain: Option<String>,
-    #[arg(long)]
-    pub port: Option<u16>,
-    #[arg(long, default_value = "live")]
-    pub app: String,
-    #[arg(long, value_enum, default_value = "rtmp")]
-    pub scheme: Scheme,
-    /// Stream name template; {i} is the publisher index.
-    #[arg(long, default_value = "load-{i}")]
-    pub stream_template: String,
-    /// A full URL template with {i}, used as given (pre-signed or unsigned targets).
-    #[arg(long)]
-    pub url_template: Option<String>,
-    /// Expiry of signed URLs, from now.
-    #[arg(long, value_parser = parse_duration, default_value = "24h")]
-    pub expires_in: Duration,
-    /// Number of publishers (stream indices), before sharding.
-    #[arg(long, default_value_t = 10)]
-    pub publishers: u64,
-    /// First stream index.
-    #[arg(long, default_value_t = 0)]
-    pub start_index: u64,
-    /// New publishers per second across all shards (open model); 0 starts all at once.
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// How long each publisher streams after it is accepted.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub duration: Duration,
-    /// Extra publishers pushing to streams already in use; expected to be refused.
-    #[arg(long, default_value_t = 0)]
-    pub duplicates: u64,
-    /// FLV file to push; default the embedded 640x360 fixture.
-    #[arg(long)]
-    pub fixture: Option<PathBuf>,
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub timeout: Duration,
-    /// Reconnect a publisher whose push was cut or whose ingest was unreachable,
-    /// with jittered exponential backoff (0.5 s doubling to 10 s, ±30%), until
-    /// its duration is used up. An expired URL is re-signed first when the push
-    /// key is at hand; without it the publisher stops, named expired_url.
-    #[arg(long)]
-    pub reconnect: bool,
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
-    pub chunk_size: u32,
-    /// Media timer granularity: messages due within one tick share one write
-    /// (sent up to one tick early; never late by design).
-    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
-    pub tick: Duration,
-    #[arg(long)]
-    pub insecure: bool,
-    /// Run the callback receiver here (key from PUSHPROBE_CALLBACK_KEY) and match events to publishers.
-    #[arg(long)]
-    pub callback_listen: Option<SocketAddr>,
-    /// How long to wait for callbacks after the last publisher ends.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub callback_grace: Duration,
-    /// Write the JSON report here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write HdrHistogram percentile distributions (.hgrm) into this directory.
-    #[arg(long)]
-    pub hgrm: Option<PathBuf>,
-    /// Write an SVG plot of latency percentiles and the timeline.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Run the I-th of N slices of the stream range (0-based), e.g. 2/8.
-    #[arg(long, conflicts_with = "shards")]
-    pub shard: Option<String>,
-    /// Number of shards, the index taken from JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
-    #[arg(long)]
-    pub shards: Option<u32>,
-    /// Progress: auto (bar on a terminal, a line every 5 s otherwise), bar, plain, none.
-    #[arg(long, default_value = "auto")]
-    pub progress: String,
-    #[command(flatten)]
-    pub keys: KeyArgs,
-}
+use crate::sign::UrlSpec;
+use crate::signal::Stop;
 
 fn shard_of(args: &LoadArgs) -> anyhow::Result<Shard> {
     if let Some(s) = &args.shard {
@@ -190,12 +104,13 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| template.url(s.index))
         .collect::<Result<Vec<_>, _>>()?;
-    let (fixture, fixture_name) = super::push::load_fixture(args.fixture.as_deref())?;
+    let (fixture, fixture_name) = crate::probe::load_fixture(args.fixture.as_deref())?;
     let plan = MediaPlan::new(&fixture, args.chunk_size);
     drop(fixture);
     ensure_open_files(slots.len() as u64)?;
 
-    let cancel = super::push::cancel_on_signal();
+    let stop = Stop::on_signals();
+    let cancel = stop.token.clone();
     let mut callbacks = None;
     let mut receiver_task = None;
     if let Some(addr) = args.callback_listen {

@@ -1,4 +1,5 @@
-//! The subcommands: each takes its validated arguments and returns an exit code.
+//! The subcommands: each takes its parsed arguments, calls the library and
+//! renders; returns an exit code. The only layer that imports `cli`.
 
 pub mod callbacks;
 pub mod demo;
@@ -6,6 +7,8 @@ pub mod doctor;
 pub mod dup;
 pub mod load;
 pub mod push;
+pub mod report;
+pub mod serve;
 pub mod smoke;
 pub mod url;
 
@@ -19,38 +22,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Url(a) => url::run(a),
         Command::Push(a) => push::run(a).await,
         Command::Callbacks(a) => callbacks::run(a).await,
-        Command::Serve(a) => {
-            crate::ingest::serve_main(a.clone()).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(a) => serve::run(a).await,
         Command::Smoke(a) => smoke::run(a).await,
         Command::Dup(a) => dup::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Load(a) => load::run(a).await,
-        Command::Report(ReportCommand::Merge(a)) => crate::load::merge::merge_main(a),
+        Command::Report(ReportCommand::Merge(a)) => report::merge(a),
         Command::Doctor(a) => doctor::run(a).await,
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use crate::cli::{UrlArgs, now_unix};
+use crate::cli::UrlArgs;
+use crate::clock::{human, now_unix, rfc3339};
 use crate::sign::{self, Expiry, Keys, PushUrl, SecretCheck, UrlSpec};
 
 pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
@@ -42,22 +42,6 @@ pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let url = sign::sign_url(&spec, &key, expiry).context("cannot build the URL")?;
     writeln!(std::io::stdout().lock(), "{url}")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Formats Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
-}
-
-/// A duration in words: "3 h 12 min", "45 s", "2 days 4 h".
-pub fn human(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, _) => format!("{m} min {s} s"),
-        (0, _, _) => format!("{h} h {m} min"),
-        _ => format!("{d} days {h} h"),
-    }
 }
 
 /// Explains a URL. Returns the text and whether it is valid now (and signed
@@ -193,12 +177,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(45), "45 s");
-        assert_eq!(human(3 * 3600 + 12 * 60), "3 h 12 min");
-        assert_eq!(human(2 * 86_400 + 4 * 3600), "2 days 4 h");
     }
 }

@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -29,8 +28,7 @@ use tokio::task::JoinHandle;
 pub use registry::{DuplicateMode, Record, Registry, StreamView};
 pub use rules::Refusal;
 
-use crate::notify::{Notifier, NotifyConfig};
-use crate::secret;
+use crate::notify::Notifier;
 use crate::sign::Keys;
 
 /// How long `run` waits, after shutdown, for connections to write their records.
@@ -269,167 +267,4 @@ pub async fn spawn(config: IngestConfig) -> io::Result<IngestHandle> {
         stop: Some(stop),
         task,
     })
-}
-
-/// `pushprobe serve`: a local Tencent-compatible RTMP ingest.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// RTMP listen address.
-    #[arg(long, default_value = "127.0.0.1:1935")]
-    pub listen: SocketAddr,
-    /// HTTP listen address for GET /streams, /records and /health (none by default).
-    #[arg(long, value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
-    /// The app (path) served; publishes to another app are refused (18/304).
-    #[arg(long, default_value = "live")]
-    pub app: String,
-    /// The push domain, as reported in callbacks.
-    #[arg(long, value_name = "NAME", default_value = "localhost")]
-    pub domain: String,
-    /// Refuse pushes to this stream name (18/305); repeatable.
-    #[arg(long = "disable", value_name = "NAME")]
-    pub disable: Vec<String>,
-    /// A second push to a live stream: refuse it (18/601) or replace the first.
-    #[arg(long, value_enum, default_value_t = DuplicateMode::Reject)]
-    pub duplicate: DuplicateMode,
-    /// Send an error onStatus (BadName / Denied) before closing a refused
-    /// publish; Tencent just closes.
-    #[arg(long)]
-    pub reject_with_status: bool,
-    /// Grace after txTime during which a URL is still accepted (e.g. 5m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
-    pub auth_delta: Duration,
-    /// Largest RTMP message accepted; a larger one ends the push (errcode 7).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    pub max_frame_bytes: u32,
-    /// No data for this long ends the push (errcode 8).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "20s")]
-    pub idle_timeout: Duration,
-    /// Send push / interruption callbacks (Tencent's JSON) to this URL.
-    #[arg(long, value_name = "URL")]
-    pub callback_url: Option<String>,
-    /// Environment variable holding the callback key (sign = MD5(key + t)).
-    #[arg(long, value_name = "NAME", default_value = "PUSHPROBE_CALLBACK_KEY")]
-    pub callback_key_env: String,
-    /// Retries of a callback the receiver does not answer with 200 (Tencent: up to 12).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub callback_retries: u32,
-    /// Pause between callback retries (Tencent: 1 minute).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
-    pub callback_retry_interval: Duration,
-}
-
-impl ServeArgs {
-    /// The validated configuration; keys come from the environment.
-    pub fn config(&self, keys: Keys) -> anyhow::Result<IngestConfig> {
-        anyhow::ensure!(
-            self.max_frame_bytes >= 1024,
-            "--max-frame-bytes {} is too small to carry even a connect command: use at least 1024",
-            self.max_frame_bytes
-        );
-        anyhow::ensure!(
-            !self.idle_timeout.is_zero(),
-            "--idle-timeout must be above zero"
-        );
-        anyhow::ensure!(
-            !self.app.is_empty() && !self.app.contains(['?', '/']),
-            "--app {:?} must be a plain app name such as `live`",
-            self.app
-        );
-        Ok(IngestConfig {
-            app: self.app.clone(),
-            domain: self.domain.clone(),
-            keys,
-            disabled: self.disable.clone(),
-            duplicate: self.duplicate,
-            reject_with_status: self.reject_with_status,
-            auth_delta: self.auth_delta,
-            max_frame_bytes: self.max_frame_bytes,
-            idle_timeout: self.idle_timeout,
-            handshake_timeout: IngestConfig::default().handshake_timeout,
-            notifier: None,
-        })
-    }
-
-    /// The callback sender's configuration, when --callback-url is given; the
-    /// key comes from the environment variable named by --callback-key-env.
-    pub fn notify_config(&self) -> anyhow::Result<Option<NotifyConfig>> {
-        let Some(url) = &self.callback_url else {
-            return Ok(None);
-        };
-        let key = secret::from_env(&self.callback_key_env)?;
-        if key.is_none() {
-            tracing::warn!(
-                "{} is not set: callbacks are signed with an empty key",
-                self.callback_key_env
-            );
-        }
-        let cfg = NotifyConfig {
-            key,
-            retries: self.callback_retries,
-            retry_interval: self.callback_retry_interval,
-            domain: self.domain.clone(),
-            node: self.listen.ip().to_string(),
-            ..NotifyConfig::new(url.clone())
-        };
-        cfg.uri()?;
-        Ok(Some(cfg))
-    }
-}
-
-/// Runs `pushprobe serve` until Ctrl-C. Keys come from PUSHPROBE_KEY and
-/// PUSHPROBE_BACKUP_KEY; without either, signatures are not checked.
-pub async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
-    let keys = Keys {
-        primary: secret::from_env("PUSHPROBE_KEY")?,
-        backup: secret::from_env("PUSHPROBE_BACKUP_KEY")?,
-    };
-    let mut config = args.config(keys)?;
-    if let Some(cfg) = args.notify_config()? {
-        eprintln!("pushprobe serve: callbacks to {}", cfg.url);
-        config.notifier = Some(Notifier::start(cfg)?);
-    }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen for RTMP on {}", args.listen))?;
-    let http = match args.http {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
-        ),
-        None => None,
-    };
-    eprintln!(
-        "pushprobe serve: RTMP on rtmp://{}/{}/STREAM",
-        listener.local_addr()?,
-        config.app
-    );
-    if let Some(h) = &http {
-        eprintln!(
-            "pushprobe serve: HTTP on http://{0}/streams, http://{0}/records, http://{0}/health",
-            h.local_addr()?
-        );
-    }
-    match (&config.keys.primary, &config.keys.backup) {
-        (None, None) => eprintln!(
-            "pushprobe serve: no PUSHPROBE_KEY or PUSHPROBE_BACKUP_KEY set: txSecret is not checked"
-        ),
-        (p, b) => eprintln!(
-            "pushprobe serve: checking txSecret against the {}",
-            match (p.is_some(), b.is_some()) {
-                (true, true) => "primary and backup keys",
-                (true, false) => "primary key",
-                _ => "backup key",
-            }
-        ),
-    }
-    run(listener, http, config, async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot wait for Ctrl-C ({e}); running until killed");
-            std::future::pending::<()>().await;
-        }
-    })
-    .await?;
-    Ok(())
 }

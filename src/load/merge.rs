@@ -3,26 +3,12 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use super::aggregate::{FORMAT, Histograms, Summary, VERSION, merge};
+use crate::cli::MergeArgs;
 use crate::report;
-
-/// Merge JSON reports of `pushprobe load` (one per shard) into one.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MergeArgs {
-    /// Reports written by `pushprobe load --json`.
-    #[arg(required = true, num_args = 1.., value_name = "REPORT.json")]
-    pub files: Vec<PathBuf>,
-    /// Write the merged report as JSON to this file.
-    #[arg(long, value_name = "OUT")]
-    pub json: Option<PathBuf>,
-    /// Write one HdrHistogram percentile distribution (.hgrm) per histogram into this directory.
-    #[arg(long, value_name = "DIR")]
-    pub hgrm: Option<PathBuf>,
-}
 
 /// Why a file is not a report we can merge. Always names the file; the
 /// underlying error is the `source`, printed once by `{:#}`.
@@ -135,21 +121,6 @@ pub fn run_merge(args: &MergeArgs, out: &mut impl Write) -> anyhow::Result<Summa
     Ok(merged)
 }
 
-/// `pushprobe report merge`: 0 merged with every stream covered at most once,
-/// 1 when some stream is covered twice (an overlap), `Err` (exit 2) on bad input.
-pub fn merge_main(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let merged = run_merge(args, &mut io::stdout().lock())?;
-    if merged.coverage.overlaps.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "pushprobe: {} range(s) of publisher indices appear in more than one report (see \"overlaps\")",
-            merged.coverage.overlaps.len()
-        );
-        Ok(ExitCode::from(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,10 +197,6 @@ mod tests {
         assert_eq!(
             merged.coverage.overlaps,
             vec![IndexRange { start: 0, end: 99 }]
-        );
-        assert_eq!(
-            merge_main(&args(vec![a.clone(), a])).unwrap(),
-            ExitCode::from(1)
         );
     }
 

@@ -18,8 +18,8 @@ use super::record::{CallbackKind, PublisherRecord, Sample};
 use super::targets::Slot;
 use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
 use crate::classify::{self, Outcome};
-use crate::cmd::push::local_facts;
 use crate::media::MediaPlan;
+use crate::probe::local_facts;
 use crate::publish::{self, Ending, Observer, Phase, PublishConfig};
 use crate::sign::{Keys, PushUrl};
 
@@ -346,7 +346,7 @@ impl One {
             let facts = local_facts(
                 &cfg.url,
                 &shared.keys,
-                crate::cli::now_unix(),
+                crate::clock::now_unix(),
                 self.slot.duplicate,
             );
             outcome = classify::classify(&result, &facts).outcome;
@@ -395,7 +395,7 @@ impl One {
                 &url,
                 outcome == Outcome::ExpiredUrl,
                 &shared.keys,
-                crate::cli::now_unix(),
+                crate::clock::now_unix(),
                 shared.expires_in,
             ) {
                 Next::Same => {}

@@ -251,7 +251,7 @@ pub fn ffprobe_stream(url: &str) -> String {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    pushprobe::cli::now_unix()
+    pushprobe::clock::now_unix()
 }
 
 /// `rtmp://127.0.0.1:PORT/live/STREAM?txSecret=..&txTime=..` signed with `key`.

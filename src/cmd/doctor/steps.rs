@@ -7,13 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::classify::{Outcome, Verdict};
-use crate::cmd::url::{human, rfc3339};
+use crate::clock::{human, rfc3339};
 use crate::publish::conn::DialError;
 use crate::sign::{self, Expiry, Keys, PushUrl, SecretCheck};
 
-/// Where Tencent's assigned push CNAME targets end (newest first).
-pub const TENCENT_SUFFIXES: [&str; 3] =
-    [".tlivepush.com", ".tlivecdn.com", ".livepush.myqcloud.com"];
+pub use crate::sign::TENCENT_PUSH_SUFFIXES as TENCENT_SUFFIXES;
 
 /// Step names, in checklist order; step `n` is `NAMES[n - 1]`.
 pub const NAMES: [&str; 5] = ["cname", "network", "txtime", "txsecret", "push"];
@@ -548,7 +546,7 @@ mod tests {
     #[test]
     fn txtime_table() {
         let cases = [
-            (NOW + 86_400, Status::Pass, "valid for 1 days 0 h"),
+            (NOW + 86_400, Status::Pass, "valid for 1 day 0 h"),
             (
                 NOW + 3 * 3600,
                 Status::Warn,

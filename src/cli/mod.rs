@@ -1,13 +1,18 @@
-//! Command-line interface: clap derive structs and value parsers. Raw
-//! arguments become validated configs in each command's module.
+//! Command-line interface: the clap derive structs, the option groups shared
+//! by several commands, and value parsers. Imports no command: `cmd/` reads
+//! these and turns them into library configurations.
+
+mod args;
+
+pub use args::*;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::secret::{self, Secret};
-use crate::sign::{Keys, Scheme};
+use crate::sign::Keys;
 
 /// RTMP test push client and load generator for Tencent Cloud CSS style push domains.
 #[derive(Debug, Parser)]
@@ -23,32 +28,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole job offline: embedded ingest, signed push, callbacks, refusals.
-    Demo(crate::cmd::demo::DemoArgs),
+    Demo(DemoArgs),
     /// Build a signed push URL, or explain one with --check.
     Url(UrlArgs),
     /// Push the fixture to one URL and report phase timings and the outcome.
     Push(PushArgs),
     /// Push, classify and print the verdict; without a URL, against an embedded ingest.
-    Smoke(crate::cmd::smoke::SmokeArgs),
+    Smoke(SmokeArgs),
     /// Run Tencent's push checklist on a URL: CNAME, network, txTime, txSecret, a short push.
-    Doctor(crate::cmd::doctor::DoctorArgs),
+    Doctor(DoctorArgs),
     /// Check that a second push to a URL in use is refused while the first keeps streaming.
-    Dup(crate::cmd::dup::DupArgs),
+    Dup(DupArgs),
     /// Many concurrent publishers: phase histograms, callbacks, reports, shards.
-    Load(Box<crate::cmd::load::LoadArgs>),
+    Load(Box<LoadArgs>),
     /// Work with load reports.
     #[command(subcommand)]
     Report(ReportCommand),
     /// Run a local Tencent-compatible RTMP ingest (auth rules, records, callbacks).
-    Serve(crate::ingest::ServeArgs),
+    Serve(ServeArgs),
     /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
-    Callbacks(crate::cmd::callbacks::CallbacksArgs),
+    Callbacks(CallbacksArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// Merge shard reports exactly (histograms added, counts summed).
-    Merge(crate::load::merge::MergeArgs),
+    Merge(MergeArgs),
 }
 
 /// Where push keys come from: PUSHPROBE_KEY / PUSHPROBE_BACKUP_KEY, or files.
@@ -85,49 +90,6 @@ impl KeyArgs {
     }
 }
 
-#[derive(Debug, Args)]
-pub struct UrlArgs {
-    /// Explain this URL instead of building one: parts, expiry, signature.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["domain", "stream"])]
-    pub check: Option<String>,
-    /// Push domain (e.g. livepush.example.com).
-    #[arg(long, required_unless_present = "check")]
-    pub domain: Option<String>,
-    /// Stream name.
-    #[arg(long, required_unless_present = "check")]
-    pub stream: Option<String>,
-    /// App name (path).
-    #[arg(long, default_value = "live")]
-    pub app: String,
-    /// Port; omitted from the URL when not given.
-    #[arg(long)]
-    pub port: Option<u16>,
-    #[arg(long, value_enum, default_value = "rtmp")]
-    pub scheme: Scheme,
-    /// Expiry as a duration from now (e.g. 24h, 90m).
-    #[arg(long, value_parser = parse_duration, conflicts_with = "expires_at")]
-    pub expires_in: Option<Duration>,
-    /// Expiry as Unix seconds or RFC 3339 (2026-11-23T00:00:00Z).
-    #[arg(long, value_parser = parse_time)]
-    pub expires_at: Option<u64>,
-    /// Print txSecret in --check output instead of ***.
-    #[arg(long)]
-    pub show_secrets: bool,
-    #[command(flatten)]
-    pub keys: KeyArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
-    pub url: String,
-    #[command(flatten)]
-    pub push: PushOptions,
-    /// Print one JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Options shared by every command that pushes.
 #[derive(Debug, Args, Clone)]
 pub struct PushOptions {
@@ -153,9 +115,29 @@ pub struct PushOptions {
     pub keys: KeyArgs,
 }
 
+impl PushOptions {
+    /// The library's push settings, streaming for `default_duration` unless
+    /// `--duration` says otherwise.
+    pub fn settings(&self, default_duration: Duration) -> crate::probe::PushSettings {
+        crate::probe::PushSettings {
+            fixture: self.fixture.clone(),
+            duration: self.duration.unwrap_or(default_duration),
+            timeout: self.timeout,
+            chunk_size: self.chunk_size,
+            insecure: self.insecure,
+        }
+    }
+}
+
 /// Parses a duration like `30s`, `10m`, `24h`, `1500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "{s} has no unit: add a unit, like {s}s, {s}m or {s}h"
+        ));
+    }
+    humantime::parse_duration(s)
         .map_err(|e| format!("{e}: expected a duration like 30s, 10m or 24h"))
 }
 
@@ -174,13 +156,6 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         })
 }
 
-/// Seconds since the Unix epoch, now. The one place commands read the wall clock.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +171,11 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").unwrap_err().contains("30s"));
+        assert!(
+            parse_duration("24")
+                .unwrap_err()
+                .contains("add a unit, like 24s")
+        );
         assert_eq!(parse_time("1546064025"), Ok(1546064025));
         assert_eq!(parse_time("2018-12-29T06:13:45Z"), Ok(1546064025));
         assert!(parse_time("yesterday").is_err());

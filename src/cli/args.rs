@@ -1,0 +1,265 @@
+//! The arguments of each subcommand, as clap parses them. Commands in
+//! `cmd/` turn them into library configurations.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{KeyArgs, PushOptions, parse_duration, parse_time};
+use crate::ingest::DuplicateMode;
+use crate::sign::{Scheme, TENCENT_PUSH_SUFFIXES};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long the demo push streams.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// Push URL; without one, an embedded ingest on loopback is the target.
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub push: PushOptions,
+    /// Print one JSON object: outcome, evidence, step, fix, phases_ms, server_status, ...
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("timeout", |a| a.default_value("5s"))
+)]
+pub struct DoctorArgs {
+    /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
+    pub url: String,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A CNAME target suffix that counts as the push target (repeatable; replaces the Tencent ones).
+    #[arg(long, value_name = "SUFFIX", default_values = TENCENT_PUSH_SUFFIXES)]
+    pub expect_cname: Vec<String>,
+    #[command(flatten)]
+    pub push: PushOptions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DupArgs {
+    /// Push URL; without one, an embedded ingest on loopback is the target.
+    pub url: Option<String>,
+    /// How long the first publisher must keep streaming.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub hold: Duration,
+    #[command(flatten)]
+    pub push: PushOptions,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Push domain to sign URLs for (with --stream-template and PUSHPROBE_KEY).
+    #[arg(
+        long,
+        conflicts_with = "url_template",
+        required_unless_present = "url_template"
+    )]
+    pub domain: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, default_value = "live")]
+    pub app: String,
+    #[arg(long, value_enum, default_value = "rtmp")]
+    pub scheme: Scheme,
+    /// Stream name template; {i} is the publisher index.
+    #[arg(long, default_value = "load-{i}")]
+    pub stream_template: String,
+    /// A full URL template with {i}, used as given (pre-signed or unsigned targets).
+    #[arg(long)]
+    pub url_template: Option<String>,
+    /// Expiry of signed URLs, from now.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub expires_in: Duration,
+    /// Number of publishers (stream indices), before sharding.
+    #[arg(long, default_value_t = 10)]
+    pub publishers: u64,
+    /// First stream index.
+    #[arg(long, default_value_t = 0)]
+    pub start_index: u64,
+    /// New publishers per second across all shards (open model); 0 starts all at once.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long each publisher streams after it is accepted.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// Extra publishers pushing to streams already in use; expected to be refused.
+    #[arg(long, default_value_t = 0)]
+    pub duplicates: u64,
+    /// FLV file to push; default the embedded 640x360 fixture.
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Reconnect a publisher whose push was cut or whose ingest was unreachable,
+    /// with jittered exponential backoff (0.5 s doubling to 10 s, ±30%), until
+    /// its duration is used up. An expired URL is re-signed first when the push
+    /// key is at hand; without it the publisher stops, named expired_url.
+    #[arg(long)]
+    pub reconnect: bool,
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    pub chunk_size: u32,
+    /// Media timer granularity: messages due within one tick share one write
+    /// (sent up to one tick early; never late by design).
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    pub tick: Duration,
+    #[arg(long)]
+    pub insecure: bool,
+    /// Run the callback receiver here (key from PUSHPROBE_CALLBACK_KEY) and match events to publishers.
+    #[arg(long)]
+    pub callback_listen: Option<SocketAddr>,
+    /// How long to wait for callbacks after the last publisher ends.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub callback_grace: Duration,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write HdrHistogram percentile distributions (.hgrm) into this directory.
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Write an SVG plot of latency percentiles and the timeline.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Run the I-th of N slices of the stream range (0-based), e.g. 2/8.
+    #[arg(long, conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Number of shards, the index taken from JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Progress: auto (bar on a terminal, a line every 5 s otherwise), bar, plain, none.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// `pushprobe serve`: a local Tencent-compatible RTMP ingest.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// RTMP listen address.
+    #[arg(long, default_value = "127.0.0.1:1935")]
+    pub listen: SocketAddr,
+    /// HTTP listen address for GET /streams, /records and /health (none by default).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The app (path) served; publishes to another app are refused (18/304).
+    #[arg(long, default_value = "live")]
+    pub app: String,
+    /// The push domain, as reported in callbacks.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub domain: String,
+    /// Refuse pushes to this stream name (18/305); repeatable.
+    #[arg(long = "disable", value_name = "NAME")]
+    pub disable: Vec<String>,
+    /// A second push to a live stream: refuse it (18/601) or replace the first.
+    #[arg(long, value_enum, default_value_t = DuplicateMode::Reject)]
+    pub duplicate: DuplicateMode,
+    /// Send an error onStatus (BadName / Denied) before closing a refused
+    /// publish; Tencent just closes.
+    #[arg(long)]
+    pub reject_with_status: bool,
+    /// Grace after txTime during which a URL is still accepted (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub auth_delta: Duration,
+    /// Largest RTMP message accepted; a larger one ends the push (errcode 7).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_frame_bytes: u32,
+    /// No data for this long ends the push (errcode 8).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub idle_timeout: Duration,
+    /// Send push / interruption callbacks (Tencent's JSON) to this URL.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Environment variable holding the callback key (sign = MD5(key + t)).
+    #[arg(long, value_name = "NAME", default_value = "PUSHPROBE_CALLBACK_KEY")]
+    pub callback_key_env: String,
+    /// Retries of a callback the receiver does not answer with 200 (Tencent: up to 12).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub callback_retries: u32,
+    /// Pause between callback retries (Tencent: 1 minute).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub callback_retry_interval: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CallbacksArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Only accept POSTs to this path (default: any path).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Read the callback key from this file (else PUSHPROBE_CALLBACK_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Merge JSON reports of `pushprobe load` (one per shard) into one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Reports written by `pushprobe load --json`.
+    #[arg(required = true, num_args = 1.., value_name = "REPORT.json")]
+    pub files: Vec<PathBuf>,
+    /// Write the merged report as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
+    /// Write one HdrHistogram percentile distribution (.hgrm) per histogram into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// Explain this URL instead of building one: parts, expiry, signature.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["domain", "stream"])]
+    pub check: Option<String>,
+    /// Push domain (e.g. livepush.example.com).
+    #[arg(long, required_unless_present = "check")]
+    pub domain: Option<String>,
+    /// Stream name.
+    #[arg(long, required_unless_present = "check")]
+    pub stream: Option<String>,
+    /// App name (path).
+    #[arg(long, default_value = "live")]
+    pub app: String,
+    /// Port; omitted from the URL when not given.
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, value_enum, default_value = "rtmp")]
+    pub scheme: Scheme,
+    /// Expiry as a duration from now (e.g. 24h, 90m).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "expires_at")]
+    pub expires_in: Option<Duration>,
+    /// Expiry as Unix seconds or RFC 3339 (2026-11-23T00:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub expires_at: Option<u64>,
+    /// Print txSecret in --check output instead of ***.
+    #[arg(long)]
+    pub show_secrets: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
+    pub url: String,
+    #[command(flatten)]
+    pub push: PushOptions,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

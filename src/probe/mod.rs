@@ -1,0 +1,170 @@
+//! One classified push, the library behind `push`, `smoke`, `doctor`, `dup`,
+//! `demo` and `load`: validate everything local, run the publisher, weigh the
+//! local facts, give the verdict. Commands parse arguments, call this and
+//! render; nothing here reads arguments or prints.
+
+pub mod dup;
+pub mod embedded;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{self, LocalFacts, Verdict};
+use crate::flv::{self, Fixture, FlvError};
+use crate::media::MediaPlan;
+use crate::publish::{self, Observer, PublishConfig, PublishResult};
+use crate::sign::{self, Keys, PushUrl, UrlError};
+
+pub use embedded::{Embedded, Target};
+
+/// Why a push cannot start: something local, found before any connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Fixture(#[from] FlvError),
+}
+
+/// How to push, whatever the command: the fixture and the connection options.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// FLV file to push; `None` is the embedded 640x360 fixture.
+    pub fixture: Option<PathBuf>,
+    /// How long to stream after Publish.Start.
+    pub duration: Duration,
+    /// Bound of each phase and of each write.
+    pub timeout: Duration,
+    pub chunk_size: u32,
+    /// Accept any TLS certificate.
+    pub insecure: bool,
+}
+
+impl Default for PushSettings {
+    fn default() -> PushSettings {
+        PushSettings {
+            fixture: None,
+            duration: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            chunk_size: 4096,
+            insecure: false,
+        }
+    }
+}
+
+/// A push ready to run: URL, keys, media plan and config, validated.
+#[derive(Clone)]
+pub struct PreparedPush {
+    pub url: PushUrl,
+    /// The keys local facts are checked against (the user's, or the embedded ingest's).
+    pub keys: Keys,
+    pub plan: Arc<MediaPlan>,
+    pub config: PublishConfig,
+    /// How the fixture is named in output: its path, or "embedded sd-360p.flv".
+    pub fixture_name: String,
+}
+
+/// A push that ran: the wire record and its verdict.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub result: PublishResult,
+    pub verdict: Verdict,
+}
+
+/// Loads the fixture at `path`, or the embedded one; with its display name.
+pub fn load_fixture(path: Option<&Path>) -> Result<(Fixture, String), FlvError> {
+    match path {
+        Some(p) => Ok((flv::load(p)?, p.display().to_string())),
+        None => Ok((flv::default_fixture(), "embedded sd-360p.flv".to_string())),
+    }
+}
+
+impl PreparedPush {
+    /// Validates the URL (its txTime too) and the fixture; no connection yet.
+    pub fn prepare(
+        url: &str,
+        keys: Keys,
+        settings: &PushSettings,
+    ) -> Result<PreparedPush, PrepareError> {
+        let url = PushUrl::parse(url)?;
+        url.expiry()?;
+        let (fixture, fixture_name) = load_fixture(settings.fixture.as_deref())?;
+        let plan = MediaPlan::new(&fixture, settings.chunk_size);
+        let mut config = PublishConfig::new(url.clone());
+        config.timeout = settings.timeout;
+        config.duration = Some(settings.duration);
+        config.chunk_size = settings.chunk_size;
+        config.insecure = settings.insecure;
+        Ok(PreparedPush {
+            url,
+            keys,
+            plan,
+            config,
+            fixture_name,
+        })
+    }
+
+    /// The same push streaming for `duration` instead.
+    pub fn with_duration(&self, duration: Duration) -> PreparedPush {
+        let mut p = self.clone();
+        p.config.duration = Some(duration);
+        p
+    }
+
+    /// What we know locally about this URL at `now`.
+    pub fn facts(&self, now: u64, our_other_publisher: bool) -> LocalFacts {
+        local_facts(&self.url, &self.keys, now, our_other_publisher)
+    }
+
+    /// Runs the push to its end and classifies it, with `now` read at the end.
+    pub async fn run(&self, cancel: &CancellationToken) -> Pushed {
+        self.run_observed(cancel, &mut (), false).await
+    }
+
+    /// [`PreparedPush::run`] with an observer of its phases; `our_other_publisher`
+    /// says another of our publishers held the stream meanwhile.
+    pub async fn run_observed(
+        &self,
+        cancel: &CancellationToken,
+        observer: &mut dyn Observer,
+        our_other_publisher: bool,
+    ) -> Pushed {
+        let result = publish::publish(&self.config, &self.plan, cancel, observer).await;
+        let facts = self.facts(crate::clock::now_unix(), our_other_publisher);
+        let verdict = classify::classify(&result, &facts);
+        Pushed { result, verdict }
+    }
+
+    /// The URL as output shows it: txSecret as `***` unless `show_secrets`.
+    pub fn shown_url(&self, show_secrets: bool) -> String {
+        shown_url(&self.url, show_secrets)
+    }
+}
+
+/// Local facts about a URL for the classifier.
+pub fn local_facts(url: &PushUrl, keys: &Keys, now: u64, our_other_publisher: bool) -> LocalFacts {
+    LocalFacts {
+        expiry: url
+            .expiry()
+            .ok()
+            .flatten()
+            .map(|e| sign::expiry_status(e, now)),
+        has_tx_time: url.tx_time().is_some(),
+        has_tx_secret: url.tx_secret().is_some(),
+        secret: sign::check_secret(url, keys),
+        our_other_publisher,
+    }
+}
+
+/// A URL as output shows it: txSecret as `***` unless `show_secrets`.
+pub fn shown_url(url: &PushUrl, show_secrets: bool) -> String {
+    if show_secrets {
+        url.to_string()
+    } else {
+        url.redacted()
+    }
+}

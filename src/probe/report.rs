@@ -1,0 +1,151 @@
+//! What one push looks like to people (text) and machines (JSON, described
+//! by `schemas/push.json`): renderers over a ran [`PreparedPush`], pure.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{PreparedPush, Pushed};
+use crate::classify::{Outcome, Verdict};
+use crate::publish::{Phase, PublishResult};
+use crate::rtmp::message::Status;
+use crate::sign;
+
+/// Milliseconds with microsecond precision, for output.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The JSON object `push`, `smoke` (and each push of `dup`) print.
+#[derive(Debug, Serialize)]
+pub struct PushReport {
+    /// The URL pushed to, txSecret as `***` unless secrets are shown.
+    pub url: String,
+    pub outcome: Outcome,
+    pub evidence: Vec<String>,
+    pub certain: bool,
+    pub step: Option<u8>,
+    pub fix: &'static str,
+    pub phase: Option<Phase>,
+    /// Each phase's own duration, ms.
+    pub phases_ms: BTreeMap<&'static str, f64>,
+    /// From the start to NetStream.Publish.Start, ms.
+    pub time_to_publish_ms: Option<f64>,
+    pub server_status: Option<Status>,
+    pub bytes_sent: u64,
+    pub media_seconds: f64,
+    pub streamed_seconds: f64,
+    pub max_lag_ms: f64,
+    pub fixture: FixtureInfo,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FixtureInfo {
+    pub name: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bitrate_bps: u64,
+}
+
+impl PushReport {
+    pub fn new(p: &PreparedPush, pushed: &Pushed, show_secrets: bool) -> PushReport {
+        let (r, v) = (&pushed.result, &pushed.verdict);
+        let redact = |s: &str| {
+            if show_secrets {
+                s.to_string()
+            } else {
+                sign::redact_query_in(s)
+            }
+        };
+        PushReport {
+            url: p.shown_url(show_secrets),
+            outcome: v.outcome,
+            evidence: v.evidence.iter().map(|e| redact(e)).collect(),
+            certain: v.certain,
+            step: v.step,
+            fix: v.fix,
+            phase: v.phase,
+            phases_ms: r
+                .marks
+                .durations()
+                .into_iter()
+                .map(|(phase, d)| (phase.name(), millis(d)))
+                .collect(),
+            time_to_publish_ms: r.marks.at(Phase::Publish).map(millis),
+            server_status: r.server_status().map(|s| Status {
+                description: redact(&s.description),
+                ..s.clone()
+            }),
+            bytes_sent: r.bytes_sent,
+            media_seconds: r.media_ms as f64 / 1000.0,
+            streamed_seconds: (r.streamed.as_secs_f64() * 1000.0).round() / 1000.0,
+            max_lag_ms: millis(r.max_lag),
+            fixture: FixtureInfo {
+                name: p.fixture_name.clone(),
+                width: p.plan.width,
+                height: p.plan.height,
+                bitrate_bps: p.plan.bitrate_bps,
+            },
+        }
+    }
+}
+
+/// The text `push` and `smoke` print: phases, status, streaming, verdict.
+pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::io::Result<()> {
+    let phases: Vec<String> = r
+        .marks
+        .durations()
+        .iter()
+        .map(|(ph, d)| format!("{} {:.1} ms", ph.name(), millis(*d)))
+        .collect();
+    if !phases.is_empty() {
+        writeln!(out, "phases    {}", phases.join(", "))?;
+    }
+    if let Some(t) = r.marks.at(Phase::Publish) {
+        writeln!(
+            out,
+            "publish   NetStream.Publish.Start after {:.1} ms",
+            millis(t)
+        )?;
+    }
+    match r.server_status() {
+        Some(s) => writeln!(
+            out,
+            "server    {} {} {:?}",
+            s.level,
+            s.code,
+            sign::redact_query_in(&s.description)
+        )?,
+        None if !r.accepted() && r.publish_sent.is_some() => {
+            writeln!(out, "server    sent no status before closing")?
+        }
+        None => {}
+    }
+    if r.accepted() {
+        writeln!(
+            out,
+            "streamed  {:.1} s ({:.1} s of media, {} KB sent, max lag {:.0} ms)",
+            r.streamed.as_secs_f64(),
+            r.media_ms as f64 / 1000.0,
+            r.bytes_sent / 1024,
+            millis(r.max_lag)
+        )?;
+    }
+    let certainty = if v.certain { "" } else { " (not certain)" };
+    writeln!(out, "outcome   {}{certainty}", v.outcome.name())?;
+    for e in &v.evidence {
+        writeln!(out, "evidence  {}", sign::redact_query_in(e))?;
+    }
+    if v.outcome != Outcome::Accepted {
+        if let Some(step) = v.step {
+            writeln!(
+                out,
+                "checklist step {step} of Tencent's push troubleshooting list"
+            )?;
+        }
+        writeln!(out, "fix       {}", v.fix)?;
+    }
+    Ok(())
+}
