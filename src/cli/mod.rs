@@ -113,6 +113,10 @@ pub struct PushOptions {
     pub show_secrets: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// A push the server closes (or answers with an error) this soon after
+    /// NetStream.Publish.Start was refused, not accepted and interrupted.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub refusal_window: Duration,
 }
 
 impl PushOptions {
@@ -125,6 +129,7 @@ impl PushOptions {
             timeout: self.timeout,
             chunk_size: self.chunk_size,
             insecure: self.insecure,
+            refusal_window: self.refusal_window,
         }
     }
 }

@@ -56,6 +56,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    // Watch for signals first: a Ctrl-C at any point stops the demo cleanly.
+    let interrupt = Stop::on_signals();
     let mut out = std::io::stdout().lock();
     let mut ok = true;
     let mut check = |out: &mut dyn Write, good: bool, what: &str| -> std::io::Result<()> {
@@ -104,7 +106,6 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         p.url.redacted(),
         args.duration
     )?;
-    let interrupt = Stop::on_signals();
     let cancel = interrupt.token.clone();
     let mut seen = PublishAt(None);
     let registry = embedded.ingest.state().clone();
@@ -115,7 +116,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let (pushed, streams) = tokio::join!(p.run_observed(&cancel, &mut seen, false), view);
     let closed = Instant::now();
     let verdict = &pushed.verdict;
-    write_text(&mut out, &pushed.result, verdict)?;
+    write_text(&mut out, &pushed)?;
+    if let Some(s) = interrupt.signal() {
+        // Stopped by the user: the rest of the demo would only report that.
+        writeln!(out, "\ndemo stopped by the user ({})", s.name())?;
+        let _ = embedded.ingest.shutdown().await;
+        stop.cancel();
+        return Ok(ExitCode::from(s.exit_code()));
+    }
     check(
         &mut out,
         verdict.outcome == Outcome::Accepted,
@@ -187,7 +195,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .with_duration(Duration::from_secs(2));
     let expired_push = pe.run(&cancel).await;
     let v = &expired_push.verdict;
-    write_text(&mut out, &expired_push.result, v)?;
+    write_text(&mut out, &expired_push)?;
     let rec = embedded
         .ingest
         .state()
@@ -245,6 +253,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), receiver_task).await;
     writeln!(out, "\ndemo {}", if ok { "passed" } else { "FAILED" })?;
+    if let Some(s) = interrupt.signal() {
+        return Ok(ExitCode::from(s.exit_code()));
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

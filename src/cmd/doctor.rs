@@ -9,12 +9,15 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 
+use crate::classify::Outcome;
 use crate::cli::DoctorArgs;
 use crate::clock::now_unix;
 use crate::probe::PreparedPush;
+use crate::publish::Phase;
 use crate::publish::conn::{self, Dial, DialError};
 use crate::signal::Stop;
 pub use steps::{Status, Step, TENCENT_SUFFIXES};
@@ -50,10 +53,17 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         insecure: args.push.insecure,
         timeout: args.push.timeout,
     };
-    // DNS and TCP waits are bounded by the timeout; Ctrl-C ends them early too.
-    let (dns, tcp) = tokio::select! {
-        _ = cancel.cancelled() => bail!("interrupted"),
-        facts = probe(&dial) => facts,
+    // DNS and TCP waits are bounded by the timeout; Ctrl-C ends them early
+    // too, naming the phase it stopped.
+    let (dns, tcp) = match probe(&dial, &cancel).await {
+        Ok(facts) => facts,
+        Err(phase) => {
+            let why = "stopped by the user";
+            for step in 1..=5 {
+                emit(&mut out, Step::skipped(step, why))?;
+            }
+            return finish(&mut out, args.json, &report, Some(phase), &stop);
+        }
     };
     let s1 = steps::cname_step(&p.url.host, &dns, &args.expect_cname);
     let s2 = match (&dns.addr, &tcp) {
@@ -69,40 +79,71 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     emit(&mut out, s2)?;
     emit(&mut out, steps::txtime_step(&p.url, now_unix()))?;
     emit(&mut out, steps::secret_step(&p.url, &p.keys))?;
-    let s5 = match s5_skip {
-        Some(why) => Step::skipped(5, why),
+    let (s5, stopped) = match s5_skip {
+        Some(why) => (Step::skipped(5, why), None),
         None => {
             let pushed = p.run(&cancel).await;
-            steps::push_step(&pushed.verdict, show)
+            (
+                steps::push_step(&pushed.verdict, show),
+                pushed.result.cancelled(),
+            )
         }
     };
     emit(&mut out, s5)?;
+    finish(&mut out, args.json, &report, stopped, &stop)
+}
 
-    if args.json {
-        writeln!(out, "{}", report_json(&report)?)?;
+/// Prints the verdict (or the JSON report) and gives the exit code: 130 or
+/// 143 when the user stopped the run (`stopped`: the phase it was in), else
+/// 1 when a step failed.
+fn finish(
+    out: &mut dyn Write,
+    json: bool,
+    report: &[Step],
+    stopped: Option<Phase>,
+    stop: &Stop,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        writeln!(out, "{}", report_json(report, stopped)?)?;
+    } else if let Some(phase) = stopped {
+        writeln!(
+            out,
+            "verdict  cancelled: stopped by the user during {}",
+            phase.name()
+        )?;
     } else {
-        writeln!(out, "verdict  {}", steps::overall(&report))?;
+        writeln!(out, "verdict  {}", steps::overall(report))?;
     }
-    Ok(if steps::any_failed(&report) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(match (stopped, stop.signal()) {
+        (Some(_), Some(s)) => ExitCode::from(s.exit_code()),
+        _ if steps::any_failed(report) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
     })
 }
 
 /// Steps 1 and 2's I/O: DNS facts, then (when the host resolved) a TCP
-/// connect to the address the push would dial, timed.
-async fn probe(dial: &Dial) -> (steps::DnsFacts, Option<Result<Duration, DialError>>) {
-    let dns = dns::gather(dial).await;
+/// connect to the address the push would dial, timed. `Err(phase)` when
+/// cancelled during that phase.
+async fn probe(
+    dial: &Dial,
+    cancel: &CancellationToken,
+) -> Result<(steps::DnsFacts, Option<Result<Duration, DialError>>), Phase> {
+    let dns = tokio::select! {
+        _ = cancel.cancelled() => return Err(Phase::Dns),
+        dns = dns::gather(dial) => dns,
+    };
     let tcp = match dns.addr {
         Ok(addr) => {
             let started = Instant::now();
-            let r = conn::connect_tcp(addr, dial.timeout, None).await;
+            let r = tokio::select! {
+                _ = cancel.cancelled() => return Err(Phase::Tcp),
+                r = conn::connect_tcp(addr, dial.timeout, None) => r,
+            };
             Some(r.map(|_stream| started.elapsed()))
         }
         Err(_) => None,
     };
-    (dns, tcp)
+    Ok((dns, tcp))
 }
 
 /// One report line (`1 cname    pass  ...`), and a `fix:` line under a warn or fail.
@@ -121,17 +162,28 @@ pub fn write_step(out: &mut dyn Write, s: &Step) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `--json` object: `{"steps": [...], "verdict": "..."}`, fields in that order.
+/// The `--json` object: `{"steps": [...], "verdict": "..."}`, fields in
+/// that order; a run the user stopped adds `"outcome": "cancelled"` and the
+/// `phase` it was in, and its verdict is `cancelled`.
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     pub steps: &'a [Step],
     pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
 }
 
-pub fn report_json(steps: &[Step]) -> serde_json::Result<String> {
+pub fn report_json(steps: &[Step], stopped: Option<Phase>) -> serde_json::Result<String> {
     serde_json::to_string(&Report {
         steps,
-        verdict: steps::overall(steps),
+        verdict: match stopped {
+            Some(_) => "cancelled",
+            None => steps::overall(steps),
+        },
+        outcome: stopped.map(|_| Outcome::Cancelled),
+        phase: stopped,
     })
 }
 
@@ -202,7 +254,7 @@ mod tests {
              2 network  fail  connection refused\n\
              \x20                fix: check the port\n"
         );
-        let json = report_json(&report).unwrap();
+        let json = report_json(&report, None).unwrap();
         assert!(
             json.starts_with(r#"{"steps":[{"step":1,"name":"cname","status":"pass","detail":"#),
             "{json}"

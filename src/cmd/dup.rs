@@ -78,9 +78,9 @@ pub async fn run(args: &DupArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "verdict   {verdict}: {}", report.finding.describe())?;
     }
     target.shutdown().await;
-    Ok(if report.finding.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match stop.signal() {
+        Some(s) if report.finding == DupFinding::Cancelled => ExitCode::from(s.exit_code()),
+        _ if report.finding.passed() => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
 }

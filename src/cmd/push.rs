@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::classify::Outcome;
 use crate::cli::PushArgs;
 use crate::probe::PreparedPush;
 use crate::probe::report::{self, PushReport};
@@ -32,16 +31,7 @@ pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
         let json = PushReport::new(&p, &pushed, args.push.show_secrets);
         writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
     } else {
-        report::write_text(&mut stdout, &pushed.result, &pushed.verdict)?;
+        report::write_text(&mut stdout, &pushed)?;
     }
-    Ok(exit_for(pushed.verdict.outcome))
-}
-
-/// 0 accepted, 1 anything else.
-pub fn exit_for(outcome: Outcome) -> ExitCode {
-    if outcome == Outcome::Accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    Ok(ExitCode::from(pushed.exit_code(stop.signal())))
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::push::exit_for;
 use crate::cli::SmokeArgs;
 use crate::probe::report::{self, PushReport};
 use crate::probe::{PreparedPush, Target};
@@ -37,8 +36,8 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
         let json = PushReport::new(&p, &pushed, opts.show_secrets);
         writeln!(out, "{}", serde_json::to_string(&json)?)?;
     } else {
-        report::write_text(&mut out, &pushed.result, &pushed.verdict)?;
+        report::write_text(&mut out, &pushed)?;
     }
     target.shutdown().await;
-    Ok(exit_for(pushed.verdict.outcome))
+    Ok(ExitCode::from(pushed.exit_code(stop.signal())))
 }

@@ -27,6 +27,8 @@ pub enum DupFinding {
     FirstInterrupted,
     /// B was refused, A completed, but A fell behind real time by a second or more.
     FirstLagged,
+    /// The user stopped the check (Ctrl-C, SIGTERM) before it could decide.
+    Cancelled,
 }
 
 impl DupFinding {
@@ -51,14 +53,23 @@ impl DupFinding {
             DupFinding::FirstLagged => {
                 "the second push was refused, but the first fell behind real time by 1 s or more"
             }
+            DupFinding::Cancelled => {
+                "stopped by the user before the check finished: nothing was decided"
+            }
         }
     }
 }
 
-/// Pure: what happened, from the two results.
+/// Pure: what happened to the media, from the two results. A second push
+/// the server answered with Publish.Start and then ended within the refusal
+/// window was refused, not accepted.
 pub fn judge(a: &PublishResult, b: &PublishResult) -> DupFinding {
+    if a.cancelled().is_some() || b.cancelled().is_some() {
+        return DupFinding::Cancelled;
+    }
+    let b_kept = b.accepted() && !b.refused_after_start();
     let a_completed = a.accepted() && a.failure().is_none();
-    match (a.accepted(), b.accepted(), a_completed) {
+    match (a.accepted(), b_kept, a_completed) {
         (false, _, _) => DupFinding::FirstNeverStarted,
         (true, true, true) => DupFinding::AcceptedAlongside,
         (true, true, false) => DupFinding::Replaced,
@@ -101,12 +112,16 @@ pub async fn run_pair(
     let second = async {
         // Err: A ended before Publish.Start.
         rx.await.ok()?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
         Some(b.run_observed(cancel, &mut (), true).await)
     };
     let (first, second) = tokio::join!(first, second);
     let finding = match &second {
         Some(b) => judge(&first.result, &b.result),
+        None if first.stopped_by_user() => DupFinding::Cancelled,
         None => DupFinding::FirstNeverStarted,
     };
     PairReport {
@@ -158,9 +173,36 @@ mod tests {
         }
     }
 
+    fn refused_after_start() -> Ending {
+        Ending::Failed {
+            failure: Failure::RefusedAfterStart {
+                after_start_ms: 1,
+                cause: Box::new(Failure::Closed {
+                    phase: Phase::Streaming,
+                    after_publish_ms: Some(2),
+                }),
+            },
+        }
+    }
+
     #[test]
     fn judge_table() {
         let ok = r(true, Ending::Completed, 5);
+        // issue 10: Publish.Start, then closed 1 ms later, is a refusal.
+        assert_eq!(
+            judge(&ok, &r(true, refused_after_start(), 0)),
+            DupFinding::Refused
+        );
+        let stopped = |phase| Ending::Cancelled { phase };
+        assert_eq!(
+            judge(&r(true, stopped(Phase::Streaming), 0), &r(false, refused(), 0)),
+            DupFinding::Cancelled
+        );
+        assert_eq!(
+            judge(&ok, &r(false, stopped(Phase::Handshake), 0)),
+            DupFinding::Cancelled,
+            "a second push stopped before Publish.Start was not refused"
+        );
         assert_eq!(judge(&ok, &r(false, refused(), 0)), DupFinding::Refused);
         assert_eq!(
             judge(&ok, &r(true, Ending::Completed, 0)),

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{self, LocalFacts, Verdict};
+use crate::classify::{self, LocalFacts, Outcome, Uplink, Verdict};
 use crate::flv::{self, Fixture, FlvError};
 use crate::media::MediaPlan;
 use crate::publish::{self, Observer, PublishConfig, PublishResult};
 use crate::sign::{self, Keys, PushUrl, UrlError};
+use crate::signal::Signal;
 
 pub use embedded::{Embedded, Target};
 
@@ -42,6 +43,8 @@ pub struct PushSettings {
     pub chunk_size: u32,
     /// Accept any TLS certificate.
     pub insecure: bool,
+    /// A push the server ends this soon after Publish.Start was refused.
+    pub refusal_window: Duration,
 }
 
 impl Default for PushSettings {
@@ -52,6 +55,7 @@ impl Default for PushSettings {
             timeout: Duration::from_secs(10),
             chunk_size: 4096,
             insecure: false,
+            refusal_window: publish::REFUSAL_WINDOW,
         }
     }
 }
@@ -68,11 +72,32 @@ pub struct PreparedPush {
     pub fixture_name: String,
 }
 
-/// A push that ran: the wire record and its verdict.
+/// A push that ran: the wire record, its verdict and, when it streamed,
+/// whether the uplink carried the fixture's bitrate.
 #[derive(Debug, Clone)]
 pub struct Pushed {
     pub result: PublishResult,
     pub verdict: Verdict,
+    pub uplink: Option<Uplink>,
+}
+
+impl Pushed {
+    /// The user stopped the push before its end (`cancelled`, or accepted
+    /// and stopped early).
+    pub fn stopped_by_user(&self) -> bool {
+        self.result.cancelled().is_some()
+    }
+
+    /// The process exit code for this push: 128 + the signal when the user
+    /// stopped it before its end (130 SIGINT, 143 SIGTERM); else 0 when
+    /// accepted, 1 otherwise (refused, failed, interrupted, too slow).
+    pub fn exit_code(&self, signal: Option<Signal>) -> u8 {
+        match signal {
+            Some(s) if self.stopped_by_user() => s.exit_code(),
+            _ if self.verdict.outcome == Outcome::Accepted => 0,
+            _ => 1,
+        }
+    }
 }
 
 /// Loads the fixture at `path`, or the embedded one; with its display name.
@@ -99,6 +124,7 @@ impl PreparedPush {
         config.duration = Some(settings.duration);
         config.chunk_size = settings.chunk_size;
         config.insecure = settings.insecure;
+        config.refusal_window = settings.refusal_window;
         Ok(PreparedPush {
             url,
             keys,
@@ -135,8 +161,18 @@ impl PreparedPush {
     ) -> Pushed {
         let result = publish::publish(&self.config, &self.plan, cancel, observer).await;
         let facts = self.facts(crate::clock::now_unix(), our_other_publisher);
-        let verdict = classify::classify(&result, &facts);
-        Pushed { result, verdict }
+        let mut verdict = classify::classify(&result, &facts);
+        // Is the uplink enough for this bitrate? A push that fell too far
+        // behind says so (load judges lag in its own report).
+        let uplink = classify::uplink(&result, self.plan.bitrate_bps);
+        if let Some(u) = &uplink {
+            verdict = verdict.judge_uplink(u);
+        }
+        Pushed {
+            result,
+            verdict,
+            uplink,
+        }
     }
 
     /// The URL as output shows it: txSecret as `***` unless `show_secrets`.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{PreparedPush, Pushed};
-use crate::classify::{Outcome, Verdict};
-use crate::publish::{Phase, PublishResult};
+use crate::classify::Outcome;
+use crate::publish::Phase;
 use crate::rtmp::message::Status;
 use crate::sign;
 
@@ -37,7 +37,15 @@ pub struct PushReport {
     pub bytes_sent: u64,
     pub media_seconds: f64,
     pub streamed_seconds: f64,
+    /// How far the push fell behind real time, ms.
     pub max_lag_ms: f64,
+    /// Throughput achieved after Publish.Start, kbit/s; `null` when it
+    /// never streamed.
+    pub uplink_kbps: Option<f64>,
+    /// The fixture's bitrate, kbit/s: what the uplink must carry.
+    pub needed_kbps: f64,
+    /// The user stopped the push (Ctrl-C, SIGTERM) before its end.
+    pub stopped_by_user: bool,
     pub fixture: FixtureInfo,
 }
 
@@ -82,6 +90,9 @@ impl PushReport {
             media_seconds: r.media_ms as f64 / 1000.0,
             streamed_seconds: (r.streamed.as_secs_f64() * 1000.0).round() / 1000.0,
             max_lag_ms: millis(r.max_lag),
+            uplink_kbps: pushed.uplink.map(|u| u.uplink_kbps),
+            needed_kbps: (p.plan.bitrate_bps as f64 / 100.0).round() / 10.0,
+            stopped_by_user: pushed.stopped_by_user(),
             fixture: FixtureInfo {
                 name: p.fixture_name.clone(),
                 width: p.plan.width,
@@ -93,7 +104,8 @@ impl PushReport {
 }
 
 /// The text `push` and `smoke` print: phases, status, streaming, verdict.
-pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::io::Result<()> {
+pub fn write_text(out: &mut impl Write, pushed: &Pushed) -> std::io::Result<()> {
+    let (r, v) = (&pushed.result, &pushed.verdict);
     let phases: Vec<String> = r
         .marks
         .durations()
@@ -131,6 +143,15 @@ pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::
             r.media_ms as f64 / 1000.0,
             r.bytes_sent / 1024,
             millis(r.max_lag)
+        )?;
+    }
+    if let Some(u) = &pushed.uplink {
+        writeln!(
+            out,
+            "uplink    {:.0} kbit/s achieved, {:.0} kbit/s needed{}",
+            u.uplink_kbps,
+            u.needed_kbps,
+            if u.too_slow { ": too slow" } else { "" }
         )?;
     }
     let certainty = if v.certain { "" } else { " (not certain)" };

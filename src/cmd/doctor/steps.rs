@@ -336,6 +336,9 @@ pub fn push_step(v: &Verdict, show_secrets: bool) -> Step {
     let detail = format!("{}{certainty}: {evidence}", v.outcome.name());
     if v.outcome == Outcome::Accepted {
         Step::new(5, Status::Pass, detail, None)
+    } else if v.outcome == Outcome::Cancelled {
+        // Stopped by the user: no verdict on the push either way.
+        Step::new(5, Status::Skip, detail, None)
     } else {
         Step::new(5, Status::Fail, detail, Some(v.fix.into()))
     }
