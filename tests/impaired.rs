@@ -66,7 +66,9 @@ fn issue10_an_uplink_below_the_bitrate_is_too_slow() {
         .flat_map(|cmd| [(cmd, true), (cmd, false)])
         .map(|(cmd, json)| {
             let shaper = Shaper::start(upstream(&s), shape);
-            let url = signed(shaper.port, cmd, KEY, now() + 86_400);
+            // One stream per run: the ingest refuses a second publisher.
+            let stream = format!("{cmd}-{}", if json { "json" } else { "text" });
+            let url = signed(shaper.port, &stream, KEY, now() + 86_400);
             thread::spawn(move || {
                 let mut c = bin();
                 c.env("PUSHPROBE_KEY", KEY).args([
