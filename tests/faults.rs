@@ -88,7 +88,11 @@ fn load_cmd(template: &str, publishers: u32, duration: &str, report: &Path) -> C
         .args(["--publishers", &publishers.to_string(), "--rate", "0"])
         .args(["--timeout", "2s", "--duration", duration])
         .args(["--progress", "none", "--json"])
-        .arg(report);
+        .arg(report)
+        // The ingest is killed as soon as the publishers are live: within
+        // the default 2 s refusal window such a close reads as a refusal
+        // after start (issue 10). These tests are about interruptions.
+        .args(["--refusal-window", "0s"]);
     c
 }
 

@@ -118,6 +118,11 @@ pub struct LoadArgs {
     pub tick: Duration,
     #[arg(long)]
     pub insecure: bool,
+    /// A push the server closes (or answers with an error) this soon after
+    /// NetStream.Publish.Start was refused, not accepted and interrupted; 0s
+    /// counts every such close as an interruption (ingest restart tests).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub refusal_window: Duration,
     /// Run the callback receiver here (key from PUSHPROBE_CALLBACK_KEY) and match events to publishers.
     #[arg(long)]
     pub callback_listen: Option<SocketAddr>,

@@ -163,6 +163,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         chunk_size: args.chunk_size,
         insecure: args.insecure,
         tick: args.tick,
+        refusal_window: args.refusal_window,
         callbacks,
         callback_grace: args.callback_grace,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -68,6 +68,8 @@ pub struct LoadConfig {
     pub chunk_size: u32,
     pub insecure: bool,
     pub tick: Duration,
+    /// See [`PublishConfig::refusal_window`].
+    pub refusal_window: Duration,
     /// Receiver state and its event stream, when callbacks are measured.
     pub callbacks: Option<(ReceiverState, mpsc::UnboundedReceiver<Received>)>,
     pub callback_grace: Duration,
@@ -155,6 +157,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         chunk_size: cfg.chunk_size,
         insecure: cfg.insecure,
         tick: cfg.tick,
+        refusal_window: cfg.refusal_window,
         reconnect: cfg.reconnect,
         expires_in: cfg.expires_in,
     });
@@ -282,6 +285,7 @@ struct Shared {
     chunk_size: u32,
     insecure: bool,
     tick: Duration,
+    refusal_window: Duration,
     reconnect: bool,
     expires_in: Duration,
 }
@@ -335,6 +339,7 @@ impl One {
             cfg.chunk_size = shared.chunk_size;
             cfg.insecure = shared.insecure;
             cfg.tick = shared.tick;
+            cfg.refusal_window = shared.refusal_window;
             cfg.start_index = shared.plan.start_index(self.slot.index);
             let mut obs = LiveObserver {
                 live: live.clone(),
