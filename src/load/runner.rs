@@ -785,6 +785,7 @@ mod tests {
             chunk_size: 4096,
             insecure: false,
             tick: Duration::from_millis(200),
+            refusal_window: crate::publish::REFUSAL_WINDOW,
             reconnect: false,
             expires_in: Duration::from_secs(60),
         });

@@ -98,7 +98,9 @@ pub struct PairReport {
     pub second: Option<Pushed>,
 }
 
-/// Runs A; once A streams (plus a second), runs B to the same URL; waits for A.
+/// Runs A; once A has streamed past its refusal window (at least a second),
+/// runs B to the same URL; waits for A. Waiting out the window keeps A's
+/// verdict true: a first push cut by the second is interrupted, not refused.
 pub async fn run_pair(
     a: &PreparedPush,
     b: &PreparedPush,
@@ -112,9 +114,10 @@ pub async fn run_pair(
     let second = async {
         // Err: A ended before Publish.Start.
         rx.await.ok()?;
+        let settle = a.config.refusal_window.max(Duration::from_secs(1));
         tokio::select! {
             _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(settle) => {}
         }
         Some(b.run_observed(cancel, &mut (), true).await)
     };
