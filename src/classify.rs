@@ -867,7 +867,11 @@ mod tests {
         );
         assert_eq!(v.phase, Some(Phase::Handshake));
         assert!(v.evidence[0].contains("stopped by the user during handshake"));
-        assert!(!v.evidence[0].contains("Publish.Start;"), "{:?}", v.evidence);
+        assert!(
+            !v.evidence[0].contains("Publish.Start;"),
+            "{:?}",
+            v.evidence
+        );
         let v = classify(
             &result(Ending::Cancelled {
                 phase: Phase::Streaming,
@@ -896,7 +900,9 @@ mod tests {
     #[test]
     fn uplink_below_the_bitrate_is_too_slow() {
         let mut r = result(Ending::Completed);
-        r.marks.done.push((Phase::Publish, Duration::from_millis(5)));
+        r.marks
+            .done
+            .push((Phase::Publish, Duration::from_millis(5)));
         r.streamed = Duration::from_secs(4);
         r.stream_bytes = 150_000; // 300 kbit/s
         r.max_lag = Duration::from_millis(2400);

@@ -233,7 +233,10 @@ fn run_case(case: &Case) -> Result<(), String> {
         if case.phase == Phase::Streaming {
             // The push was accepted and stopped early: step 5 says both.
             let s5 = v["steps"][4]["detail"].to_string();
-            check(s5.contains("stopped by the user"), "doctor step 5 says stopped")?;
+            check(
+                s5.contains("stopped by the user"),
+                "doctor step 5 says stopped",
+            )?;
         } else {
             check(v["phase"] == case.phase.name(), "doctor names the phase")?;
         }
@@ -265,9 +268,11 @@ fn run_matrix(cmds: &[&'static str]) {
     let cases: Vec<Case> = cmds
         .iter()
         .flat_map(|&cmd| {
-            ["INT", "TERM"]
-                .into_iter()
-                .flat_map(move |sig| PHASES.into_iter().map(move |phase| Case { cmd, sig, phase }))
+            ["INT", "TERM"].into_iter().flat_map(move |sig| {
+                PHASES
+                    .into_iter()
+                    .map(move |phase| Case { cmd, sig, phase })
+            })
         })
         .collect();
     let mut failures = Vec::new();
@@ -331,7 +336,11 @@ fn issue10_demo_stops_on_a_signal() {
         );
         signal(p.0.id(), sig);
         let o = p.finish(Duration::from_secs(15));
-        let out = rx.recv_timeout(Duration::from_secs(5)).ok().flatten().unwrap_or_default();
+        let out = rx
+            .recv_timeout(Duration::from_secs(5))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let want = if sig == "INT" { 130 } else { 143 };
         assert_eq!(o.status.code(), Some(want), "{out}{}", text(&o));
         let verdict = out.lines().find(|l| l.starts_with("outcome")).unwrap_or("");
@@ -339,6 +348,9 @@ fn issue10_demo_stops_on_a_signal() {
             verdict.contains("cancelled") || out.contains("stopped by the user"),
             "{out}"
         );
-        assert!(!out.contains("\n2. push callbacks"), "the demo went on: {out}");
+        assert!(
+            !out.contains("\n2. push callbacks"),
+            "the demo went on: {out}"
+        );
     }
 }

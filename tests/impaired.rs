@@ -32,15 +32,16 @@ fn fixture_kbps() -> Option<f64> {
         return None;
     }
     let o = run(
-        std::process::Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=bit_rate",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(fixture("sd-360p.flv")),
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=bit_rate",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(fixture("sd-360p.flv")),
         Duration::from_secs(20),
     );
     String::from_utf8_lossy(&o.stdout)
@@ -113,7 +114,10 @@ fn issue10_an_uplink_below_the_bitrate_is_too_slow() {
         // the bitrate, above nothing.
         assert!(uplink > 50.0 && uplink < 0.8 * needed, "{cmd}: {v}");
         if let Some(k) = independent {
-            assert!((needed - k).abs() < 0.05 * k, "{cmd}: needed {needed} vs ffprobe {k}");
+            assert!(
+                (needed - k).abs() < 0.05 * k,
+                "{cmd}: needed {needed} vs ffprobe {k}"
+            );
         }
         let ev = v["evidence"].to_string();
         assert!(ev.contains("uplink too slow"), "{cmd}: {v}");
@@ -172,7 +176,10 @@ fn issue10_added_delay_shows_in_every_phase() {
         let ms = v["phases_ms"][phase].as_f64().unwrap_or(0.0);
         assert!(ms >= 190.0, "{phase} took {ms} ms: {v}");
     }
-    assert!(v["time_to_publish_ms"].as_f64().unwrap() >= 4.0 * 190.0, "{v}");
+    assert!(
+        v["time_to_publish_ms"].as_f64().unwrap() >= 4.0 * 190.0,
+        "{v}"
+    );
 }
 
 /// Pushes for long; once the proxy forwarded `streaming_bytes`, impairs the
@@ -211,7 +218,10 @@ fn issue10_a_stall_mid_stream_is_an_interruption_within_the_timeout() {
     assert_eq!(o.status.code(), Some(1), "{v}");
     assert_eq!(v["outcome"], "interrupted", "{v}");
     assert_eq!(v["phase"], "streaming", "{v}");
-    assert!(v["evidence"].to_string().contains("server stopped reading"), "{v}");
+    assert!(
+        v["evidence"].to_string().contains("server stopped reading"),
+        "{v}"
+    );
     // The stall blocks the writes once the send buffer (about one second of
     // media) and the proxy's small buffers are full; then one --timeout
     // (2 s). 20 s of margin for a loaded machine; far below the 60 s push.
@@ -225,6 +235,9 @@ fn issue10_a_reset_mid_stream_is_an_interruption() {
     assert_eq!(o.status.code(), Some(1), "{v}");
     assert_eq!(v["outcome"], "interrupted", "{v}");
     assert_eq!(v["phase"], "streaming", "{v}");
-    assert!(v["evidence"].to_string().contains("connection reset"), "{v}");
+    assert!(
+        v["evidence"].to_string().contains("connection reset"),
+        "{v}"
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
 }

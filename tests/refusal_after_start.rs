@@ -28,7 +28,11 @@ enum StartIn {
 
 /// Accepts the push; with `close_after` set, closes the connection that
 /// long after Publish.Start without any error status, else keeps reading.
-fn start_then(p: &mut Peer, start_in: StartIn, close_after: Option<Duration>) -> std::io::Result<()> {
+fn start_then(
+    p: &mut Peer,
+    start_in: StartIn,
+    close_after: Option<Duration>,
+) -> std::io::Result<()> {
     p.handshake()?;
     p.connect_ok()?;
     match start_in {
@@ -80,7 +84,15 @@ fn issue10_smoke_calls_publish_start_then_close_a_refusal_within_the_window() {
                 });
                 // Signed and valid, no key to check it: nothing local decides.
                 let url = signed(srv.port, "s", KEY, now() + 86_400);
-                let r = run_json(&["smoke", &url, "--duration", "5s", "--timeout", "5s", "--json"]);
+                let r = run_json(&[
+                    "smoke",
+                    &url,
+                    "--duration",
+                    "5s",
+                    "--timeout",
+                    "5s",
+                    "--json",
+                ]);
                 (start_in, ms, r)
             })
         })
@@ -96,7 +108,8 @@ fn issue10_smoke_calls_publish_start_then_close_a_refusal_within_the_window() {
         let first = v["evidence"][0].as_str().unwrap();
         assert!(
             first.starts_with("server answered Publish.Start, then it closed the connection")
-                || first.starts_with("server answered Publish.Start, then the connection was reset"),
+                || first
+                    .starts_with("server answered Publish.Start, then the connection was reset"),
             "{case}"
         );
         assert!(first.ends_with("ms later: a refusal after start"), "{case}");
@@ -131,7 +144,15 @@ fn issue10_smoke_close_past_the_window_is_an_interruption() {
                     start_then(&mut p, start_in, Some(Duration::from_secs(3)))
                 });
                 let url = srv.url("s");
-                let r = run_json(&["smoke", &url, "--duration", "6s", "--timeout", "5s", "--json"]);
+                let r = run_json(&[
+                    "smoke",
+                    &url,
+                    "--duration",
+                    "6s",
+                    "--timeout",
+                    "5s",
+                    "--json",
+                ]);
                 (start_in, r)
             })
         })
@@ -148,7 +169,9 @@ fn issue10_smoke_close_past_the_window_is_an_interruption() {
 #[test]
 fn issue10_refusal_window_is_a_flag() {
     // With a 100 ms window, a close 400 ms after Publish.Start is an interruption.
-    let srv = Server::start(|mut p| start_then(&mut p, StartIn::OnStatus, Some(Duration::from_millis(400))));
+    let srv = Server::start(|mut p| {
+        start_then(&mut p, StartIn::OnStatus, Some(Duration::from_millis(400)))
+    });
     let url = srv.url("s");
     let (code, v, all) = run_json(&[
         "smoke",
@@ -159,7 +182,11 @@ fn issue10_refusal_window_is_a_flag() {
         "100ms",
         "--json",
     ]);
-    assert_eq!((code, v["outcome"].as_str()), (1, Some("interrupted")), "{all}");
+    assert_eq!(
+        (code, v["outcome"].as_str()),
+        (1, Some("interrupted")),
+        "{all}"
+    );
 }
 
 /// A server that accepts its first publisher and keeps reading, and answers
@@ -189,7 +216,11 @@ fn issue10_dup_passes_when_the_second_is_closed_within_the_window() {
             thread::spawn(move || {
                 let srv = busy_server(start_in, Duration::from_millis(ms));
                 let url = srv.url("d");
-                (start_in, ms, run_json(&["dup", &url, "--hold", "3s", "--json"]))
+                (
+                    start_in,
+                    ms,
+                    run_json(&["dup", &url, "--hold", "3s", "--json"]),
+                )
             })
         })
         .collect();

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::classify::Outcome;
 use crate::cli::DoctorArgs;

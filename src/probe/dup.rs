@@ -198,7 +198,10 @@ mod tests {
         );
         let stopped = |phase| Ending::Cancelled { phase };
         assert_eq!(
-            judge(&r(true, stopped(Phase::Streaming), 0), &r(false, refused(), 0)),
+            judge(
+                &r(true, stopped(Phase::Streaming), 0),
+                &r(false, refused(), 0)
+            ),
             DupFinding::Cancelled
         );
         assert_eq!(

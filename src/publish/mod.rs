@@ -299,10 +299,7 @@ impl PublishResult {
     }
     /// Publish.Start came, then the server ended the push within the refusal window.
     pub fn refused_after_start(&self) -> bool {
-        matches!(
-            self.failure(),
-            Some(Failure::RefusedAfterStart { .. })
-        )
+        matches!(self.failure(), Some(Failure::RefusedAfterStart { .. }))
     }
     /// The user stopped the push before its end.
     pub fn cancelled(&self) -> Option<Phase> {

@@ -173,7 +173,11 @@ fn read_side(
             ctl.up_bytes.fetch_add(n as u64, SeqCst);
         }
         // An empty piece is the end of the stream.
-        if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() || n == 0 {
+        if tx
+            .send((Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
+            || n == 0
+        {
             return;
         }
     }
@@ -200,8 +204,8 @@ fn write_side(mut to: TcpStream, rx: Receiver<(Instant, Vec<u8>)>, bps: Option<u
             if next_free > now {
                 std::thread::sleep(next_free - now);
             }
-            next_free = next_free.max(now)
-                + Duration::from_secs_f64(piece.len() as f64 * 8.0 / bps as f64);
+            next_free =
+                next_free.max(now) + Duration::from_secs_f64(piece.len() as f64 * 8.0 / bps as f64);
         }
         if to.write_all(&piece).is_err() {
             let _ = to.shutdown(Shutdown::Both);
