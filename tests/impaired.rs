@@ -54,10 +54,10 @@ fn fixture_kbps() -> Option<f64> {
 #[test]
 fn issue10_an_uplink_below_the_bitrate_is_too_slow() {
     let s = ingest();
-    // 128 kbit/s against a ~517 kbit/s fixture: past the buffers (~200 KB,
+    // 128 kbit/s against a ~507 kbit/s fixture: past the buffers (~200 KB,
     // filled in ~4 s at the surplus rate) the push falls behind by 0.75 s
-    // per second; 8 s of streaming leaves it well past 1 s behind (measured:
-    // 4.4 s behind after 10 s).
+    // per second. Measured over 10 s: 2.5 to 4.4 s behind (8 s gave 1.5 to
+    // 2.9 s: too close to the 1 s limit on a loaded machine).
     let shape = Shape {
         up_bps: Some(128_000),
         ..Shape::default()
@@ -78,7 +78,7 @@ fn issue10_an_uplink_below_the_bitrate_is_too_slow() {
                     "--fixture",
                     fixture("sd-360p.flv").to_str().unwrap(),
                     "--duration",
-                    "8s",
+                    "10s",
                     "--timeout",
                     "10s",
                 ]);
@@ -121,6 +121,7 @@ fn issue10_an_uplink_below_the_bitrate_is_too_slow() {
         }
         let ev = v["evidence"].to_string();
         assert!(ev.contains("uplink too slow"), "{cmd}: {v}");
+        eprintln!("{cmd} over a 128 kbit/s path: {ev}");
     }
 }
 
@@ -172,6 +173,7 @@ fn issue10_added_delay_shows_in_every_phase() {
     // answer. Lower bounds only (minus 10 ms of timer slack): a loaded
     // machine only adds. The TCP connect is answered by the proxy's kernel,
     // so it is not delayed.
+    eprintln!("phases with 100 ms each way: {}", v["phases_ms"]);
     for phase in ["handshake", "connect", "create_stream", "publish"] {
         let ms = v["phases_ms"][phase].as_f64().unwrap_or(0.0);
         assert!(ms >= 190.0, "{phase} took {ms} ms: {v}");
@@ -208,6 +210,7 @@ fn impair_midstream(act: impl FnOnce(&Shaper)) -> (std::process::Output, Duratio
     act(&shaper);
     let at = Instant::now();
     let o = p.finish(Duration::from_secs(40));
+    eprintln!("the push ended {:?} after the path was impaired", at.elapsed());
     (o, at.elapsed())
 }
 
