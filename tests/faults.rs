@@ -87,7 +87,7 @@ fn load_cmd(template: &str, publishers: u32, duration: &str, report: &Path) -> C
     c.args(["load", "--url-template", template])
         .args(["--publishers", &publishers.to_string(), "--rate", "0"])
         .args(["--timeout", "2s", "--duration", duration])
-        .args(["--progress", "none", "--json"])
+        .args(["--progress", "none", "--json-out"])
         .arg(report);
     c
 }
@@ -224,7 +224,7 @@ fn reconnect_resigns_an_expired_url_with_the_key() {
             .args(["--stream-template", "r{i}", "--expires-in", "2s"])
             .args(["--publishers", "3", "--rate", "0", "--timeout", "2s"])
             .args(["--duration", "7s", "--reconnect", "--progress", "none"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&report),
     );
     assert!(ingest.wait_live(3, Duration::from_secs(10)), "3 live");

@@ -115,7 +115,7 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
         load(s.port)
             .args(["--publishers", "300", "--rate", "300", "--duration", "4s"])
             .args(["--callback-listen", &format!("127.0.0.1:{cb}")])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json)
             .arg("--hgrm")
             .arg(&hgrm)
@@ -198,7 +198,7 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
                 "--duration",
                 "4s",
             ])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
         Duration::from_secs(25),
     );
@@ -231,7 +231,7 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
                 "--duration",
                 "4s",
             ])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
         Duration::from_secs(25),
     );
@@ -257,7 +257,7 @@ fn nginx_rtmp_accepts_publishers_and_a_stream_decodes() {
         bin()
             .args(["load", "--url-template", &template, "--progress", "none"])
             .args(["--publishers", "20", "--rate", "20", "--duration", "8s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
     std::thread::sleep(Duration::from_millis(2500));
@@ -289,7 +289,7 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
                 load(s.port)
                     .args(["--publishers", "30", "--rate", "30", "--duration", "3s"])
                     .args(["--shard", &format!("{k}/3")])
-                    .arg("--json")
+                    .arg("--json-out")
                     .arg(f),
             )
         })
@@ -320,7 +320,7 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
         bin()
             .args(["report", "merge"])
             .args(&files)
-            .arg("--json")
+            .arg("--json-out")
             .arg(&merged)
             .arg("--hgrm")
             .arg(&hgrm),
@@ -396,7 +396,7 @@ fn shards_take_their_index_from_job_completion_index() {
         load(s.port)
             .env("JOB_COMPLETION_INDEX", "1")
             .args(["--publishers", "30", "--shards", "3", "--duration", "2s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
         Duration::from_secs(20),
     );
@@ -441,7 +441,7 @@ fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
     let p = spawn(
         load(s.port)
             .args(["--publishers", "60", "--rate", "100", "--duration", "30s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -480,7 +480,7 @@ fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
             .args(["load", "--progress", "none", "--url-template"])
             .arg(format!("rtmp://127.0.0.1:{port}/live/s{{i}}"))
             .args(["--publishers", "5", "--rate", "0", "--timeout", "20s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
     std::thread::sleep(Duration::from_millis(1500));

@@ -202,7 +202,7 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
             .args(["--port", &rtmp.to_string(), "--stream-template", "ld{i}"])
             .args(["--publishers", "3", "--rate", "0", "--duration", "1s"])
             .args(["--callback-listen", "127.0.0.1:0", "--callback-grace", "1s"])
-            .args(["--progress", "plain", "--json"])
+            .args(["--progress", "plain", "--json-out"])
             .arg(&report)
             .arg("--hgrm")
             .arg(files.join("hgrm"))
