@@ -148,7 +148,7 @@ fn latency_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::
         .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), key))?
         .label("from schedule (dashed)")
         .legend(move |(x, y)| {
-            plotters::element::DashedPathElement::new(vec![(x, y), (x + 20, y)].into_iter(), 5, 3, key)
+            plotters::element::DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, key)
         });
     chart
         .configure_series_labels()
