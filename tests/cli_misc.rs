@@ -42,7 +42,7 @@ fn ingest_callbacks_pass_an_independent_receiver() {
     let port_file = dir.path().join("port");
     let events = dir.path().join("events");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent_receiver.py");
-    let mut receiver = spawn(
+    let receiver = spawn(
         std::process::Command::new("python3")
             .arg(&script)
             .arg(&port_file)

@@ -226,12 +226,7 @@ impl Proc {
 
     /// Polls `ready` every 20 ms until it gives a value; panics with what the
     /// child printed when the child exits first or `within` passes.
-    pub fn wait_for<T>(
-        &mut self,
-        what: &str,
-        within: Duration,
-        ready: impl FnMut() -> Option<T>,
-    ) -> T {
+    pub fn wait_for<T>(&self, what: &str, within: Duration, ready: impl FnMut() -> Option<T>) -> T {
         wait_until(what, within, &[&self.1], ready)
     }
 
@@ -536,7 +531,7 @@ impl TencentHook {
         let dir = tempfile::tempdir().unwrap();
         let (port_file, log) = (dir.path().join("port"), dir.path().join("decisions"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tencent_hook.py");
-        let mut proc = spawn(
+        let proc = spawn(
             Command::new("python3")
                 .arg(&script)
                 .arg(&port_file)
@@ -664,7 +659,7 @@ impl Serve {
 
 /// The port a child prints after `prefix` (`..on http://127.0.0.1:`) on
 /// stderr, once it has printed it.
-pub fn printed_port(p: &mut Proc, prefix: &str) -> u16 {
+pub fn printed_port(p: &Proc, prefix: &str) -> u16 {
     let printed = p.1.clone();
     p.wait_for(&format!("a port after {prefix:?}"), READY, || {
         let err = printed.stderr();
