@@ -103,14 +103,14 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let mut callbacks = spawn(bin().env("PUSHPROBE_CALLBACK_KEY", CB_KEY).args([
+    let callbacks = spawn(bin().env("PUSHPROBE_CALLBACK_KEY", CB_KEY).args([
         "--log",
         "debug",
         "callbacks",
         "--listen",
         "127.0.0.1:0",
     ]));
-    let cb_port = printed_port(&mut callbacks, CALLBACKS_AT);
+    let cb_port = printed_port(&callbacks, CALLBACKS_AT);
     let callback_url = format!("http://127.0.0.1:{cb_port}/cb");
     let serve = Serve::start(
         &[
@@ -397,7 +397,7 @@ fn loose_key_files_draw_a_warning_naming_chmod_600() {
             .arg(&key_file),
     );
     // Listening: the warning, printed before, is in its output.
-    printed_port(&mut cb, CALLBACKS_AT);
+    printed_port(&cb, CALLBACKS_AT);
     let _ = cb.0.kill();
     let t = text(&cb.finish(Duration::ZERO));
     assert!(t.contains("chmod 600"), "{t}");

@@ -603,10 +603,10 @@ impl Serve {
         c.args(["serve", "--listen", &format!("127.0.0.1:{rtmp}")])
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(extra);
-        let mut proc = spawn(&mut c);
+        let proc = spawn(&mut c);
         // serve prints both lines once both listeners are bound.
-        let port = printed_port(&mut proc, "RTMP on rtmp://127.0.0.1:");
-        let http = printed_port(&mut proc, "HTTP on http://127.0.0.1:");
+        let port = printed_port(&proc, "RTMP on rtmp://127.0.0.1:");
+        let http = printed_port(&proc, "HTTP on http://127.0.0.1:");
         Serve { port, http, proc }
     }
 
@@ -674,12 +674,12 @@ pub fn printed_port(p: &Proc, prefix: &str) -> u16 {
 /// `pushprobe callbacks --listen 127.0.0.1:0` with `key`: the port from the
 /// line it prints once listening.
 pub fn callbacks_receiver(key: &str) -> (Proc, u16) {
-    let mut p = spawn(bin().env("PUSHPROBE_CALLBACK_KEY", key).args([
+    let p = spawn(bin().env("PUSHPROBE_CALLBACK_KEY", key).args([
         "callbacks",
         "--listen",
         "127.0.0.1:0",
     ]));
-    let port = printed_port(&mut p, CALLBACKS_AT);
+    let port = printed_port(&p, CALLBACKS_AT);
     (p, port)
 }
 
