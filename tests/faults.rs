@@ -181,7 +181,7 @@ fn reconnect_survives_an_ingest_restart() {
         v["reconnects"]
     );
     assert!(t.contains("reconnects: "), "{t}");
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(out.status.code(), Some(exit_for_lag(&v)), "{t}");
 }
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

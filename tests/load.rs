@@ -70,6 +70,11 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// A bound against hangs for runs that push media, not a speed claim: a 4 s
+/// run of 300 publishers took 19 s here with two CPU hogs beside the other
+/// builds, and a run that ends is never waited for longer.
+const HANG: Duration = Duration::from_secs(120);
+
 fn u(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer)
         .and_then(Value::as_u64)
@@ -185,13 +190,13 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
             .arg(&hgrm)
             .arg("--plot")
             .arg(&svg),
-        Duration::from_secs(28),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     assert!(!t.contains(KEY) && !t.contains(CALLBACK_KEY), "key leaked");
 
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(schema_errors(&v), Vec::<String>::new());
     assert_eq!(u(&v, "/publishers"), 300);
     assert_eq!(u(&v, "/outcomes/accepted"), 300, "{t}");
@@ -299,11 +304,11 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
             ])
             .arg("--json")
             .arg(&json),
-        Duration::from_secs(25),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(schema_errors(&v), Vec::<String>::new());
     assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
     assert_eq!(u(&v, "/publishers"), 20);
@@ -332,7 +337,7 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
             ])
             .arg("--json")
             .arg(&json),
-        Duration::from_secs(25),
+        HANG,
     );
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
@@ -361,12 +366,12 @@ fn nginx_rtmp_accepts_publishers_and_a_stream_decodes() {
     );
     ng.wait_publishing("s3", &p);
     let probe = ffprobe_stream(&ng.url("s3"));
-    let o = p.finish(Duration::from_secs(20));
+    let o = p.finish(HANG);
     let t = text(&o);
     assert!(probe.contains("h264,640,360"), "ffprobe: {probe:?}\n{t}");
     assert!(probe.contains("aac"), "ffprobe: {probe:?}");
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
     assert_eq!(u(&v, "/phases_ms/publish/count"), 20);
 }
@@ -395,9 +400,9 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
         .collect();
     let mut shards = Vec::new();
     for (k, p) in procs.into_iter().enumerate() {
-        let o = p.finish(Duration::from_secs(25));
-        assert_eq!(code(&o), 0, "shard {k}: {}", text(&o));
+        let o = p.finish(HANG);
         let v = read_json(&files[k]);
+        assert_eq!(code(&o), exit_for_lag(&v), "shard {k}: {}", text(&o));
         assert_eq!(v["shards"], serde_json::json!([{"index": k, "count": 3}]));
         assert_eq!(u(&v, "/publishers"), 10);
         shards.push(v);
@@ -497,11 +502,11 @@ fn shards_take_their_index_from_job_completion_index() {
             .args(["--publishers", "30", "--shards", "3", "--duration", "2s"])
             .arg("--json")
             .arg(&json),
-        Duration::from_secs(20),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(v["shards"], serde_json::json!([{"index": 1, "count": 3}]));
     assert_eq!(v["streams"], serde_json::json!([[10, 19]]));
     assert!(t.contains("shard 1/3"), "{t}");

@@ -685,3 +685,17 @@ pub fn callbacks_receiver(key: &str) -> (Proc, u16) {
 
 /// What `pushprobe callbacks` prints before its port.
 pub const CALLBACKS_AT: &str = "listening for push callbacks on http://127.0.0.1:";
+
+/// The exit code `load` promises for a run in which every publisher was
+/// accepted: 0, unless the generator fell 1 s or more behind real time, which
+/// a loaded machine can make it do and which it must then report with 1.
+/// How far behind it fell is a measurement (benches), not a test outcome.
+pub fn exit_for_lag(v: &serde_json::Value) -> i32 {
+    let lag = v["lag_ms"]["max"].as_f64().expect("lag_ms.max");
+    if lag < 1000.0 {
+        0
+    } else {
+        eprintln!("the generator fell {lag} ms behind real time: exit 1 expected");
+        1
+    }
+}
