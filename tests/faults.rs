@@ -32,6 +32,7 @@ fn ingest(key: Option<&str>) -> Serve {
 fn restart(old: Serve, key: Option<&str>, outage: Duration) -> Serve {
     let rtmp = old.port;
     let _ = old.kill();
+    // The outage is the behaviour under test, not a wait for anything.
     std::thread::sleep(outage);
     let env: Vec<(&str, &str)> = key.map(|k| ("PUSHPROBE_KEY", k)).into_iter().collect();
     Serve::start_at(&env, &[], rtmp, 0)
