@@ -46,7 +46,7 @@ wait_port "$NP"
 N_PP=200
 /usr/bin/time -f "%U %S %M" -o "$WORK/pp.time" \
   "$B" load --url-template "rtmp://127.0.0.1:$NP/live/pp{i}" --publishers $N_PP --rate 200 \
-  --duration "${SECS}s" --fixture "$FIX" --progress none --json "$WORK/pp.json" > "$WORK/pp.txt"
+  --duration "${SECS}s" --fixture "$FIX" --progress none --json-out "$WORK/pp.json" > "$WORK/pp.txt"
 
 N_FF=20
 for i in $(seq 1 $N_FF); do
@@ -89,7 +89,7 @@ if [ "$SCALE" -gt 0 ]; then
   wait_port "$IP"
   /usr/bin/time -f "%U %S %M" -o "$WORK/scale.time" env PUSHPROBE_KEY=bench \
     "$B" load --domain 127.0.0.1 --port "$IP" --publishers "$SCALE" --rate 1000 --duration 60s \
-    --fixture "$PWD/fixtures/low-240p.flv" --progress none --json "$WORK/scale.json" --hgrm "$WORK/hgrm" > "$WORK/scale.txt" || true
+    --fixture "$PWD/fixtures/low-240p.flv" --progress none --json-out "$WORK/scale.json" --hgrm "$WORK/hgrm" > "$WORK/scale.txt" || true
   read -r SU SS < <(awk '{print $14, $15}' /proc/$SP/stat)
   TCK=$(getconf CLK_TCK)
   python3 - "$WORK" "$SCALE" "$SU" "$SS" "$TCK" <<'PY'

@@ -171,14 +171,6 @@ fn target(phase: Phase) -> Target {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 /// The command line of `cmd` against `url`: long enough that only the
 /// signal ends it.
 fn command_line(cmd: &str, url: &str) -> Command {
@@ -210,7 +202,7 @@ fn run_case(case: &Case) -> Result<(), String> {
         let o = p.finish(Duration::ZERO);
         return Err(format!("never reached {}: {}", case.phase.name(), text(&o)));
     }
-    signal(p.0.id(), case.sig);
+    signal(&p, case.sig);
     let sent = Instant::now();
     let o = p.finish(Duration::from_secs(15));
     let took = sent.elapsed();
@@ -313,36 +305,15 @@ fn issue10_doctor_and_dup_cancelled_in_each_phase() {
 #[test]
 fn issue10_demo_stops_on_a_signal() {
     for sig in ["INT", "TERM"] {
-        let mut p = spawn(bin().args(["demo", "--duration", "30s"]));
-        let stdout = p.0.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        thread::spawn(move || {
-            use std::io::BufRead;
-            let mut seen = String::new();
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("1. push") {
-                    let _ = tx.send(None);
-                }
-                seen.push_str(&line);
-                seen.push('\n');
-            }
-            let _ = tx.send(Some(seen));
+        let p = spawn(bin().args(["demo", "--duration", "30s"]));
+        p.wait_for("demo started its push", Duration::from_secs(30), || {
+            p.1.stdout().contains("1. push").then_some(())
         });
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(30)).ok(),
-            Some(None),
-            "demo started its push"
-        );
-        signal(p.0.id(), sig);
+        signal(&p, sig);
         let o = p.finish(Duration::from_secs(15));
-        let out = rx
-            .recv_timeout(Duration::from_secs(5))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let out = text(&o);
         let want = if sig == "INT" { 130 } else { 143 };
-        assert_eq!(o.status.code(), Some(want), "{out}{}", text(&o));
+        assert_eq!(o.status.code(), Some(want), "{out}");
         let verdict = out.lines().find(|l| l.starts_with("outcome")).unwrap_or("");
         assert!(
             verdict.contains("cancelled") || out.contains("stopped by the user"),

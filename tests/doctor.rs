@@ -176,5 +176,7 @@ fn silent_listener_times_out_the_push_within_the_timeout() {
     assert_eq!(statuses(&v)[1], "pass", "{v}");
     assert_eq!(statuses(&v)[4], "fail", "{v}");
     assert!(detail(&v, 5).starts_with("timeout: "), "{v}");
-    assert!(took < Duration::from_secs(6), "took {took:?}");
+    // The configured 2 s timeout, plus 4 s for the other steps, process
+    // start-up and a loaded machine: far below a push that waits forever.
+    assert!(took < Duration::from_secs(2 + 4), "took {took:?}");
 }

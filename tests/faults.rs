@@ -3,91 +3,52 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `pushprobe serve` on free loopback ports, RTMP and HTTP.
-struct Serve {
-    rtmp: u16,
-    http: u16,
-    proc: Option<Proc>,
+/// The phase timeout every load here runs with (`--timeout 2s`): the longest
+/// a publisher may wait on a peer that is gone.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Slack on top of it for noticing, writing the report and exiting, on a
+/// loaded 2-core machine.
+const MARGIN: Duration = Duration::from_secs(3);
+/// A bound against hangs only: a load that has not exited by then never will.
+const HANG: Duration = Duration::from_secs(30);
+
+/// The ingest these tests use: signatures checked when `key` is given.
+fn ingest(key: Option<&str>) -> Serve {
+    match key {
+        Some(k) => Serve::start(&[("PUSHPROBE_KEY", k)], &[]),
+        None => Serve::start(&[], &[]),
+    }
 }
 
-impl Serve {
-    fn start() -> Serve {
-        Self::start_on(free_port(), free_port(), None)
-    }
+/// The ingest killed, then after `outage` started again on the RTMP port its
+/// publishers know (free a moment ago: the old ingest held it; a failure to
+/// bind shows in what serve printed) and a new HTTP port.
+fn restart(old: Serve, key: Option<&str>, outage: Duration) -> Serve {
+    let rtmp = old.port;
+    let _ = old.kill();
+    // The outage is the behaviour under test, not a wait for anything.
+    std::thread::sleep(outage);
+    let env: Vec<(&str, &str)> = key.map(|k| ("PUSHPROBE_KEY", k)).into_iter().collect();
+    Serve::start_at(&env, &[], rtmp, 0)
+}
 
-    /// Checks signatures when `key` is given.
-    fn start_on(rtmp: u16, http: u16, key: Option<&str>) -> Serve {
-        let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{rtmp}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ]);
-        if let Some(k) = key {
-            cmd.env("PUSHPROBE_KEY", k);
-        }
-        let proc = spawn(&mut cmd);
-        assert!(wait_port(http, Duration::from_secs(5)), "serve started");
-        assert!(wait_port(rtmp, Duration::from_secs(5)), "serve started");
-        Serve {
-            rtmp,
-            http,
-            proc: Some(proc),
-        }
-    }
-
-    /// SIGKILL: no goodbye, the kernel closes every connection.
-    fn kill(&mut self) {
-        drop(self.proc.take());
-    }
-
-    fn template(&self) -> String {
-        format!("rtmp://127.0.0.1:{}/live/f{{i}}", self.rtmp)
-    }
-
-    /// Live streams as the ingest's `GET /streams` lists them.
-    fn streams(&self) -> Vec<serde_json::Value> {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.http)) else {
-            return Vec::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = write!(s, "GET /streams HTTP/1.0\r\nHost: x\r\n\r\n");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body.split_once("\r\n\r\n")
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or_default()
-    }
-
-    /// Waits until `n` streams are live.
-    fn wait_live(&self, n: usize, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if self.streams().len() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
+fn template(s: &Serve) -> String {
+    format!("rtmp://127.0.0.1:{}/live/f{{i}}", s.port)
 }
 
 fn load_cmd(template: &str, publishers: u32, duration: &str, report: &Path) -> Command {
     let mut c = bin();
     c.args(["load", "--url-template", template])
         .args(["--publishers", &publishers.to_string(), "--rate", "0"])
-        .args(["--timeout", "2s", "--duration", duration])
-        .args(["--progress", "none", "--json"])
+        .args(["--timeout", &format!("{}s", TIMEOUT.as_secs())])
+        .args(["--duration", duration])
+        .args(["--progress", "none", "--json-out"])
         .arg(report)
         // The ingest is killed as soon as the publishers are live: within
         // the default 2 s refusal window such a close reads as a refusal
@@ -101,32 +62,43 @@ fn read_report(path: &Path, output: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("report is JSON")
 }
 
-/// Waits for a child to exit; returns how long that took from `since`.
-fn wait_exit(p: &mut Proc, since: Instant, within: Duration) -> Option<Duration> {
-    while since.elapsed() < within {
-        if let Ok(Some(_)) = p.0.try_wait() {
-            return Some(since.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+/// Waits (up to HANG) for a child to exit; returns how long that took from
+/// `since`.
+fn wait_exit(p: &mut Proc, since: Instant) -> Option<Duration> {
+    p.wait_exit(HANG).map(|_| since.elapsed())
+}
+
+/// Waits until every live stream has reached the ingest with at least
+/// `bytes`; returns the bytes the ingest counted in all.
+fn wait_bytes(s: &Serve, n: usize, bytes: u64, load: &Proc) -> u64 {
+    wait_until(
+        &format!("{n} streams with {bytes} bytes each at the ingest"),
+        READY,
+        &[&s.proc.1, &load.1],
+        || {
+            let streams = s.streams();
+            let counts: Vec<u64> = streams.iter().filter_map(|v| v["bytes"].as_u64()).collect();
+            (counts.len() >= n && counts.iter().all(|&b| b >= bytes)).then(|| counts.iter().sum())
+        },
+    )
 }
 
 #[test]
 fn ingest_killed_mid_load_reports_every_publisher_interrupted() {
-    let mut ingest = Serve::start();
+    let ingest = ingest(None);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let mut load = spawn(&mut load_cmd(&ingest.template(), 20, "20s", &report));
-    assert!(ingest.wait_live(20, Duration::from_secs(10)), "20 live");
+    let mut load = spawn(&mut load_cmd(&template(&ingest), 20, "20s", &report));
+    ingest.wait_live(20, &[&load]);
     let killed = Instant::now();
-    ingest.kill();
-    let took = wait_exit(&mut load, killed, Duration::from_secs(10));
+    let _ = ingest.kill();
+    let took = wait_exit(&mut load, killed);
     let out = load.finish(Duration::ZERO);
     let t = text(&out);
-    let took = took.unwrap_or_else(|| panic!("load still running 10 s after the kill: {t}"));
+    let took = took.unwrap_or_else(|| panic!("load still running {HANG:?} after the kill: {t}"));
     eprintln!("load exited {took:?} after the ingest was killed");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Every write to a killed peer fails at once; the timeout is the worst case.
+    assert!(took < TIMEOUT + MARGIN, "{took:?}: {t}");
     assert_eq!(out.status.code(), Some(1), "{t}");
     let v = read_report(&report, &t);
     assert_eq!(v["publishers"], 20);
@@ -136,35 +108,34 @@ fn ingest_killed_mid_load_reports_every_publisher_interrupted() {
 
 #[test]
 fn sigterm_writes_the_report_with_what_was_measured() {
-    let ingest = Serve::start();
+    let ingest = ingest(None);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let mut load = spawn(&mut load_cmd(&ingest.template(), 10, "60s", &report));
-    assert!(ingest.wait_live(10, Duration::from_secs(10)), "10 live");
-    std::thread::sleep(Duration::from_millis(1200));
+    let mut load = spawn(&mut load_cmd(&template(&ingest), 10, "60s", &report));
+    // Media has flowed to every publisher's stream before the signal.
+    let received = wait_bytes(&ingest, 10, 20_000, &load);
     let sent = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &load.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let took = wait_exit(&mut load, sent, Duration::from_secs(10));
+    signal(&load, "TERM");
+    let took = wait_exit(&mut load, sent);
     let out = load.finish(Duration::ZERO);
     let t = text(&out);
-    let took = took.unwrap_or_else(|| panic!("load still running 10 s after SIGTERM: {t}"));
+    let took = took.unwrap_or_else(|| panic!("load still running {HANG:?} after SIGTERM: {t}"));
     eprintln!("load exited {took:?} after SIGTERM");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Stopping is cancelling: no phase timeout to wait out, only the margin.
+    assert!(took < MARGIN, "{took:?}: {t}");
     let v = read_report(&report, &t);
     assert_eq!(v["interrupted_by_user"], true, "{v}");
     assert_eq!(v["publishers"], 10);
     assert_eq!(v["phases_ms"]["publish"]["count"], 10);
+    assert_eq!(v["outcomes"]["accepted"], 10, "{}", v["outcomes"]);
+    // The client sent at least what the ingest had received before the signal.
+    let bytes_sent = v["bytes_sent"].as_u64().unwrap();
     assert!(
-        v["bytes_sent"].as_u64().unwrap() > 100_000,
-        "{}",
-        v["bytes_sent"]
+        bytes_sent >= received,
+        "{bytes_sent} sent < {received} received"
     );
     assert!(
-        v["stream_seconds"].as_f64().unwrap() > 10.0,
+        v["stream_seconds"].as_f64().unwrap() > 0.0,
         "{}",
         v["stream_seconds"]
     );
@@ -175,23 +146,32 @@ fn sigterm_writes_the_report_with_what_was_measured() {
 /// and started again on the same port, and finish their duration.
 #[test]
 fn reconnect_survives_an_ingest_restart() {
-    let mut ingest = Serve::start();
-    let (rtmp, http) = (ingest.rtmp, ingest.http);
+    let ingest = ingest(None);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let began = Instant::now();
-    let mut load = spawn(load_cmd(&ingest.template(), 10, "8s", &report).arg("--reconnect"));
-    assert!(ingest.wait_live(10, Duration::from_secs(10)), "10 live");
-    ingest.kill();
-    std::thread::sleep(Duration::from_millis(1500));
-    let ingest = Serve::start_on(rtmp, http, None);
-    let back = ingest.wait_live(10, Duration::from_secs(8));
+    let mut load = spawn(load_cmd(&template(&ingest), 10, "8s", &report).arg("--reconnect"));
+    ingest.wait_live(10, &[&load]);
+    let first: Vec<u64> = ingest
+        .streams()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    // The outage is the thing under test: publishers find the ingest gone
+    // (their reconnects refused) before it comes back. Not a wait.
+    let ingest = restart(ingest, None, Duration::from_millis(1000));
+    ingest.wait_live(10, &[&load]);
     eprintln!("all 10 back {:?} after the start", began.elapsed());
-    let took = wait_exit(&mut load, began, Duration::from_secs(20));
+    let back: Vec<u64> = ingest
+        .streams()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    let took = wait_exit(&mut load, began);
     let out = load.finish(Duration::ZERO);
     let t = text(&out);
-    assert!(back, "publishers reconnected to the new ingest: {t}");
     assert!(took.is_some(), "load ended: {t}");
+    assert_eq!((first.len(), back.len()), (10, 10), "{t}");
     let v = read_report(&report, &t);
     eprintln!(
         "reconnects {}, outcomes {}, exit {:?}",
@@ -206,43 +186,57 @@ fn reconnect_survives_an_ingest_restart() {
         v["reconnects"]
     );
     assert!(t.contains("reconnects: "), "{t}");
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(out.status.code(), Some(exit_for_lag(&v)), "{t}");
 }
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// Waits until the wall clock is past `expiry` (Unix seconds): the expiry is
+/// the thing under test, so this waits on the clock itself, to the second.
+fn wait_expired(expiry: u64) {
+    wait_until(
+        &format!("the clock to pass txTime {expiry:X}"),
+        Duration::from_secs(expiry.saturating_sub(now()) + 5),
+        &[],
+        || (now() > expiry).then_some(()),
+    );
+}
 
 /// With the push key at hand, a URL that expired while streaming is signed
 /// again before reconnecting, and the restarted (signature-checking) ingest
 /// takes it.
 #[test]
 fn reconnect_resigns_an_expired_url_with_the_key() {
-    let (rtmp, http) = (free_port(), free_port());
-    let mut ingest = Serve::start_on(rtmp, http, Some(KEY));
+    let ingest = ingest(Some(KEY));
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let began = Instant::now();
     let mut load = spawn(
         bin()
             .env("PUSHPROBE_KEY", KEY)
-            .args(["load", "--domain", "127.0.0.1", "--port", &rtmp.to_string()])
+            .args([
+                "load",
+                "--domain",
+                "127.0.0.1",
+                "--port",
+                &ingest.port.to_string(),
+            ])
             .args(["--stream-template", "r{i}", "--expires-in", "2s"])
             .args(["--publishers", "3", "--rate", "0", "--timeout", "2s"])
             .args(["--duration", "7s", "--reconnect", "--progress", "none"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&report),
     );
-    assert!(ingest.wait_live(3, Duration::from_secs(10)), "3 live");
+    ingest.wait_live(3, &[&load]);
     let first_tx_time = tx_time_of(&ingest.streams()[0]);
     // Past the 2 s expiry, then a restart: the old URLs would be refused.
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(began.elapsed()));
-    ingest.kill();
-    let ingest = Serve::start_on(rtmp, http, Some(KEY));
-    let back = ingest.wait_live(3, Duration::from_secs(8));
+    wait_expired(first_tx_time);
+    let ingest = restart(ingest, Some(KEY), Duration::ZERO);
+    ingest.wait_live(3, &[&load]);
     let streams = ingest.streams();
-    let took = wait_exit(&mut load, began, Duration::from_secs(20));
+    let took = wait_exit(&mut load, began);
     let out = load.finish(Duration::ZERO);
     let t = text(&out);
-    assert!(back, "re-signed publishers accepted: {t}");
     assert!(took.is_some(), "load ended: {t}");
     for s in &streams {
         assert!(
@@ -263,56 +257,37 @@ fn reconnect_resigns_an_expired_url_with_the_key() {
 /// Without the key, a publisher whose URL expired stops and says why.
 #[test]
 fn reconnect_without_the_key_stops_on_expiry_and_names_it() {
-    let (rtmp, http) = (free_port(), free_port());
-    let mut ingest = Serve::start_on(rtmp, http, Some(KEY));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let ingest = ingest(Some(KEY));
+    let expiry = now() + 2;
+    // Signed independently of pushprobe (tests/common: MD5 by the md-5 crate).
+    let url = signed(ingest.port, "x0", KEY, expiry).replace("/x0?", "/x{i}?");
+    let secret = url
+        .split("txSecret=")
+        .nth(1)
         .unwrap()
-        .as_secs();
-    let url = pushprobe::sign::sign_url(
-        &pushprobe::sign::UrlSpec {
-            scheme: pushprobe::sign::Scheme::Rtmp,
-            domain: "127.0.0.1".into(),
-            port: Some(rtmp),
-            app: "live".into(),
-            stream: "x0".into(),
-        },
-        &pushprobe::secret::Secret::new(KEY.into()),
-        now + 2,
-    )
-    .unwrap()
-    .to_string()
-    .replace("/x0?", "/x{i}?");
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let began = Instant::now();
     let mut load = spawn(load_cmd(&url, 1, "20s", &report).arg("--reconnect"));
-    assert!(ingest.wait_live(1, Duration::from_secs(10)), "live");
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(began.elapsed()));
+    ingest.wait_live(1, &[&load]);
+    wait_expired(expiry);
     let killed = Instant::now();
-    ingest.kill();
-    let took = wait_exit(&mut load, killed, Duration::from_secs(10));
+    let _ = ingest.kill();
+    let took = wait_exit(&mut load, killed);
     let out = load.finish(Duration::ZERO);
     let t = text(&out);
-    assert!(
-        took.is_some_and(|d| d < Duration::from_secs(3)),
-        "{took:?}: {t}"
-    );
+    // The connection drops at the kill; no reconnect is tried: the timeout
+    // is the worst case.
+    assert!(took.is_some_and(|d| d < TIMEOUT + MARGIN), "{took:?}: {t}");
     assert_eq!(out.status.code(), Some(1), "{t}");
     let v = read_report(&report, &t);
     assert_eq!(v["outcomes"]["expired_url"], 1, "{}", v["outcomes"]);
     assert_eq!(v["reconnects"], 0);
     assert!(t.contains("has passed and no push key"), "{t}");
-    assert!(
-        !t.contains(
-            url.split("txSecret=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap()
-        )
-    );
+    assert!(!t.contains(&secret), "txSecret leaked: {t}");
 }
 
 fn tx_time_of(stream: &serde_json::Value) -> u64 {

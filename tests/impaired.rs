@@ -210,7 +210,10 @@ fn impair_midstream(act: impl FnOnce(&Shaper)) -> (std::process::Output, Duratio
     act(&shaper);
     let at = Instant::now();
     let o = p.finish(Duration::from_secs(40));
-    eprintln!("the push ended {:?} after the path was impaired", at.elapsed());
+    eprintln!(
+        "the push ended {:?} after the path was impaired",
+        at.elapsed()
+    );
     (o, at.elapsed())
 }
 

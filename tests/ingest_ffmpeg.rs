@@ -5,22 +5,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pushprobe::ingest::{self, IngestConfig, IngestHandle, Record};
 use pushprobe::secret::Secret;
-use pushprobe::sign::{self, Keys, Scheme, UrlSpec};
+use pushprobe::sign::Keys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 const KEY: &str = "ingest-test-key";
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn keyed_config() -> IngestConfig {
     IngestConfig {
@@ -32,22 +25,29 @@ fn keyed_config() -> IngestConfig {
     }
 }
 
+/// A URL for the ingest signed independently of pushprobe (tests/common:
+/// MD5 by the md-5 crate).
 fn url(h: &IngestHandle, stream: &str, key: &str, expiry: u64) -> String {
-    let spec = UrlSpec {
-        scheme: Scheme::Rtmp,
-        domain: "127.0.0.1".into(),
-        port: Some(h.rtmp_addr.port()),
-        app: "live".into(),
-        stream: stream.into(),
-    };
-    sign::sign_url(&spec, &Secret::new(key.into()), expiry)
-        .unwrap()
-        .to_string()
+    common::signed(h.rtmp_addr.port(), stream, key, expiry)
 }
 
-/// `ffmpeg -re -i FIXTURE -t SECS -c copy -f flv URL`, killed when dropped.
-fn ffmpeg_push(url: &str, secs: u32) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
+/// `ffmpeg -re -i FIXTURE -t SECS -c copy -f flv URL`, killed when dropped,
+/// its stderr in a file so that a wait that gives up can show it.
+struct Ffmpeg {
+    child: tokio::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Ffmpeg {
+    /// What ffmpeg printed so far.
+    fn printed(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+fn ffmpeg_push(url: &str, secs: u32) -> Ffmpeg {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = tokio::process::Command::new("ffmpeg")
         .args([
             "-nostdin",
             "-hide_banner",
@@ -60,21 +60,22 @@ fn ffmpeg_push(url: &str, secs: u32) -> tokio::process::Child {
         .args(["-t", &secs.to_string(), "-c", "copy", "-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log.reopen().unwrap())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn ffmpeg")
+        .expect("spawn ffmpeg");
+    Ffmpeg { child, log }
 }
 
 /// Waits for ffmpeg to exit by itself (killed after `within`: then None).
-async fn finish(child: tokio::process::Child, within: Duration) -> (Option<ExitStatus>, String) {
-    match timeout(within, child.wait_with_output()).await {
-        Ok(Ok(o)) => (
-            Some(o.status),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        ),
+async fn finish(mut push: Ffmpeg, within: Duration) -> (Option<ExitStatus>, String) {
+    match timeout(within, push.child.wait()).await {
+        Ok(Ok(status)) => (Some(status), push.printed()),
         Ok(Err(e)) => panic!("waiting for ffmpeg: {e}"),
-        Err(_) => (None, "ffmpeg did not exit in time (killed)".into()),
+        Err(_) => (
+            None,
+            format!("ffmpeg did not exit in time (killed): {}", push.printed()),
+        ),
     }
 }
 
@@ -94,8 +95,14 @@ async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
-/// Polls GET /streams until `stream` shows with a known size.
-async fn wait_listed(h: &IngestHandle, stream: &str, within: Duration) -> serde_json::Value {
+/// Polls GET /streams until `stream`, pushed by `push`, shows with a known
+/// size; a failure shows what ffmpeg printed.
+async fn wait_listed(
+    h: &IngestHandle,
+    stream: &str,
+    push: &Ffmpeg,
+    within: Duration,
+) -> serde_json::Value {
     let end = tokio::time::Instant::now() + within;
     loop {
         let streams = get_json(h.http_addr, "/streams").await;
@@ -109,14 +116,18 @@ async fn wait_listed(h: &IngestHandle, stream: &str, within: Duration) -> serde_
         }
         assert!(
             tokio::time::Instant::now() < end,
-            "{stream} not listed with a size: {streams}"
+            "{stream} not listed with a size within {within:?}: {streams}\nffmpeg printed: {}",
+            push.printed()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(common::POLL).await;
     }
 }
 
+/// Polls the ingest's records until one for `stream` shows (it is written
+/// when the connection ends, which ffmpeg's exit already saw).
 async fn wait_record(h: &IngestHandle, stream: &str) -> Record {
-    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    let within = common::READY;
+    let end = tokio::time::Instant::now() + within;
     loop {
         let found = h
             .state()
@@ -127,8 +138,11 @@ async fn wait_record(h: &IngestHandle, stream: &str) -> Record {
         if let Some(r) = found {
             return r;
         }
-        assert!(tokio::time::Instant::now() < end, "no record for {stream}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no record for {stream} within {within:?}"
+        );
+        tokio::time::sleep(common::POLL).await;
     }
 }
 
@@ -138,15 +152,15 @@ async fn signed_ffmpeg_push_is_listed_with_its_size_and_ends_clean() {
         return;
     }
     let h = ingest::spawn(keyed_config()).await.unwrap();
-    let push = ffmpeg_push(&url(&h, "cam1", KEY, now_unix() + 3600), 3);
-    let s = wait_listed(&h, "cam1", Duration::from_secs(8)).await;
+    let push = ffmpeg_push(&url(&h, "cam1", KEY, common::now() + 3600), 3);
+    let s = wait_listed(&h, "cam1", &push, common::READY).await;
     assert_eq!(
         (s["width"].as_u64(), s["height"].as_u64()),
         (Some(640), Some(360))
     );
     assert_eq!(s["app"], "live");
     assert!(s["query"].as_str().unwrap().contains("txSecret=***"), "{s}");
-    let (status, stderr) = finish(push, Duration::from_secs(10)).await;
+    let (status, stderr) = finish(push, common::READY).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
     let r = wait_record(&h, "cam1").await;
     assert_eq!((r.errcode, r.sub_errcode), (1, 0), "{r:?}");
@@ -169,7 +183,7 @@ async fn expired_unsigned_and_mis_signed_pushes_fail_and_are_recorded() {
         return;
     }
     let h = ingest::spawn(keyed_config()).await.unwrap();
-    let now = now_unix();
+    let now = common::now();
     let unsigned = format!("rtmp://127.0.0.1:{}/live/unsigned", h.rtmp_addr.port());
     let cases = [
         ("expired", url(&h, "expired", KEY, now - 60), 501),
@@ -183,7 +197,7 @@ async fn expired_unsigned_and_mis_signed_pushes_fail_and_are_recorded() {
     // All three at once: each must fail on its own, not by our timeout.
     let pushes: Vec<_> = cases.iter().map(|(_, u, _)| ffmpeg_push(u, 3)).collect();
     for ((stream, _, sub), push) in cases.iter().zip(pushes) {
-        let (status, stderr) = finish(push, Duration::from_secs(10)).await;
+        let (status, stderr) = finish(push, common::READY).await;
         let status = status.unwrap_or_else(|| panic!("{stream}: ffmpeg hung"));
         assert!(!status.success(), "{stream}: ffmpeg succeeded: {stderr}");
         let r = wait_record(&h, stream).await;
@@ -203,20 +217,20 @@ async fn duplicate_ffmpeg_push_is_refused_with_601_and_the_first_stays() {
         ..keyed_config()
     };
     let h = ingest::spawn(config).await.unwrap();
-    let u = url(&h, "dup", KEY, now_unix() + 3600);
+    let u = url(&h, "dup", KEY, common::now() + 3600);
     let first = ffmpeg_push(&u, 4);
-    let listed = wait_listed(&h, "dup", Duration::from_secs(8)).await;
+    let listed = wait_listed(&h, "dup", &first, common::READY).await;
     let second = ffmpeg_push(&u, 4);
-    let (status, stderr) = finish(second, Duration::from_secs(8)).await;
+    let (status, stderr) = finish(second, common::READY).await;
     let status = status.expect("the second ffmpeg hung");
     assert!(!status.success(), "the duplicate was accepted: {stderr}");
     assert!(stderr.contains("Already publishing"), "{stderr}");
     let r = wait_record(&h, "dup").await;
     assert_eq!((r.errcode, r.sub_errcode), (18, 601), "{r:?}");
-    let still = wait_listed(&h, "dup", Duration::from_secs(1)).await;
+    let still = wait_listed(&h, "dup", &first, Duration::ZERO).await;
     assert_eq!(still["id"], listed["id"]);
     assert_eq!(still["client"], listed["client"]);
-    let (status, stderr) = finish(first, Duration::from_secs(10)).await;
+    let (status, stderr) = finish(first, common::READY).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
     h.shutdown().await.unwrap();
 }

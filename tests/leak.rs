@@ -43,13 +43,32 @@ async fn pushes(addr: std::net::SocketAddr, plan: &Arc<MediaPlan>, from: u32, co
     }
 }
 
-/// Waits until the ingest has let go of every connection.
+/// Waits until the ingest has let go of every connection, then until the
+/// number of open descriptors holds still (sockets close just after their
+/// session leaves the registry) for 10 polls of 20 ms. Bounded: 30 s each,
+/// a bound against hangs, not a speed claim.
 async fn settle(ingest: &ingest::IngestHandle) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while ingest.state().registry().live_count() > 0 && Instant::now() < end {
+    let bound = Duration::from_secs(30);
+    let began = Instant::now();
+    while ingest.state().registry().live_count() > 0 {
+        assert!(
+            began.elapsed() < bound,
+            "{} streams still live after {bound:?}",
+            ingest.state().registry().live_count()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    let (mut last, mut still) = (open_fds(), 0);
+    while still < 10 && began.elapsed() < bound {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = open_fds();
+        if now == last {
+            still += 1;
+        } else {
+            (last, still) = (now, 0);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

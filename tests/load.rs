@@ -70,6 +70,11 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// A bound against hangs for runs that push media, not a speed claim: a 4 s
+/// run of 300 publishers took 19 s here with two CPU hogs beside the other
+/// builds, and a run that ends is never waited for longer.
+const HANG: Duration = Duration::from_secs(120);
+
 fn u(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer)
         .and_then(Value::as_u64)
@@ -102,6 +107,70 @@ fn hgrm_rows(path: &Path) -> Vec<(f64, f64, u64)> {
     rows
 }
 
+/// What an SVG plot draws: its texts and its polylines (stroke colour, points).
+struct Svg {
+    texts: Vec<String>,
+    text_ys: Vec<(String, f64)>,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Svg {
+    fn read(path: &Path) -> Svg {
+        let svg = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+        assert!(
+            svg.starts_with("<svg"),
+            "not an SVG: {}",
+            &svg[..svg.len().min(200)]
+        );
+        let attr = |el: &str, name: &str| -> Option<String> {
+            let rest = el.split_once(&format!(" {name}=\""))?.1;
+            Some(rest.split_once('"')?.0.to_string())
+        };
+        let mut texts = Vec::new();
+        let mut text_ys = Vec::new();
+        for el in svg.split("<text").skip(1) {
+            let (head, body) = el.split_once('>').unwrap();
+            let t = body.split_once("</text>").unwrap().0.trim().to_string();
+            let y = attr(head, "y")
+                .and_then(|y| y.parse().ok())
+                .unwrap_or(f64::NAN);
+            text_ys.push((t.clone(), y));
+            texts.push(t);
+        }
+        let lines = svg
+            .split("<polyline")
+            .skip(1)
+            .map(|el| {
+                let el = el.split_once("/>").unwrap().0;
+                let pts = attr(el, "points")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| {
+                        let (x, y) = p.split_once(',')?;
+                        Some((x.parse().ok()?, y.parse().ok()?))
+                    })
+                    .collect();
+                (attr(el, "stroke").unwrap_or_default(), pts)
+            })
+            .collect();
+        Svg {
+            texts,
+            text_ys,
+            lines,
+        }
+    }
+
+    /// The y of the first text starting with `prefix` (a panel's caption).
+    fn text_y(&self, prefix: &str) -> f64 {
+        self.text_ys
+            .iter()
+            .find(|(t, _)| t.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no text {prefix:?} in {:?}", self.texts))
+            .1
+    }
+}
+
 #[test]
 fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
     let _g = pushing();
@@ -115,19 +184,19 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
         load(s.port)
             .args(["--publishers", "300", "--rate", "300", "--duration", "4s"])
             .args(["--callback-listen", &format!("127.0.0.1:{cb}")])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json)
             .arg("--hgrm")
             .arg(&hgrm)
             .arg("--plot")
             .arg(&svg),
-        Duration::from_secs(28),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     assert!(!t.contains(KEY) && !t.contains(CALLBACK_KEY), "key leaked");
 
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(schema_errors(&v), Vec::<String>::new());
     assert_eq!(u(&v, "/publishers"), 300);
     assert_eq!(u(&v, "/outcomes/accepted"), 300, "{t}");
@@ -167,8 +236,43 @@ fn three_hundred_publishers_all_accepted_with_callbacks_histograms_and_plot() {
             "{file} rows are not cumulative"
         );
     }
-    let plot = std::fs::read_to_string(&svg).unwrap();
-    assert!(plot.contains("<svg"), "not an SVG");
+    // The plot: one latency curve per phase measured and one timeline curve
+    // each for publishing, failed and bitrate, all named in legends.
+    let plot = Svg::read(&svg);
+    let phases: Vec<&str> = v["phases_ms"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, h)| h["count"].as_u64().unwrap_or(0) > 0)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(phases.len() >= 5, "{phases:?}");
+    for name in phases.iter().copied().chain(["publishing", "failed"]) {
+        assert!(
+            plot.texts.iter().any(|t| t == name),
+            "no legend entry {name}"
+        );
+    }
+    assert!(
+        plot.texts.iter().any(|t| t.starts_with("bitrate")),
+        "no bitrate legend"
+    );
+    let timeline_y = plot.text_y("timeline");
+    let curve_colours = |in_timeline: bool| {
+        plot.lines
+            .iter()
+            .filter(|(_, pts)| pts.len() >= 4)
+            .filter(|(_, pts)| pts.iter().all(|p| (p.1 > timeline_y) == in_timeline))
+            .map(|(colour, _)| colour.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        curve_colours(false).len(),
+        phases.len(),
+        "one latency curve per phase {phases:?}: {:?}",
+        curve_colours(false)
+    );
+    assert_eq!(curve_colours(true).len(), 3, "{:?}", curve_colours(true));
 
     assert!(t.contains("publishers: 300 measured of 300 planned"), "{t}");
     assert!(
@@ -198,13 +302,13 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
                 "--duration",
                 "4s",
             ])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
-        Duration::from_secs(25),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(schema_errors(&v), Vec::<String>::new());
     assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
     assert_eq!(u(&v, "/publishers"), 20);
@@ -231,9 +335,9 @@ fn duplicates_and_expired_urls_are_refused_and_classified() {
                 "--duration",
                 "4s",
             ])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
-        Duration::from_secs(25),
+        HANG,
     );
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
@@ -257,17 +361,17 @@ fn nginx_rtmp_accepts_publishers_and_a_stream_decodes() {
         bin()
             .args(["load", "--url-template", &template, "--progress", "none"])
             .args(["--publishers", "20", "--rate", "20", "--duration", "8s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    ng.wait_publishing("s3", &p);
     let probe = ffprobe_stream(&ng.url("s3"));
-    let o = p.finish(Duration::from_secs(20));
+    let o = p.finish(HANG);
     let t = text(&o);
     assert!(probe.contains("h264,640,360"), "ffprobe: {probe:?}\n{t}");
     assert!(probe.contains("aac"), "ffprobe: {probe:?}");
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(u(&v, "/outcomes/accepted"), 20, "{t}");
     assert_eq!(u(&v, "/phases_ms/publish/count"), 20);
 }
@@ -289,16 +393,16 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
                 load(s.port)
                     .args(["--publishers", "30", "--rate", "30", "--duration", "3s"])
                     .args(["--shard", &format!("{k}/3")])
-                    .arg("--json")
+                    .arg("--json-out")
                     .arg(f),
             )
         })
         .collect();
     let mut shards = Vec::new();
     for (k, p) in procs.into_iter().enumerate() {
-        let o = p.finish(Duration::from_secs(25));
-        assert_eq!(code(&o), 0, "shard {k}: {}", text(&o));
+        let o = p.finish(HANG);
         let v = read_json(&files[k]);
+        assert_eq!(code(&o), exit_for_lag(&v), "shard {k}: {}", text(&o));
         assert_eq!(v["shards"], serde_json::json!([{"index": k, "count": 3}]));
         assert_eq!(u(&v, "/publishers"), 10);
         shards.push(v);
@@ -320,7 +424,7 @@ fn three_shard_processes_merge_to_their_sum_covering_every_stream_once() {
         bin()
             .args(["report", "merge"])
             .args(&files)
-            .arg("--json")
+            .arg("--json-out")
             .arg(&merged)
             .arg("--hgrm")
             .arg(&hgrm),
@@ -396,13 +500,13 @@ fn shards_take_their_index_from_job_completion_index() {
         load(s.port)
             .env("JOB_COMPLETION_INDEX", "1")
             .args(["--publishers", "30", "--shards", "3", "--duration", "2s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
-        Duration::from_secs(20),
+        HANG,
     );
     let t = text(&o);
-    assert_eq!(code(&o), 0, "{t}");
     let v = read_json(&json);
+    assert_eq!(code(&o), exit_for_lag(&v), "{t}");
     assert_eq!(v["shards"], serde_json::json!([{"index": 1, "count": 3}]));
     assert_eq!(v["streams"], serde_json::json!([[10, 19]]));
     assert!(t.contains("shard 1/3"), "{t}");
@@ -423,41 +527,43 @@ fn shards_take_their_index_from_job_completion_index() {
     assert!(t.contains("JOB_COMPLETION_INDEX"), "{t}");
 }
 
-/// Sends SIGINT to a child, as Ctrl-C would.
-fn interrupt(p: &Proc) {
-    let ok = Command::new("kill")
-        .args(["-INT", &p.0.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -INT failed");
-}
-
 #[test]
 fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
     let _g = pushing();
     let s = serve(None);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("interrupted.json");
+    let started = Instant::now();
     let p = spawn(
         load(s.port)
             .args(["--publishers", "60", "--rate", "100", "--duration", "30s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
-    std::thread::sleep(Duration::from_secs(3));
-    interrupt(&p);
+    s.wait_live(60, &[&p]);
+    signal(&p, "INT");
     let asked = Instant::now();
-    let o = p.finish(Duration::from_secs(15));
+    let o = p.finish(Duration::from_secs(30));
     let took = asked.elapsed();
+    let lived = started.elapsed();
     let t = text(&o);
+    // Stopping is cancelling: nothing to wait out but the report, well
+    // under the 30 s the run had left.
     assert!(took < Duration::from_secs(10), "took {took:?} to stop: {t}");
     assert!(o.status.code().is_some(), "killed, not exited: {t}");
     let v = read_json(&json);
     assert_eq!(v["interrupted_by_user"], true);
     assert_eq!(u(&v, "/publishers"), 60, "{t}");
     assert_eq!(u(&v, "/outcomes/accepted"), 60, "{t}");
-    assert!(v["duration_s"].as_f64().unwrap() < 10.0);
-    assert!(v["stream_seconds"].as_f64().unwrap() < 60.0 * 10.0);
+    // The run reports the time it ran, not the 30 s it was asked for, and no
+    // more stream time than 60 publishers could stream in it.
+    let duration = v["duration_s"].as_f64().unwrap();
+    assert!(duration <= lived.as_secs_f64(), "{duration} s > {lived:?}");
+    let stream_seconds = v["stream_seconds"].as_f64().unwrap();
+    assert!(
+        stream_seconds > 0.0 && stream_seconds <= 60.0 * duration,
+        "{stream_seconds} stream-seconds in {duration} s"
+    );
     assert!(t.contains("(interrupted by user)"), "{t}");
     assert_eq!(v["callbacks"]["measured"], false);
     assert!(
@@ -473,6 +579,16 @@ fn ctrl_c_stops_the_run_and_writes_the_report_of_what_was_measured() {
 fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
+    // Accepts and holds every connection, answering nothing.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("silent.json");
     let p = spawn(
@@ -480,12 +596,15 @@ fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
             .args(["load", "--progress", "none", "--url-template"])
             .arg(format!("rtmp://127.0.0.1:{port}/live/s{{i}}"))
             .args(["--publishers", "5", "--rate", "0", "--timeout", "20s"])
-            .arg("--json")
+            .arg("--json-out")
             .arg(&json),
     );
-    std::thread::sleep(Duration::from_millis(1500));
-    interrupt(&p);
-    let o = p.finish(Duration::from_secs(10));
+    // All five are connected and waiting on the handshake.
+    p.wait_for("5 connections to the silent listener", READY, || {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 5).then_some(())
+    });
+    signal(&p, "INT");
+    let o = p.finish(Duration::from_secs(30));
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
     let v = read_json(&json);
@@ -493,7 +612,6 @@ fn ctrl_c_before_publish_start_is_not_counted_as_accepted() {
     assert_eq!(u(&v, "/outcomes/accepted"), 0, "{t}");
     assert_eq!(u(&v, "/publishers"), 0, "{t}");
     assert_eq!(u(&v, "/publishers_planned"), 5, "{t}");
-    drop(silent);
 }
 
 #[test]

@@ -15,7 +15,7 @@ fn push_to_nginx_is_decodable_h264_aac() {
     let ng = Nginx::start(None);
     let url = ng.url("probe1");
     let push = spawn(bin().args(["push", &url, "--duration", "8s", "--json"]));
-    std::thread::sleep(Duration::from_millis(500));
+    ng.wait_publishing("probe1", &push);
     let probed = ffprobe_stream(&url);
     let out = push.finish(Duration::from_secs(20));
     assert!(probed.contains("h264,640,360"), "ffprobe saw: {probed:?}");
@@ -30,7 +30,11 @@ fn push_to_nginx_is_decodable_h264_aac() {
         );
     }
     assert_eq!(v["server_status"]["code"], "NetStream.Publish.Start");
-    assert!(v["media_seconds"].as_f64().unwrap() >= 7.9, "{v}");
+    // Each wake sends all media due by then, so the 8 s are sent bar a
+    // stall just before the end: 90 % of the duration is a bound a loaded
+    // machine keeps. The fixture averages 65 KB/s (647 KB in 10 s), uneven
+    // along the file: 8 s of it are well over 400 KB.
+    assert!(v["media_seconds"].as_f64().unwrap() >= 0.9 * 8.0, "{v}");
     assert!(v["bytes_sent"].as_u64().unwrap() > 400_000, "{v}");
 }
 
@@ -72,7 +76,7 @@ fn duplicate_publish_gets_nginx_already_publishing() {
     let ng = Nginx::start(None);
     let url = ng.url("dup");
     let first = spawn(bin().args(["push", &url, "--duration", "6s"]));
-    std::thread::sleep(Duration::from_millis(1500));
+    ng.wait_publishing("dup", &first);
     let second = run(
         bin().args(["push", &url, "--duration", "3s"]),
         Duration::from_secs(20),

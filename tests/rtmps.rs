@@ -68,6 +68,18 @@ async fn rtmps_push_through_tls_with_insecure_and_refused_without() {
         v["phases_ms"]["tls"].as_f64().is_some(),
         "TLS phase timed: {v}"
     );
+    // The media went through the TLS terminator to the ingest: it recorded
+    // the push ending normally (errcode 1) after streaming.
+    let record = wait_until("the ingest's record of the push", READY, &[], || {
+        ingest
+            .state()
+            .registry()
+            .records()
+            .into_iter()
+            .find(|r| r.stream == "secure")
+    });
+    assert_eq!(record.errcode, 1, "{record:?}");
+    assert!(record.push_duration_ms > 0, "{record:?}");
 
     let refused = tokio::task::spawn_blocking(move || {
         run(

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
@@ -85,15 +83,6 @@ fn assert_clean(texts: &Texts, secrets: &[&str]) {
     }
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
-
 /// The tx secret of a URL.
 fn tx_secret(url: &str) -> &str {
     url.split("txSecret=")
@@ -114,26 +103,30 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let cb_port = free_port();
-    let callbacks = spawn(
-        bin()
-            .env("PUSHPROBE_CALLBACK_KEY", CB_KEY)
-            .args(["--log", "debug", "callbacks", "--listen"])
-            .arg(format!("127.0.0.1:{cb_port}")),
+    let callbacks = spawn(bin().env("PUSHPROBE_CALLBACK_KEY", CB_KEY).args([
+        "--log",
+        "debug",
+        "callbacks",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let cb_port = printed_port(&callbacks, CALLBACKS_AT);
+    let callback_url = format!("http://127.0.0.1:{cb_port}/cb");
+    let serve = Serve::start(
+        &[
+            ("PUSHPROBE_KEY", KEY),
+            ("PUSHPROBE_CALLBACK_KEY", CB_KEY),
+            ("PUSHPROBE_LOG", "debug"),
+        ],
+        &[
+            "--reject-with-status",
+            "--callback-url",
+            &callback_url,
+            "--callback-retry-interval",
+            "100ms",
+        ],
     );
-    assert!(wait_port(cb_port, Duration::from_secs(5)));
-    let (rtmp, http) = (free_port(), free_port());
-    let serve = spawn(
-        bin()
-            .env("PUSHPROBE_KEY", KEY)
-            .env("PUSHPROBE_CALLBACK_KEY", CB_KEY)
-            .args(["--log", "debug", "serve", "--reject-with-status"])
-            .args(["--listen", &format!("127.0.0.1:{rtmp}")])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--callback-url", &format!("http://127.0.0.1:{cb_port}/cb")])
-            .args(["--callback-retry-interval", "100ms"]),
-    );
-    assert!(wait_port(rtmp, Duration::from_secs(5)));
+    let (rtmp, http) = (serve.port, serve.http);
 
     // Building a URL prints its txSecret: that is its job. Not the key.
     let built = run(
@@ -202,7 +195,7 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
             .args(["--port", &rtmp.to_string(), "--stream-template", "ld{i}"])
             .args(["--publishers", "3", "--rate", "0", "--duration", "1s"])
             .args(["--callback-listen", "127.0.0.1:0", "--callback-grace", "1s"])
-            .args(["--progress", "plain", "--json"])
+            .args(["--progress", "plain", "--json-out"])
             .arg(&report)
             .arg("--hgrm")
             .arg(files.join("hgrm"))
@@ -210,7 +203,13 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
             .arg(files.join("plot.svg")),
         Duration::from_secs(30),
     );
-    assert_eq!(load.status.code(), Some(0), "{}", text(&load));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        load.status.code(),
+        Some(exit_for_lag(&v)),
+        "{}",
+        text(&load)
+    );
     texts.extend(texts_of("load", &load));
     // A pre-signed template whose secret is wrong: refused, in text output.
     let template =
@@ -241,8 +240,15 @@ fn no_subcommand_shows_a_secret_without_show_secrets() {
     texts.push(("serve /streams".into(), http_get(http, "/streams")));
     texts.push(("serve /records".into(), http_get(http, "/records")));
     texts.push(("serve /health".into(), http_get(http, "/health")));
-    std::thread::sleep(Duration::from_millis(500));
-    texts.extend(texts_of("serve", &serve.finish(Duration::ZERO)));
+    // Every push has ended at the ingest (its last logs are written) before
+    // its output is taken.
+    wait_until(
+        "no live stream left on the ingest",
+        READY,
+        &[&serve.proc.1],
+        || serve.streams().is_empty().then_some(()),
+    );
+    texts.extend(texts_of("serve", &serve.kill()));
     let cb = callbacks.finish(Duration::ZERO);
     let cb_text = text(&cb);
     assert!(
@@ -391,18 +397,13 @@ fn loose_key_files_draw_a_warning_naming_chmod_600() {
     assert!(!t.contains(KEY), "{t}");
     // The callback receiver's key file too.
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = free_port();
     let mut cb = spawn(
         bin()
-            .args([
-                "callbacks",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--key-file",
-            ])
+            .args(["callbacks", "--listen", "127.0.0.1:0", "--key-file"])
             .arg(&key_file),
     );
-    assert!(wait_port(port, Duration::from_secs(5)));
+    // Listening: the warning, printed before, is in its output.
+    printed_port(&cb, CALLBACKS_AT);
     let _ = cb.0.kill();
     let t = text(&cb.finish(Duration::ZERO));
     assert!(t.contains("chmod 600"), "{t}");

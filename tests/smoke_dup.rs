@@ -7,8 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pushprobe::secret::Secret;
-use pushprobe::sign;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -82,8 +80,8 @@ fn smoke_in_use_is_named_by_status_or_said_plainly_without() {
     // With a status (as nginx-rtmp and Wowza do), the wire names it.
     let s = Serve::start(&[("PUSHPROBE_KEY", KEY)], &["--reject-with-status"]);
     let url = signed(s.port, "busy", KEY, now() + 86_400);
-    let holder = spawn(bin().args(["push", &url, "--duration", "6s"]));
-    std::thread::sleep(Duration::from_millis(1000));
+    let holder = spawn(bin().args(["push", &url, "--duration", "30s"]));
+    s.wait_stream("busy", &holder);
     let (code, v) = smoke(&url, Some(KEY));
     assert_eq!(code, 1);
     assert_eq!(v["outcome"], "already_in_use", "{v}");
@@ -97,8 +95,8 @@ fn smoke_in_use_is_named_by_status_or_said_plainly_without() {
     // in-use from disabled, and smoke says so instead of guessing.
     let s = Serve::start(&[("PUSHPROBE_KEY", KEY)], &[]);
     let url = signed(s.port, "busy", KEY, now() + 86_400);
-    let holder = spawn(bin().args(["push", &url, "--duration", "6s"]));
-    std::thread::sleep(Duration::from_millis(1000));
+    let holder = spawn(bin().args(["push", &url, "--duration", "30s"]));
+    s.wait_stream("busy", &holder);
     let (code, v) = smoke(&url, Some(KEY));
     assert_eq!(code, 1);
     assert_eq!(v["outcome"], "refused", "{v}");
@@ -120,40 +118,13 @@ fn smoke_without_url_uses_the_embedded_ingest() {
     assert!(t.contains("embedded ingest"), "{t}");
 }
 
-/// nginx's on_publish hook applying Tencent's auth rules with KEY.
-fn tencent_hook(req: &str) -> u16 {
-    let body = req.split("\r\n\r\n").nth(1).unwrap_or("");
-    let field = |k: &str| {
-        body.split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or("")
-            .to_string()
-    };
-    let name = field("name");
-    // nginx passes the publish query in `args`... and also appends it to the form.
-    let t = field("txTime");
-    let s = field("txSecret");
-    if t.is_empty() || s.is_empty() {
-        return 403;
-    }
-    let Ok(exp) = sign::parse_tx_time(&t) else {
-        return 403;
-    };
-    if exp < now() {
-        return 403;
-    }
-    if sign::tx_secret(&Secret::new(KEY.into()), &name, &t) != s {
-        return 403;
-    }
-    200
-}
-
 #[test]
 fn smoke_names_refusals_against_nginx_from_local_facts() {
-    if !have("nginx") {
+    if !have("nginx") || !have("python3") {
         return;
     }
-    let hook = HookServer::start(tencent_hook);
+    // Tencent's rules applied by tests/tencent_hook.py (hashlib), not by us.
+    let hook = TencentHook::start(KEY);
     let ng = Nginx::start(Some(&hook.url));
     let good = signed(ng.port, "ok", KEY, now() + 86_400);
     let (code, v) = smoke(&good, Some(KEY));
@@ -176,10 +147,20 @@ fn smoke_names_refusals_against_nginx_from_local_facts() {
         // nginx closed without a status: the classifier used local facts.
         assert!(v["server_status"].is_null(), "{v}");
     }
+    // The hook, not pushprobe, decided each one, for the reason named.
+    assert_eq!(
+        hook.decisions(),
+        [
+            "200 ok",
+            "403 old: txTime expired",
+            "403 bare: no txTime or txSecret",
+            "403 forged: txSecret mismatch",
+        ]
+    );
     // nginx's own duplicate refusal carries "Already publishing".
     let busy = signed(ng.port, "busy", KEY, now() + 86_400);
-    let holder = spawn(bin().args(["push", &busy, "--duration", "6s"]));
-    std::thread::sleep(Duration::from_millis(1000));
+    let holder = spawn(bin().args(["push", &busy, "--duration", "30s"]));
+    ng.wait_publishing("busy", &holder);
     let (code, v) = smoke(&busy, Some(KEY));
     assert_eq!(
         (code, v["outcome"].as_str()),

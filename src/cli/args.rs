@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{KeyArgs, PushOptions, parse_duration, parse_time};
+use super::{
+    CallbackKeyArgs, ConnectionOptions, KeyArgs, Progress, PushOptions, parse_duration, parse_time,
+};
 use crate::ingest::DuplicateMode;
 use crate::sign::{Scheme, TENCENT_PUSH_SUFFIXES};
 
@@ -19,6 +21,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("duration", |a| a.default_value("10s")))]
 pub struct SmokeArgs {
     /// Push URL; without one, an embedded ingest on loopback is the target.
     pub url: Option<String>,
@@ -32,7 +35,8 @@ pub struct SmokeArgs {
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
 #[derive(Debug, Args)]
 #[command(
-    mut_arg("timeout", |a| a.default_value("5s"))
+    mut_arg("timeout", |a| a.default_value("5s")),
+    mut_arg("duration", |a| a.default_value("3s"))
 )]
 pub struct DoctorArgs {
     /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
@@ -47,7 +51,9 @@ pub struct DoctorArgs {
     pub push: PushOptions,
 }
 
+/// The first push streams for `--hold`; the second for a third of it (1-3 s).
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("duration", |a| a.hide(true)))]
 pub struct DupArgs {
     /// Push URL; without one, an embedded ingest on loopback is the target.
     pub url: Option<String>,
@@ -56,6 +62,7 @@ pub struct DupArgs {
     pub hold: Duration,
     #[command(flatten)]
     pub push: PushOptions,
+    /// Print one JSON object on stdout instead of text: verdict, finding, first, second.
     #[arg(long)]
     pub json: bool,
 }
@@ -69,10 +76,13 @@ pub struct LoadArgs {
         required_unless_present = "url_template"
     )]
     pub domain: Option<String>,
+    /// Port of the signed URLs [default: 1935 for rtmp, 443 for rtmps].
     #[arg(long)]
     pub port: Option<u16>,
+    /// App (path) of the signed URLs.
     #[arg(long, default_value = "live")]
     pub app: String,
+    /// Scheme of the signed URLs.
     #[arg(long, value_enum, default_value = "rtmp")]
     pub scheme: Scheme,
     /// Stream name template; {i} is the publisher index.
@@ -99,44 +109,37 @@ pub struct LoadArgs {
     /// Extra publishers pushing to streams already in use; expected to be refused.
     #[arg(long, default_value_t = 0)]
     pub duplicates: u64,
-    /// FLV file to push; default the embedded 640x360 fixture.
-    #[arg(long)]
-    pub fixture: Option<PathBuf>,
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub conn: ConnectionOptions,
     /// Reconnect a publisher whose push was cut or whose ingest was unreachable,
     /// with jittered exponential backoff (0.5 s doubling to 10 s, ±30%), until
     /// its duration is used up. An expired URL is re-signed first when the push
     /// key is at hand; without it the publisher stops, named expired_url.
     #[arg(long)]
     pub reconnect: bool,
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
-    pub chunk_size: u32,
     /// Media timer granularity: messages due within one tick share one write
     /// (sent up to one tick early; never late by design).
     #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     pub tick: Duration,
-    #[arg(long)]
-    pub insecure: bool,
-    /// A push the server closes (or answers with an error) this soon after
-    /// NetStream.Publish.Start was refused, not accepted and interrupted; 0s
-    /// counts every such close as an interruption (ingest restart tests).
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
-    pub refusal_window: Duration,
-    /// Run the callback receiver here (key from PUSHPROBE_CALLBACK_KEY) and match events to publishers.
-    #[arg(long)]
+    /// Run the callback receiver here (key from --callback-key-file or PUSHPROBE_CALLBACK_KEY) and match events to publishers.
+    #[arg(long, value_name = "ADDR")]
     pub callback_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub callback_key: CallbackKeyArgs,
     /// How long to wait for callbacks after the last publisher ends.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub callback_grace: Duration,
-    /// Write the JSON report here.
+    /// Print the JSON report (schema.json) on stdout instead of the text report.
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+    /// Write the JSON report (schema.json) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
     /// Write HdrHistogram percentile distributions (.hgrm) into this directory.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub hgrm: Option<PathBuf>,
-    /// Write an SVG plot of latency percentiles and the timeline.
-    #[arg(long)]
+    /// Write an SVG plot of latency percentiles and the timeline to this file.
+    #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
     /// Run the I-th of N slices of the stream range (0-based), e.g. 2/8.
     #[arg(long, conflicts_with = "shards")]
@@ -144,9 +147,9 @@ pub struct LoadArgs {
     /// Number of shards, the index taken from JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
     #[arg(long)]
     pub shards: Option<u32>,
-    /// Progress: auto (bar on a terminal, a line every 5 s otherwise), bar, plain, none.
-    #[arg(long, default_value = "auto")]
-    pub progress: String,
+    /// Progress on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -188,9 +191,11 @@ pub struct ServeArgs {
     /// Send push / interruption callbacks (Tencent's JSON) to this URL.
     #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
-    /// Environment variable holding the callback key (sign = MD5(key + t)).
-    #[arg(long, value_name = "NAME", default_value = "PUSHPROBE_CALLBACK_KEY")]
-    pub callback_key_env: String,
+    #[command(flatten)]
+    pub callback_key: CallbackKeyArgs,
+    /// Push keys checked against txSecret; without any, signatures are not checked.
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Retries of a callback the receiver does not answer with 200 (Tencent: up to 12).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub callback_retries: u32,
@@ -207,9 +212,8 @@ pub struct CallbacksArgs {
     /// Only accept POSTs to this path (default: any path).
     #[arg(long)]
     pub path: Option<String>,
-    /// Read the callback key from this file (else PUSHPROBE_CALLBACK_KEY).
-    #[arg(long, value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub callback_key: CallbackKeyArgs,
 }
 
 /// Merge JSON reports of `pushprobe load` (one per shard) into one.
@@ -218,9 +222,12 @@ pub struct MergeArgs {
     /// Reports written by `pushprobe load --json`.
     #[arg(required = true, num_args = 1.., value_name = "REPORT.json")]
     pub files: Vec<PathBuf>,
-    /// Write the merged report as JSON to this file.
-    #[arg(long, value_name = "OUT")]
-    pub json: Option<PathBuf>,
+    /// Print the merged JSON report on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the merged JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
     /// Write one HdrHistogram percentile distribution (.hgrm) per histogram into this directory.
     #[arg(long, value_name = "DIR")]
     pub hgrm: Option<PathBuf>,
@@ -259,6 +266,7 @@ pub struct UrlArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("duration", |a| a.default_value("30s")))]
 pub struct PushArgs {
     /// Push URL: rtmp[s]://HOST[:PORT]/APP/STREAM?txSecret=..&txTime=..
     pub url: String,

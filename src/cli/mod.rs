@@ -90,33 +90,43 @@ impl KeyArgs {
     }
 }
 
-/// Options shared by every command that pushes.
+/// How to connect and what to send: the options every command that pushes
+/// shares (push, smoke, doctor, dup, load).
 #[derive(Debug, Args, Clone)]
-pub struct PushOptions {
+pub struct ConnectionOptions {
     /// FLV file to push (H.264/AAC); default: the embedded 640x360 fixture.
     #[arg(long, value_name = "FILE")]
     pub fixture: Option<PathBuf>,
-    /// How long to stream after the server accepts [default: 30s for push, 10s for smoke].
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
     /// Timeout for each phase (DNS, TCP, handshake, connect, createStream, publish) and each write.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
-    /// Outbound RTMP chunk size (Tencent flags sizes over 8192).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    /// Outbound RTMP chunk size in bytes (Tencent flags sizes over 8192).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
     pub chunk_size: u32,
-    /// Accept any TLS certificate (self-signed test ingests).
+    /// Accept any TLS certificate for rtmps:// (self-signed test ingests).
     #[arg(long)]
     pub insecure: bool,
+    /// A push the server closes (or answers with an error) this soon after
+    /// NetStream.Publish.Start was refused, not accepted and interrupted; 0s
+    /// counts every such close as an interruption (ingest restart tests).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub refusal_window: Duration,
+}
+
+/// Options shared by the commands that run single pushes (push, smoke,
+/// doctor, dup). Each command sets its own `--duration` default.
+#[derive(Debug, Args, Clone)]
+pub struct PushOptions {
+    #[command(flatten)]
+    pub conn: ConnectionOptions,
+    /// How long to stream after the server accepts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Show txSecret and keys in output instead of ***.
     #[arg(long)]
     pub show_secrets: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// A push the server closes (or answers with an error) this soon after
-    /// NetStream.Publish.Start was refused, not accepted and interrupted.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
-    pub refusal_window: Duration,
 }
 
 impl PushOptions {
@@ -124,14 +134,45 @@ impl PushOptions {
     /// `--duration` says otherwise.
     pub fn settings(&self, default_duration: Duration) -> crate::probe::PushSettings {
         crate::probe::PushSettings {
-            fixture: self.fixture.clone(),
+            fixture: self.conn.fixture.clone(),
             duration: self.duration.unwrap_or(default_duration),
-            timeout: self.timeout,
-            chunk_size: self.chunk_size,
-            insecure: self.insecure,
-            refusal_window: self.refusal_window,
+            timeout: self.conn.timeout,
+            chunk_size: self.conn.chunk_size,
+            insecure: self.conn.insecure,
+            refusal_window: self.conn.refusal_window,
         }
     }
+}
+
+/// Where the callback key comes from: PUSHPROBE_CALLBACK_KEY, or a file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CallbackKeyArgs {
+    /// Read the callback key (sign = MD5(key + t)) from the first line of this file (else PUSHPROBE_CALLBACK_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub callback_key_file: Option<PathBuf>,
+}
+
+impl CallbackKeyArgs {
+    /// The callback key from the file, else the environment; `None` when neither has one.
+    pub fn key(&self) -> Result<Option<Secret>, secret::SecretError> {
+        match &self.callback_key_file {
+            Some(p) => secret::from_file(p).map(Some),
+            None => secret::from_env("PUSHPROBE_CALLBACK_KEY"),
+        }
+    }
+}
+
+/// How `load` shows progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// A bar on a terminal, a plain line every 5 s otherwise.
+    Auto,
+    /// A live bar.
+    Bar,
+    /// A plain line every 5 s.
+    Plain,
+    /// Nothing until the report.
+    None,
 }
 
 /// Parses a duration like `30s`, `10m`, `24h`, `1500ms`.

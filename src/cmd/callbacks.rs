@@ -8,17 +8,12 @@ use anyhow::{Context, bail};
 
 use crate::callback::{self, ReceiverConfig, ReceiverState};
 use crate::cli::CallbacksArgs;
-use crate::secret;
 
 pub async fn run(args: &CallbacksArgs) -> anyhow::Result<ExitCode> {
-    let key = match &args.key_file {
-        Some(p) => secret::from_file(p)?,
-        None => match secret::from_env("PUSHPROBE_CALLBACK_KEY")? {
-            Some(k) => k,
-            None => bail!(
-                "no callback key: set PUSHPROBE_CALLBACK_KEY (or --key-file) to the key from the console's callback template"
-            ),
-        },
+    let Some(key) = args.callback_key.key()? else {
+        bail!(
+            "no callback key: set PUSHPROBE_CALLBACK_KEY (or --callback-key-file) to the key from the console's callback template"
+        );
     };
     let mut cfg = ReceiverConfig::new(key);
     cfg.path = args.path.clone();

@@ -50,8 +50,8 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         host: p.url.host.clone(),
         port: p.url.port(),
         tls: false,
-        insecure: args.push.insecure,
-        timeout: args.push.timeout,
+        insecure: args.push.conn.insecure,
+        timeout: args.push.conn.timeout,
     };
     // DNS and TCP waits are bounded by the timeout; Ctrl-C ends them early
     // too, naming the phase it stopped.
@@ -205,7 +205,7 @@ mod tests {
     fn doctor_defaults_to_a_short_push() {
         let a = parse(&["rtmp://h/live/s"]);
         assert_eq!(a.push.duration, None, "doctor pushes for 3 s unless told");
-        assert_eq!(a.push.timeout, Duration::from_secs(5));
+        assert_eq!(a.push.conn.timeout, Duration::from_secs(5));
         assert_eq!(a.expect_cname, TENCENT_SUFFIXES);
         assert!(!a.json);
         let a = parse(&[
@@ -221,7 +221,7 @@ mod tests {
             "--json",
         ]);
         assert_eq!(a.push.duration, Some(Duration::from_secs(10)));
-        assert_eq!(a.push.timeout, Duration::from_secs(2));
+        assert_eq!(a.push.conn.timeout, Duration::from_secs(2));
         assert_eq!(a.expect_cname, [".a.com", "b.net"]);
         assert!(a.json);
     }

@@ -12,14 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::callback::{ReceiverConfig, ReceiverState};
 use crate::classify::Outcome;
-use crate::cli::LoadArgs;
+use crate::cli::{LoadArgs, Progress};
 use crate::clock::now_unix;
 use crate::load::aggregate::{RunMeta, Summary};
 use crate::load::runner::{self, Live, LoadConfig};
 use crate::load::targets::{self, Shard, Template};
 use crate::media::MediaPlan;
 use crate::report;
-use crate::secret;
 use crate::sign::UrlSpec;
 use crate::signal::Stop;
 
@@ -104,8 +103,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| template.url(s.index))
         .collect::<Result<Vec<_>, _>>()?;
-    let (fixture, fixture_name) = crate::probe::load_fixture(args.fixture.as_deref())?;
-    let plan = MediaPlan::new(&fixture, args.chunk_size);
+    let (fixture, fixture_name) = crate::probe::load_fixture(args.conn.fixture.as_deref())?;
+    let plan = MediaPlan::new(&fixture, args.conn.chunk_size);
     drop(fixture);
     ensure_open_files(slots.len() as u64)?;
 
@@ -114,8 +113,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let mut callbacks = None;
     let mut receiver_task = None;
     if let Some(addr) = args.callback_listen {
-        let Some(key) = secret::from_env("PUSHPROBE_CALLBACK_KEY")? else {
-            bail!("--callback-listen needs the callback key in PUSHPROBE_CALLBACK_KEY");
+        let Some(key) = args.callback_key.key()? else {
+            bail!(
+                "--callback-listen needs the callback key: set PUSHPROBE_CALLBACK_KEY or give --callback-key-file"
+            );
         };
         let (state, events) = ReceiverState::new(ReceiverConfig::new(key));
         let listener = tokio::net::TcpListener::bind(addr)
@@ -146,11 +147,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     );
     let started_unix = now_unix();
     let live = Arc::new(Live::default());
-    let progress = tokio::spawn(progress(
-        live.clone(),
-        args.progress.clone(),
-        slots.len() as u64,
-    ));
+    let progress = tokio::spawn(progress(live.clone(), args.progress, slots.len() as u64));
     let planned = slots.len() as u64;
     let planned_primary = slots.iter().filter(|s| !s.duplicate).count() as u64;
     let cfg = LoadConfig {
@@ -159,11 +156,11 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         keys,
         plan,
         duration: args.duration,
-        timeout: args.timeout,
-        chunk_size: args.chunk_size,
-        insecure: args.insecure,
+        timeout: args.conn.timeout,
+        chunk_size: args.conn.chunk_size,
+        insecure: args.conn.insecure,
         tick: args.tick,
-        refusal_window: args.refusal_window,
+        refusal_window: args.conn.refusal_window,
         callbacks,
         callback_grace: args.callback_grace,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -186,8 +183,12 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = out.aggregator.summary(meta);
     let mut stdout = std::io::stdout().lock();
-    report::text(&summary, &mut stdout)?;
-    if let Some(p) = &args.json {
+    if args.json {
+        report::json(&summary, &mut stdout)?;
+    } else {
+        report::text(&summary, &mut stdout)?;
+    }
+    if let Some(p) = &args.json_out {
         let mut f =
             std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
         report::json(&summary, &mut f)?;
@@ -216,14 +217,13 @@ pub fn passed(s: &Summary, planned_primary: u64) -> bool {
         && s.expected_refusals.accepted == 0
 }
 
-async fn progress(live: Arc<Live>, mode: String, total: u64) {
-    let tty = std::io::stderr().is_terminal();
-    let mode = match mode.as_str() {
-        "auto" if tty => "bar",
-        "auto" => "plain",
+async fn progress(live: Arc<Live>, mode: Progress, total: u64) {
+    let mode = match mode {
+        Progress::Auto if std::io::stderr().is_terminal() => Progress::Bar,
+        Progress::Auto => Progress::Plain,
         m => m,
     };
-    if mode == "none" {
+    if mode == Progress::None {
         return;
     }
     let line = |l: &Live| {
@@ -243,8 +243,8 @@ async fn progress(live: Arc<Live>, mode: String, total: u64) {
         )
     };
     let mut last_bytes = 0u64;
-    let period = if mode == "bar" { 1 } else { 5 };
-    let bar = (mode == "bar").then(|| {
+    let period = if mode == Progress::Bar { 1 } else { 5 };
+    let bar = (mode == Progress::Bar).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(

@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 use crate::cli::ServeArgs;
 use crate::ingest::{self, IngestConfig};
 use crate::notify::{Notifier, NotifyConfig};
-use crate::secret;
 use crate::sign::Keys;
 
 /// The validated configuration; keys come from the environment.
@@ -44,16 +43,15 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
 }
 
 /// The callback sender's configuration, when --callback-url is given; the
-/// key comes from the environment variable named by --callback-key-env.
+/// key comes from --callback-key-file or PUSHPROBE_CALLBACK_KEY.
 fn notify_config(args: &ServeArgs) -> anyhow::Result<Option<NotifyConfig>> {
     let Some(url) = &args.callback_url else {
         return Ok(None);
     };
-    let key = secret::from_env(&args.callback_key_env)?;
+    let key = args.callback_key.key()?;
     if key.is_none() {
         tracing::warn!(
-            "{} is not set: callbacks are signed with an empty key",
-            args.callback_key_env
+            "no callback key (PUSHPROBE_CALLBACK_KEY or --callback-key-file): callbacks are signed with an empty key"
         );
     }
     let cfg = NotifyConfig {
@@ -71,10 +69,7 @@ fn notify_config(args: &ServeArgs) -> anyhow::Result<Option<NotifyConfig>> {
 /// Runs `pushprobe serve` until Ctrl-C. Keys come from PUSHPROBE_KEY and
 /// PUSHPROBE_BACKUP_KEY; without either, signatures are not checked.
 pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let keys = Keys {
-        primary: secret::from_env("PUSHPROBE_KEY")?,
-        backup: secret::from_env("PUSHPROBE_BACKUP_KEY")?,
-    };
+    let keys = args.keys.keys()?;
     let mut config = config(args, keys)?;
     if let Some(cfg) = notify_config(args)? {
         eprintln!("pushprobe serve: callbacks to {}", cfg.url);
@@ -167,7 +162,6 @@ mod tests {
             "--auth-delta=5m",
             "--idle-timeout=1s",
             "--callback-url=http://127.0.0.1:9/cb",
-            "--callback-key-env=PUSHPROBE_TEST_UNSET_KEY",
             "--callback-retries=1",
             "--callback-retry-interval=250ms",
         ])

@@ -105,8 +105,12 @@ pub fn run_merge(args: &MergeArgs, out: &mut impl Write) -> anyhow::Result<Summa
         .map(|p| read_summary(p))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = merge(&summaries).context("cannot merge the reports")?;
-    report::text(&merged, out)?;
-    if let Some(path) = &args.json {
+    if args.json {
+        report::json(&merged, out)?;
+    } else {
+        report::text(&merged, out)?;
+    }
+    if let Some(path) = &args.json_out {
         let write = || -> io::Result<()> {
             let mut f = io::BufWriter::new(std::fs::File::create(path)?);
             report::json(&merged, &mut f)?;
@@ -145,7 +149,8 @@ mod tests {
     fn args(files: Vec<PathBuf>) -> MergeArgs {
         MergeArgs {
             files,
-            json: None,
+            json: false,
+            json_out: None,
             hgrm: None,
         }
     }
@@ -159,7 +164,7 @@ mod tests {
             write(dir.path(), "c.json", &shard(200..300, 2)),
         ];
         let mut a = args(files);
-        a.json = Some(dir.path().join("merged.json"));
+        a.json_out = Some(dir.path().join("merged.json"));
         a.hgrm = Some(dir.path().join("hgrm"));
         let mut out = Vec::new();
         let merged = run_merge(&a, &mut out).unwrap();
@@ -185,7 +190,7 @@ mod tests {
             text.contains("shards 0/3 1/3 2/3, merged from 3 runs"),
             "{text}"
         );
-        assert_eq!(read_summary(a.json.as_ref().unwrap()).unwrap(), merged);
+        assert_eq!(read_summary(a.json_out.as_ref().unwrap()).unwrap(), merged);
         assert!(dir.path().join("hgrm/publish.hgrm").exists());
     }
 

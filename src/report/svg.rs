@@ -1,6 +1,7 @@
 //! The SVG plot of a load `Summary`: latency percentile curves per phase
-//! (solid from the actual start, dashed from the schedule) above the timeline
-//! of publishing and failed counts with the aggregate bitrate.
+//! (solid from the actual start, dashed from the schedule; every percentile
+//! tick labelled up to "max") above two timelines from t = 0 sharing the time
+//! axis: publishing and failed publishers, then the aggregate bitrate.
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use plotters::prelude::*;
 
 use crate::load::aggregate::Summary;
 use crate::load::hist::{Hist, MICROS_PER_MS};
+use crate::load::record::Sample;
 
 const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 1000;
@@ -18,8 +20,10 @@ pub fn write_svg(s: &Summary, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(HEIGHT * 11 / 20);
+    let (counts, bitrate) = bottom.split_vertically(HEIGHT * 9 / 40);
     latency_panel(s, &top)?;
-    timeline_panel(s, &bottom)?;
+    counts_panel(s, &counts)?;
+    bitrate_panel(s, &bitrate)?;
     root.present()?;
     Ok(())
 }
@@ -43,11 +47,8 @@ fn curve(h: &Hist, x_cap: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// The percentile at `x`, labelled at whole steps (90%, 99%, 99.9%) only.
+/// The percentile at whole step `x` (0 -> 0%, 1 -> 90%, 3 -> 99.9%).
 fn percentile_label(x: f64) -> String {
-    if (x - x.round()).abs() > 1e-9 {
-        return String::new();
-    }
     let p = 100.0 * (1.0 - 10f64.powf(-x));
     let text = format!("{p:.4}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -99,24 +100,56 @@ fn latency_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_cap, 0.0..y_max)?;
+    // Plotters picks its own x ticks; ours are the whole percentile steps
+    // (0%, 90%, 99%, ...) and "max", each with a grid line and a label.
     chart
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("ms")
-        .x_label_formatter(&|x| percentile_label(*x))
+        .x_labels(0)
+        .disable_x_mesh()
         .draw()?;
+    let ticks: Vec<(f64, String)> = (0..)
+        .map(f64::from)
+        .take_while(|x| *x < x_cap - 0.25)
+        .map(|x| (x, percentile_label(x)))
+        .chain([(x_cap, "max".to_string())])
+        .collect();
+    for (x, label) in &ticks {
+        chart.draw_series(LineSeries::new(
+            [(*x, 0.0), (*x, y_max)],
+            BLACK.mix(0.15).stroke_width(1),
+        ))?;
+        let (px, py) = chart.backend_coord(&(*x, 0.0));
+        area.draw(&Text::new(
+            label.clone(),
+            (px - 12, py + 6),
+            ("sans-serif", 13).into_font(),
+        ))?;
+    }
     if curves.is_empty() {
         return Ok(());
     }
     for (name, color, from_start, from_schedule) in curves {
         let style = color.stroke_width(2);
-        // One legend entry per phase: the caption explains the dashes.
         chart.draw_series(DashedLineSeries::new(from_schedule, 6, 4, style))?;
         chart
             .draw_series(LineSeries::new(from_start, style))?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
+    // The line styles, explained in the legend itself.
+    let key = BLACK.stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), key))?
+        .label("from start (solid)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], key));
+    chart
+        .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), key))?
+        .label("from schedule (dashed)")
+        .legend(move |(x, y)| {
+            plotters::element::DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, key)
+        });
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::MiddleRight)
@@ -126,61 +159,96 @@ fn latency_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::
     Ok(())
 }
 
-fn timeline_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()> {
-    let t = &s.timeline;
-    let t_max = t
+/// The timeline's points of `f`, starting at t = 0 (zero before the first sample).
+fn timeline(s: &Summary, f: &dyn Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+    let points: Vec<(f64, f64)> = s
+        .timeline
+        .iter()
+        .filter(|x| x.t_s.is_finite())
+        .map(|x| (x.t_s, f(x)))
+        .collect();
+    match points.first() {
+        Some((t, _)) if *t > 0.0 => std::iter::once((0.0, 0.0)).chain(points).collect(),
+        _ => points,
+    }
+}
+
+fn t_max(s: &Summary) -> f64 {
+    s.timeline
         .iter()
         .map(|x| x.t_s)
         .filter(|x| x.is_finite())
-        .fold(1.0, f64::max);
-    let count_max = t
+        .fold(1.0, f64::max)
+}
+
+fn counts_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()> {
+    let count_max = s
+        .timeline
         .iter()
         .map(|x| x.publishing.max(x.failed))
         .max()
         .unwrap_or(0)
         .max(1) as f64
         * 1.1;
-    let mbps = |b: u64| b as f64 / 1e6;
-    let rate_max = t.iter().map(|x| mbps(x.bitrate_bps)).fold(0.001, f64::max) * 1.1;
-
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "timeline: publishing and failed publishers, aggregate bitrate",
+            "timeline: publishing and failed publishers",
             ("sans-serif", 20),
         )
         .margin(15)
-        .x_label_area_size(40)
+        .x_label_area_size(30)
         .y_label_area_size(60)
-        .right_y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..count_max)?
-        .set_secondary_coord(0.0..t_max, 0.0..rate_max);
+        .build_cartesian_2d(0.0..t_max(s), 0.0..count_max)?;
     chart
         .configure_mesh()
         .x_desc("seconds since start")
         .y_desc("publishers")
         .draw()?;
-    chart.configure_secondary_axes().y_desc("Mbit/s").draw()?;
-
-    let points = |f: &dyn Fn(&crate::load::record::Sample) -> f64| -> Vec<(f64, f64)> {
-        t.iter()
-            .filter(|x| x.t_s.is_finite())
-            .map(|x| (x.t_s, f(x)))
-            .collect()
-    };
     let green = GREEN.mix(0.9).stroke_width(2);
     let red = RED.stroke_width(2);
-    let blue = BLUE.stroke_width(2);
     chart
-        .draw_series(LineSeries::new(points(&|x| x.publishing as f64), green))?
+        .draw_series(LineSeries::new(
+            timeline(s, &|x| x.publishing as f64),
+            green,
+        ))?
         .label("publishing")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green));
     chart
-        .draw_series(LineSeries::new(points(&|x| x.failed as f64), red))?
+        .draw_series(LineSeries::new(timeline(s, &|x| x.failed as f64), red))?
         .label("failed")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red));
     chart
-        .draw_secondary_series(LineSeries::new(points(&|x| mbps(x.bitrate_bps)), blue))?
-        .label("bitrate, Mbit/s (right axis)")
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+fn bitrate_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()> {
+    let mbps = |b: u64| b as f64 / 1e6;
+    let rate_max = s
+        .timeline
+        .iter()
+        .map(|x| mbps(x.bitrate_bps))
+        .fold(0.001, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption("timeline: aggregate bitrate sent", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max(s), 0.0..rate_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc("Mbit/s")
+        .draw()?;
+    let blue = BLUE.stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(timeline(s, &|x| mbps(x.bitrate_bps)), blue))?
+        .label("bitrate, Mbit/s")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue));
     chart
         .configure_series_labels()
@@ -202,7 +270,7 @@ mod tests {
         assert_eq!(percentile_label(0.0), "0%");
         assert_eq!(percentile_label(1.0), "90%");
         assert_eq!(percentile_label(3.0), "99.9%");
-        assert_eq!(percentile_label(0.5), "");
+        assert_eq!(percentile_label(4.0), "99.99%");
     }
 
     #[test]
@@ -227,10 +295,19 @@ mod tests {
             );
         }
         assert!(svg.contains("publishing") && svg.contains("failed") && svg.contains("bitrate"));
-        assert!(
-            svg.contains("99.9%") || svg.contains("99%"),
-            "percentile axis"
-        );
+        for label in [
+            "from start (solid)",
+            "from schedule (dashed)",
+            "0%",
+            "90%",
+            "99%",
+            "max",
+        ] {
+            assert!(
+                svg.contains(&format!(">\n{label}\n</text>")),
+                "no {label} label"
+            );
+        }
     }
 
     #[test]

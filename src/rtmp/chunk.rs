@@ -101,7 +101,11 @@ impl ChunkDecoder {
         if let Some(i) = self.streams.iter().position(|s| s.csid == csid) {
             return Ok(i);
         }
-        if fmt != 0 {
+        // A fmt 1 header carries the length and type: a chunk stream may
+        // begin with one (pyrtmp's server does; ffmpeg and nginx accept it),
+        // with message stream id 0 and timestamp 0 before its delta. fmt 2
+        // and 3 carry no length, so they cannot begin a chunk stream.
+        if fmt > 1 {
             return Err(ChunkError::NoPriorHeader { csid, fmt });
         }
         if self.streams.len() >= MAX_CHUNK_STREAMS {
@@ -481,5 +485,21 @@ mod tests {
             }
         };
         assert_eq!(err, ChunkError::TooManyStreams);
+    }
+
+    #[test]
+    fn a_chunk_stream_may_begin_with_fmt_1() {
+        // fmt 1, csid 3, ts delta 5, length 3, type 20 (AMF0 command), body.
+        let mut buf = BytesMut::from(&[0x43u8, 0, 0, 5, 0, 0, 3, 20, 1, 2, 3][..]);
+        let mut dec = ChunkDecoder::new(1000);
+        let m = dec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!((m.type_id, m.stream_id, m.timestamp), (20, 0, 5));
+        assert_eq!(&m.payload[..], &[1, 2, 3]);
+        // fmt 2 carries no length: it cannot begin one.
+        let mut buf = BytesMut::from(&[0x84u8, 0, 0, 5][..]);
+        assert_eq!(
+            dec.decode(&mut buf),
+            Err(ChunkError::NoPriorHeader { csid: 4, fmt: 2 })
+        );
     }
 }

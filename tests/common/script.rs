@@ -21,6 +21,8 @@ pub struct Seen {
     pub acks: AtomicU64,
     /// Messages of any kind the client sent after the handshake.
     pub messages: AtomicU64,
+    /// Connections whose script has returned (what it counted is final).
+    pub finished: AtomicU64,
 }
 
 /// A scripted server: one thread accepting on 127.0.0.1:0, one thread per
@@ -52,7 +54,8 @@ impl Server {
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(20)));
                 let (script, seen) = (script.clone(), s.clone());
                 std::thread::spawn(move || {
-                    let _ = script(Peer::new(stream, seen));
+                    let _ = script(Peer::new(stream, seen.clone()));
+                    seen.finished.fetch_add(1, Relaxed);
                 });
             }
         });
@@ -243,7 +246,8 @@ impl Peer {
         self.publish_start()
     }
 
-    /// Keeps the connection open without reading, for at most `d`.
+    /// Keeps the connection open without reading, for at most `d`. The sleep
+    /// is the behaviour under test (a server that stops reading), not a wait.
     pub fn hold(self, d: Duration) -> io::Result<()> {
         std::thread::sleep(d);
         Ok(())
