@@ -188,6 +188,18 @@ fn push_json<'a>(cmd: &str, v: &'a serde_json::Value) -> &'a serde_json::Value {
     if cmd == "dup" { &v["first"] } else { v }
 }
 
+/// The validator of `#/$defs/{def}` in the committed `schemas/commands.json`.
+fn schema(def: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    s["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
+    jsonschema::validator_for(&s).unwrap()
+}
+
 #[derive(Clone, Copy)]
 struct Case {
     cmd: &'static str,
@@ -219,6 +231,16 @@ fn run_case(case: &Case) -> Result<(), String> {
     check(took < Duration::from_secs(10), "ends soon after the signal")?;
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).map_err(|_| format!("no JSON: {all}"))?;
+    // The committed schema of the command's output holds for a cancel too.
+    let def = match case.cmd {
+        "doctor" | "dup" => case.cmd,
+        _ => "push",
+    };
+    let errors: Vec<String> = schema(def).iter_errors(&v).map(|e| e.to_string()).collect();
+    check(
+        errors.is_empty(),
+        &format!("valid against schemas/commands.json: {errors:?}"),
+    )?;
     if case.cmd == "doctor" {
         check(v["outcome"] == "cancelled", "doctor outcome cancelled")?;
         check(v["verdict"] == "cancelled", "doctor verdict cancelled")?;
