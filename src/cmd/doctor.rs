@@ -204,7 +204,11 @@ mod tests {
     #[test]
     fn doctor_defaults_to_a_short_push() {
         let a = parse(&["rtmp://h/live/s"]);
-        assert_eq!(a.push.duration, None, "doctor pushes for 3 s unless told");
+        assert_eq!(
+            a.push.duration,
+            Some(Duration::from_secs(3)),
+            "doctor pushes for 3 s unless told"
+        );
         assert_eq!(a.push.conn.timeout, Duration::from_secs(5));
         assert_eq!(a.expect_cname, TENCENT_SUFFIXES);
         assert!(!a.json);
