@@ -23,6 +23,8 @@ pub enum Outcome {
     DnsFailure,
     ConnectionRefused,
     ConnectTimeout,
+    /// Every address of the host failed, not all the same way.
+    ConnectFailed,
     TlsFailed,
     HandshakeFailed,
     ConnectRejected,
@@ -33,7 +35,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::Accepted,
         Outcome::ExpiredUrl,
         Outcome::UnsignedUrl,
@@ -44,6 +46,7 @@ impl Outcome {
         Outcome::DnsFailure,
         Outcome::ConnectionRefused,
         Outcome::ConnectTimeout,
+        Outcome::ConnectFailed,
         Outcome::TlsFailed,
         Outcome::HandshakeFailed,
         Outcome::ConnectRejected,
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::DnsFailure => "dns_failure",
             Outcome::ConnectionRefused => "connection_refused",
             Outcome::ConnectTimeout => "connect_timeout",
+            Outcome::ConnectFailed => "connect_failed",
             Outcome::TlsFailed => "tls_failed",
             Outcome::HandshakeFailed => "handshake_failed",
             Outcome::ConnectRejected => "connect_rejected",
@@ -80,6 +84,7 @@ impl Outcome {
             Outcome::DnsFailure => Some(1),
             Outcome::ConnectionRefused
             | Outcome::ConnectTimeout
+            | Outcome::ConnectFailed
             | Outcome::TlsFailed
             | Outcome::HandshakeFailed
             | Outcome::Timeout => Some(2),
@@ -119,6 +124,9 @@ impl Outcome {
             }
             Outcome::ConnectTimeout => {
                 "no answer on the port: a firewall probably blocks outbound 1935; open it or try rtmps on 443"
+            }
+            Outcome::ConnectFailed => {
+                "no address of the host could be reached, each for its own reason (see the evidence): check the network path and the ingest's port on each, or pick one with -4/-6"
             }
             Outcome::TlsFailed => {
                 "TLS failed: check the host name matches the certificate, or use --insecure for a self-signed test ingest"
@@ -257,12 +265,20 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
     let phase = Some(failure.phase());
     evidence.push(failure.to_string());
     let wire = |o: Outcome, ev: Vec<String>| verdict(o, ev, phase, true);
+    if failure.phase() == Phase::Tcp && r.attempts.len() > 1 {
+        evidence.extend(
+            r.attempts
+                .iter()
+                .map(|a| format!("{}: {}", a.addr, a.result)),
+        );
+    }
     match failure {
         Failure::Dns { .. } => return wire(Outcome::DnsFailure, evidence),
         Failure::TcpRefused | Failure::TcpError { .. } => {
             return wire(Outcome::ConnectionRefused, evidence);
         }
         Failure::TcpTimeout => return wire(Outcome::ConnectTimeout, evidence),
+        Failure::TcpMixed { .. } => return wire(Outcome::ConnectFailed, evidence),
         Failure::Tls { .. } => return wire(Outcome::TlsFailed, evidence),
         Failure::Timeout { .. } => return wire(Outcome::Timeout, evidence),
         _ => {}
@@ -359,6 +375,8 @@ mod tests {
             streamed: Duration::from_secs(3),
             max_lag: Duration::ZERO,
             publish_sent: None,
+            remote_addr: None,
+            attempts: vec![],
         }
     }
 
@@ -455,6 +473,23 @@ mod tests {
                 failed(Failure::TcpTimeout),
                 good_facts(),
                 Outcome::ConnectTimeout,
+                true,
+            ),
+            (
+                failed(Failure::TcpMixed {
+                    attempts: vec![
+                        crate::publish::dial::AddrError {
+                            addr: "[::1]:1935".parse().unwrap(),
+                            error: "refused".into(),
+                        },
+                        crate::publish::dial::AddrError {
+                            addr: "127.0.0.1:1935".parse().unwrap(),
+                            error: "timed out".into(),
+                        },
+                    ],
+                }),
+                good_facts(),
+                Outcome::ConnectFailed,
                 true,
             ),
             (

@@ -151,6 +151,29 @@ pub struct PushOptions {
     pub show_secrets: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub dial: DialArgs,
+}
+
+/// How to reach the host: address families (and, below, forced addresses).
+#[derive(Debug, Args, Clone, Default)]
+pub struct DialArgs {
+    /// Dial IPv4 addresses only (as curl -4).
+    #[arg(short = '4', long, conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Dial IPv6 addresses only (as curl -6).
+    #[arg(short = '6', long)]
+    pub ipv6: bool,
+}
+
+impl DialArgs {
+    /// The dialing options these flags ask for.
+    pub fn options(&self) -> crate::publish::dial::DialOptions {
+        crate::publish::dial::DialOptions {
+            family: crate::publish::dial::Family::from_flags(self.ipv4, self.ipv6),
+            ..Default::default()
+        }
+    }
 }
 
 /// Parses a duration like `30s`, `10m`, `24h`, `1500ms`.

@@ -105,6 +105,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         insecure: false,
         show_secrets: false,
         keys: Default::default(),
+        dial: Default::default(),
     };
     let mut p: Prepared = push::prepare(&url, &opts, args.duration)?;
     p.keys = embedded.keys();

@@ -6,6 +6,7 @@ mod dns;
 mod steps;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::cli::{PushOptions, now_unix};
 use crate::cmd::push;
 use crate::publish::conn::{self, Dial, DialError};
+use crate::publish::dial::DialOptions;
 pub use steps::{Status, Step, TENCENT_SUFFIXES};
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
@@ -68,14 +70,14 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     // DNS and TCP waits are bounded by the timeout; Ctrl-C ends them early too.
     let (dns, tcp) = tokio::select! {
         _ = cancel.cancelled() => bail!("interrupted"),
-        facts = probe(&dial) => facts,
+        facts = probe(&dial, &p.config.dial) => facts,
     };
     let s1 = steps::cname_step(&p.url.host, &dns, &args.expect_cname);
-    let s2 = match (&dns.addr, &tcp) {
-        (Ok(addr), Some(tcp)) => steps::network_step(*addr, tcp, dial.timeout),
+    let s2 = match &dns.addrs {
+        Ok(_) => steps::network_step(&tcp, dial.timeout),
         _ => Step::skipped(2, NO_HOST),
     };
-    let s5_skip = match (&dns.addr, s2.status) {
+    let s5_skip = match (&dns.addrs, s2.status) {
         (Err(_), _) => Some(NO_HOST),
         (_, Status::Fail) => Some(NO_PORT),
         _ => None,
@@ -105,19 +107,37 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// One address and how its TCP connect went (time to connect, or why not).
+type Probe = (SocketAddr, Result<Duration, DialError>);
+
 /// Steps 1 and 2's I/O: DNS facts, then (when the host resolved) a TCP
-/// connect to the address the push would dial, timed.
-async fn probe(dial: &Dial) -> (steps::DnsFacts, Option<Result<Duration, DialError>>) {
-    let dns = dns::gather(dial).await;
-    let tcp = match dns.addr {
-        Ok(addr) => {
-            let started = Instant::now();
-            let r = conn::connect_tcp(addr, dial.timeout, None).await;
-            Some(r.map(|_stream| started.elapsed()))
-        }
-        Err(_) => None,
-    };
-    (dns, tcp)
+/// connect to each address the push may dial, all at once, each timed and
+/// bounded by the timeout.
+async fn probe(dial: &Dial, opts: &DialOptions) -> (steps::DnsFacts, Vec<Probe>) {
+    let dns = dns::gather(dial, opts).await;
+    let addrs = dns.addrs.clone().unwrap_or_default();
+    let tasks: Vec<_> = addrs
+        .iter()
+        .map(|&addr| {
+            let timeout = dial.timeout;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = conn::connect_tcp(addr, timeout, None).await;
+                r.map(|_stream| started.elapsed())
+            })
+        })
+        .collect();
+    let mut probes = Vec::with_capacity(tasks.len());
+    for (addr, task) in addrs.into_iter().zip(tasks) {
+        let r = task.await.unwrap_or_else(|e| {
+            Err(DialError::Connect {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+        probes.push((addr, r));
+    }
+    (dns, probes)
 }
 
 /// One report line (`1 cname    pass  ...`), and a `fix:` line under a warn or fail.

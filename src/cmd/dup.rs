@@ -229,6 +229,8 @@ mod tests {
             streamed: Duration::from_secs(10),
             max_lag: Duration::from_millis(lag_ms),
             publish_sent: None,
+            remote_addr: None,
+            attempts: vec![],
         }
     }
 

@@ -107,6 +107,8 @@ pub struct LoadArgs {
     pub progress: String,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub dial: crate::cli::DialArgs,
 }
 
 fn shard_of(args: &LoadArgs) -> anyhow::Result<Shard> {
@@ -247,6 +249,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         chunk_size: args.chunk_size,
         insecure: args.insecure,
+        dial: Arc::new(args.dial.options()),
         tick: args.tick,
         callbacks,
         callback_grace: args.callback_grace,
@@ -375,6 +378,7 @@ mod tests {
             max_lag: Duration::from_millis(5),
             streamed: Duration::from_secs(4),
             reconnects: 0,
+            addrs: Default::default(),
         }
     }
 

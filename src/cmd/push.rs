@@ -47,6 +47,7 @@ pub fn prepare(url: &str, opts: &PushOptions, duration: Duration) -> anyhow::Res
     config.duration = Some(opts.duration.unwrap_or(duration));
     config.chunk_size = opts.chunk_size;
     config.insecure = opts.insecure;
+    config.dial = Arc::new(opts.dial.options());
     Ok(Prepared {
         url,
         keys,
@@ -162,6 +163,8 @@ pub fn result_json(p: &Prepared, r: &PublishResult, v: &Verdict, show_secrets: b
         "fix": v.fix,
         "phase": v.phase,
         "phases_ms": phases_json(r),
+        "remote_addr": r.remote_addr,
+        "attempts": publish::dial::attempts_json(&r.attempts),
         "time_to_publish_ms": r.marks.at(publish::Phase::Publish).map(ms),
         "server_status": status,
         "bytes_sent": r.bytes_sent,
@@ -186,6 +189,10 @@ pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::
         .collect();
     if !phases.is_empty() {
         writeln!(out, "phases    {}", phases.join(", "))?;
+    }
+    publish::dial::write_remote(out, r.remote_addr)?;
+    if r.attempts.len() > 1 || r.remote_addr.is_none() {
+        publish::dial::write_attempts(out, &r.attempts)?;
     }
     if let Some(t) = r.marks.at(publish::Phase::Publish) {
         writeln!(

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, CallbackCounts};
+use super::by_address::PublisherAddrs;
 use super::reconnect::{self, Jitter, Next};
 use super::record::{CallbackKind, PublisherRecord, Sample};
 use super::targets::Slot;
@@ -68,6 +69,8 @@ pub struct LoadConfig {
     pub chunk_size: u32,
     pub insecure: bool,
     pub tick: Duration,
+    /// Resolver and address families (`-4`/`-6`).
+    pub dial: Arc<crate::publish::dial::DialOptions>,
     /// Receiver state and its event stream, when callbacks are measured.
     pub callbacks: Option<(ReceiverState, mpsc::UnboundedReceiver<Received>)>,
     pub callback_grace: Duration,
@@ -154,6 +157,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         timeout: cfg.timeout,
         chunk_size: cfg.chunk_size,
         insecure: cfg.insecure,
+        dial: cfg.dial,
         tick: cfg.tick,
         reconnect: cfg.reconnect,
         expires_in: cfg.expires_in,
@@ -281,6 +285,7 @@ struct Shared {
     timeout: Duration,
     chunk_size: u32,
     insecure: bool,
+    dial: Arc<crate::publish::dial::DialOptions>,
     tick: Duration,
     reconnect: bool,
     expires_in: Duration,
@@ -323,6 +328,8 @@ impl One {
         let mut last = None;
         let (mut bytes_sent, mut streamed, mut max_lag) = (0, Duration::ZERO, Duration::ZERO);
         let (mut reconnects, mut failures_in_a_row) = (0u32, 0u32);
+        // Boxed: it lives across every await of the task (issue 6 budget).
+        let mut addrs = Box::<PublisherAddrs>::default();
         let mut outcome;
         loop {
             let start = Instant::now();
@@ -334,6 +341,7 @@ impl One {
             });
             cfg.chunk_size = shared.chunk_size;
             cfg.insecure = shared.insecure;
+            cfg.dial = shared.dial.clone();
             cfg.tick = shared.tick;
             cfg.start_index = shared.plan.start_index(self.slot.index);
             let mut obs = LiveObserver {
@@ -369,6 +377,14 @@ impl One {
             } else {
                 live.connecting.fetch_sub(1, Relaxed);
             }
+            addrs.remote = result.remote_addr.or(addrs.remote);
+            addrs.failed.extend(
+                result
+                    .attempts
+                    .iter()
+                    .filter(|a| a.result.is_failure())
+                    .map(|a| a.addr),
+            );
             bytes_sent += result.bytes_sent;
             streamed += result.streamed;
             max_lag = max_lag.max(result.max_lag);
@@ -448,6 +464,7 @@ impl One {
             max_lag,
             streamed,
             reconnects,
+            addrs: *addrs,
         };
         let _ = events.send(Event::Done {
             slot: self.slot_index,
@@ -779,6 +796,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             chunk_size: 4096,
             insecure: false,
+            dial: Default::default(),
             tick: Duration::from_millis(200),
             reconnect: false,
             expires_in: Duration::from_secs(60),

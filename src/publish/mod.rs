@@ -3,8 +3,10 @@
 //! timestamp at each phase and returns a plain [`PublishResult`] record.
 
 pub mod conn;
+pub mod dial;
 
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::rtmp::handshake::Handshaker;
 use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, Control, Status};
 use crate::sign::PushUrl;
 use conn::{Conn, Dial, DialError, ReadError, Transport};
+use dial::{AddrError, Attempt, DialOptions};
 
 /// The phases of a push, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -75,6 +78,10 @@ pub enum Failure {
     TcpError {
         detail: String,
     },
+    /// Every address failed, not all the same way: each with its error.
+    TcpMixed {
+        attempts: Vec<AddrError>,
+    },
     Tls {
         detail: String,
     },
@@ -109,7 +116,10 @@ impl Failure {
     pub fn phase(&self) -> Phase {
         match self {
             Failure::Dns { .. } => Phase::Dns,
-            Failure::TcpRefused | Failure::TcpTimeout | Failure::TcpError { .. } => Phase::Tcp,
+            Failure::TcpRefused
+            | Failure::TcpTimeout
+            | Failure::TcpError { .. }
+            | Failure::TcpMixed { .. } => Phase::Tcp,
             Failure::Tls { .. } => Phase::Tls,
             Failure::Timeout { phase }
             | Failure::Closed { phase, .. }
@@ -127,6 +137,14 @@ impl std::fmt::Display for Failure {
             Failure::TcpRefused => f.write_str("TCP connection refused"),
             Failure::TcpTimeout => f.write_str("TCP connect timed out"),
             Failure::TcpError { detail } => write!(f, "TCP connect failed: {detail}"),
+            Failure::TcpMixed { attempts } => {
+                f.write_str("TCP connect failed on every address: ")?;
+                for (i, a) in attempts.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}{} {}", a.addr, a.error)?;
+                }
+                Ok(())
+            }
             Failure::Tls { detail } => write!(f, "TLS handshake failed: {detail}"),
             Failure::Timeout { phase } => {
                 write!(f, "server stopped answering during {}", phase.name())
@@ -221,6 +239,10 @@ pub struct PublishResult {
     pub max_lag: Duration,
     /// When our publish command went out, from the start.
     pub publish_sent: Option<Duration>,
+    /// The address the connection went to.
+    pub remote_addr: Option<SocketAddr>,
+    /// Every TCP connection attempt (Happy Eyeballs), in start order.
+    pub attempts: Vec<Attempt>,
 }
 
 impl PublishResult {
@@ -260,6 +282,9 @@ pub struct PublishConfig {
     /// Timer granularity of the media loop: messages due within one tick go
     /// out in one vectored write.
     pub tick: Duration,
+    /// Resolver and address families to dial (shared: publishers of a load
+    /// run hold one).
+    pub dial: Arc<DialOptions>,
 }
 
 impl PublishConfig {
@@ -272,6 +297,7 @@ impl PublishConfig {
             insecure: false,
             start_index: 0,
             tick: Duration::from_millis(20),
+            dial: Arc::default(),
         }
     }
 }
@@ -300,6 +326,8 @@ struct Run<'a> {
     marks: PhaseMarks,
     statuses: Vec<Status>,
     publish_sent: Option<Duration>,
+    remote_addr: Option<SocketAddr>,
+    attempts: Vec<Attempt>,
     observer: &'a mut dyn Observer,
 }
 
@@ -318,6 +346,8 @@ pub async fn publish(
         marks: PhaseMarks::default(),
         statuses: Vec::new(),
         publish_sent: None,
+        remote_addr: None,
+        attempts: Vec::new(),
         observer,
     };
     let mut bytes_sent = 0;
@@ -347,6 +377,8 @@ pub async fn publish(
         streamed: stream.streamed,
         max_lag: stream.max_lag,
         publish_sent: run.publish_sent,
+        remote_addr: run.remote_addr,
+        attempts: run.attempts,
     }
 }
 
@@ -420,11 +452,18 @@ impl Run<'_> {
             insecure: self.cfg.insecure,
             timeout: self.cfg.timeout,
         };
-        let addr = conn::resolve(&dial).await.map_err(dial_failure)?;
-        self.mark(Phase::Dns);
-        let tcp = conn::connect_tcp(addr, self.cfg.timeout, Some(self.send_buffer))
+        let addrs = dial::resolve(&dial.host, dial.port, &self.cfg.dial, self.cfg.timeout)
             .await
             .map_err(dial_failure)?;
+        self.mark(Phase::Dns);
+        let (tcp, addr) = dial::connect(
+            &addrs,
+            self.cfg.timeout,
+            Some(self.send_buffer),
+            &mut self.attempts,
+        )
+        .await?;
+        self.remote_addr = Some(addr);
         self.mark(Phase::Tcp);
         let io = if dial.tls {
             let t = conn::start_tls(tcp, &dial).await.map_err(dial_failure)?;

@@ -279,12 +279,22 @@ pub struct Serve {
 impl Serve {
     /// Starts it with these environment variables and extra arguments.
     pub fn start(env: &[(&str, &str)], extra: &[&str]) -> Serve {
+        Serve::start_on("127.0.0.1:0", env, extra).0
+    }
+
+    /// Starts it on `listen` (an `IP:0` on loopback: 127.0.0.2, [::1], ...);
+    /// also returns the address it listens on.
+    pub fn start_on(
+        listen: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (Serve, std::net::SocketAddr) {
         use std::io::BufRead;
         let mut c = bin();
         for (k, v) in env {
             c.env(k, v);
         }
-        c.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        c.args(["serve", "--listen", listen]).args(extra);
         let mut p = spawn(&mut c);
         let stderr = p.0.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -294,24 +304,33 @@ impl Serve {
             let mut lines = std::io::BufReader::new(stderr).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { return };
-                if let Some(rest) = line.strip_prefix("pushprobe serve: RTMP on rtmp://127.0.0.1:")
-                {
-                    let port = rest.split('/').next().and_then(|p| p.parse::<u16>().ok());
-                    let _ = tx.send(port);
+                if let Some(rest) = line.strip_prefix("pushprobe serve: RTMP on rtmp://") {
+                    let addr = rest
+                        .split('/')
+                        .next()
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                    let _ = tx.send(addr);
                     break;
                 }
             }
             for _ in lines {}
         });
-        let port = rx
+        let addr = rx
             .recv_timeout(Duration::from_secs(10))
             .ok()
             .flatten()
             .expect("serve printed its RTMP address");
-        assert!(
-            wait_port(port, Duration::from_secs(5)),
-            "serve did not start"
-        );
-        Serve { port, _p: p }
+        let end = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < end, "serve did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (
+            Serve {
+                port: addr.port(),
+                _p: p,
+            },
+            addr,
+        )
     }
 }
