@@ -377,6 +377,7 @@ mod tests {
             publish_sent: None,
             remote_addr: None,
             attempts: vec![],
+            forced: None,
         }
     }
 

@@ -164,14 +164,37 @@ pub struct DialArgs {
     /// Dial IPv6 addresses only (as curl -6).
     #[arg(short = '6', long)]
     pub ipv6: bool,
+    /// Connect to ADDR (one or more, comma-separated) for HOST:PORT, as curl;
+    /// tcUrl, TLS name and signature keep the URL's host. Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Connect to ADDR:PORT2 instead of HOST:PORT, as curl (empty parts match
+    /// any / keep the original). Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Add txHost=DOMAIN to the query (default DOMAIN: the URL's host), for
+    /// ingests that read the domain there when pushed to by IP.
+    #[arg(long, value_name = "DOMAIN", num_args = 0..=1, default_missing_value = "")]
+    pub tx_host: Option<String>,
 }
 
 impl DialArgs {
     /// The dialing options these flags ask for.
-    pub fn options(&self) -> crate::publish::dial::DialOptions {
-        crate::publish::dial::DialOptions {
-            family: crate::publish::dial::Family::from_flags(self.ipv4, self.ipv6),
-            ..Default::default()
+    pub fn options(
+        &self,
+    ) -> Result<crate::publish::dial::DialOptions, crate::publish::dial::ForceError> {
+        crate::publish::dial::DialOptions::forced(
+            crate::publish::dial::Family::from_flags(self.ipv4, self.ipv6),
+            &self.resolve,
+            &self.connect_to,
+        )
+    }
+
+    /// The txHost value to add to `url`'s query, if asked for.
+    pub fn tx_host(&self, url: &crate::sign::PushUrl) -> Option<String> {
+        match self.tx_host.as_deref()? {
+            "" => Some(url.host.clone()),
+            d => Some(d.to_string()),
         }
     }
 }

@@ -188,10 +188,15 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         db - da,
         dup_delay,
     );
-    let urls = slots
+    let mut urls = slots
         .iter()
         .map(|s| template.url(s.index))
         .collect::<Result<Vec<_>, _>>()?;
+    for u in &mut urls {
+        if let Some(domain) = args.dial.tx_host(u) {
+            u.query.push(("txHost".into(), domain));
+        }
+    }
     let (fixture, fixture_name) = super::push::load_fixture(args.fixture.as_deref())?;
     let plan = MediaPlan::new(&fixture, args.chunk_size);
     drop(fixture);
@@ -249,7 +254,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         chunk_size: args.chunk_size,
         insecure: args.insecure,
-        dial: Arc::new(args.dial.options()),
+        dial: Arc::new(args.dial.options()?),
         tick: args.tick,
         callbacks,
         callback_grace: args.callback_grace,

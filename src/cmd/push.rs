@@ -47,7 +47,10 @@ pub fn prepare(url: &str, opts: &PushOptions, duration: Duration) -> anyhow::Res
     config.duration = Some(opts.duration.unwrap_or(duration));
     config.chunk_size = opts.chunk_size;
     config.insecure = opts.insecure;
-    config.dial = Arc::new(opts.dial.options());
+    config.dial = Arc::new(opts.dial.options()?);
+    if let Some(domain) = opts.dial.tx_host(&url) {
+        config.url.query.push(("txHost".into(), domain));
+    }
     Ok(Prepared {
         url,
         keys,
@@ -164,6 +167,7 @@ pub fn result_json(p: &Prepared, r: &PublishResult, v: &Verdict, show_secrets: b
         "phase": v.phase,
         "phases_ms": phases_json(r),
         "remote_addr": r.remote_addr,
+        "forced_by": r.forced,
         "attempts": publish::dial::attempts_json(&r.attempts),
         "time_to_publish_ms": r.marks.at(publish::Phase::Publish).map(ms),
         "server_status": status,
@@ -190,7 +194,7 @@ pub fn write_text(out: &mut impl Write, r: &PublishResult, v: &Verdict) -> std::
     if !phases.is_empty() {
         writeln!(out, "phases    {}", phases.join(", "))?;
     }
-    publish::dial::write_remote(out, r.remote_addr)?;
+    publish::dial::write_remote(out, r.remote_addr, r.forced.as_deref())?;
     if r.attempts.len() > 1 || r.remote_addr.is_none() {
         publish::dial::write_attempts(out, &r.attempts)?;
     }

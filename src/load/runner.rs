@@ -341,7 +341,11 @@ impl One {
             });
             cfg.chunk_size = shared.chunk_size;
             cfg.insecure = shared.insecure;
-            cfg.dial = shared.dial.clone();
+            cfg.dial = if shared.dial.spreads() {
+                Arc::new(shared.dial.rotated(self.slot.index))
+            } else {
+                shared.dial.clone()
+            };
             cfg.tick = shared.tick;
             cfg.start_index = shared.plan.start_index(self.slot.index);
             let mut obs = LiveObserver {

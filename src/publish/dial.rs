@@ -124,11 +124,208 @@ fn test_hosts() -> Option<&'static Result<Resolver, String>> {
         .as_ref()
 }
 
-/// How a push reaches its host: the resolver and the families allowed.
+/// How a push reaches its host: the resolver, the families allowed, and
+/// addresses forced by `--connect-to` / `--resolve` (curl's semantics).
 #[derive(Debug, Clone, Default)]
 pub struct DialOptions {
     pub family: Family,
     pub resolver: Resolver,
+    pub connect_to: Vec<ConnectTo>,
+    pub resolve: Vec<Resolve>,
+}
+
+/// Why forced entries could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForceError {
+    #[error(
+        "--resolve {0:?}: expected HOST:PORT:ADDR[,ADDR...] (e.g. push.example.com:1935:203.0.113.7)"
+    )]
+    Resolve(String),
+    #[error(
+        "--connect-to {0:?}: expected HOST:PORT:ADDR:PORT2 (any part but the colons may be empty)"
+    )]
+    ConnectTo(String),
+}
+
+/// `--resolve HOST:PORT:ADDR[,ADDR...]`: connections to HOST:PORT go to these
+/// addresses; HOST `*` matches any host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolve {
+    pub host: String,
+    pub port: u16,
+    pub addrs: Vec<IpAddr>,
+    /// As given, for the evidence.
+    pub given: String,
+}
+
+/// `--connect-to HOST:PORT:ADDR:PORT2`: connections to HOST:PORT go to
+/// ADDR:PORT2 instead (empty HOST or PORT: any; empty ADDR or PORT2: keep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub to_host: Option<String>,
+    pub to_port: Option<u16>,
+    pub given: String,
+}
+
+/// `ADDR` or `[ADDR]`.
+fn ip_of(s: &str) -> Option<IpAddr> {
+    s.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+impl Resolve {
+    pub fn parse(s: &str) -> Result<Resolve, ForceError> {
+        let err = || ForceError::Resolve(s.to_string());
+        let mut parts = s.splitn(3, ':');
+        let (Some(host), Some(port), Some(addrs)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err());
+        };
+        let port = port.parse().map_err(|_| err())?;
+        let addrs = addrs
+            .split(',')
+            .map(|a| ip_of(a.trim()).ok_or_else(err))
+            .collect::<Result<Vec<_>, _>>()?;
+        if host.is_empty() {
+            return Err(err());
+        }
+        Ok(Resolve {
+            host: normalize(host),
+            port,
+            addrs,
+            given: s.to_string(),
+        })
+    }
+    fn matches(&self, host: &str, port: u16) -> bool {
+        (self.host == "*" || self.host == normalize(host)) && self.port == port
+    }
+}
+
+impl ConnectTo {
+    pub fn parse(s: &str) -> Result<ConnectTo, ForceError> {
+        let err = || ForceError::ConnectTo(s.to_string());
+        let (host, rest) = s.split_once(':').ok_or_else(err)?;
+        let (port, target) = rest.split_once(':').ok_or_else(err)?;
+        let (to_host, to_port) = match target.strip_prefix('[') {
+            Some(v6) => {
+                let (addr, tail) = v6.split_once(']').ok_or_else(err)?;
+                (addr, tail.strip_prefix(':').ok_or_else(err)?)
+            }
+            None => target.rsplit_once(':').ok_or_else(err)?,
+        };
+        let opt_port = |p: &str| match p {
+            "" => Ok(None),
+            p => p.parse().map(Some).map_err(|_| err()),
+        };
+        let opt_host = |h: &str| (!h.is_empty()).then(|| normalize(h));
+        Ok(ConnectTo {
+            host: opt_host(host),
+            port: opt_port(port)?,
+            to_host: opt_host(to_host),
+            to_port: opt_port(to_port)?,
+            given: s.to_string(),
+        })
+    }
+}
+
+impl DialOptions {
+    /// Parses `--resolve` and `--connect-to` values.
+    pub fn forced(
+        family: Family,
+        resolve: &[String],
+        connect_to: &[String],
+    ) -> Result<DialOptions, ForceError> {
+        Ok(DialOptions {
+            family,
+            resolver: Resolver::System,
+            resolve: resolve
+                .iter()
+                .map(|s| Resolve::parse(s))
+                .collect::<Result<_, _>>()?,
+            connect_to: connect_to
+                .iter()
+                .map(|s| ConnectTo::parse(s))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// These options with every `--resolve` address list rotated left by `n`
+    /// (publisher `n` of a load run dials address `n mod count` first: round
+    /// robin, each still falling back to the others).
+    pub fn rotated(&self, n: u64) -> DialOptions {
+        let mut out = self.clone();
+        for r in &mut out.resolve {
+            let len = r.addrs.len();
+            if len > 1 {
+                r.addrs.rotate_left((n % len as u64) as usize);
+            }
+        }
+        out
+    }
+
+    /// True when some `--resolve` entry has several addresses to spread over.
+    pub fn spreads(&self) -> bool {
+        self.resolve.iter().any(|r| r.addrs.len() > 1)
+    }
+}
+
+/// What resolution gave: addresses in dialing order, and the flags that
+/// forced them, if any (`--connect-to ...`, `--resolve ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub addrs: Vec<SocketAddr>,
+    pub forced: Option<String>,
+}
+
+/// Resolves `host:port` for dialing: `--connect-to` first (maybe a new host
+/// and port), then `--resolve` for that host and port, else [`resolve`].
+pub async fn resolve_forced(
+    host: &str,
+    port: u16,
+    opts: &DialOptions,
+    timeout: Duration,
+) -> Result<Resolved, DialError> {
+    let mut forced: Vec<String> = Vec::new();
+    let (mut host, mut port) = (host.to_string(), port);
+    if let Some(c) = opts.connect_to.iter().find(|c| {
+        c.host.as_deref().is_none_or(|h| h == normalize(&host)) && c.port.is_none_or(|p| p == port)
+    }) {
+        forced.push(format!("--connect-to {}", c.given));
+        host = c.to_host.clone().unwrap_or(host);
+        port = c.to_port.unwrap_or(port);
+    }
+    let addrs = match opts.resolve.iter().find(|r| r.matches(&host, port)) {
+        Some(r) => {
+            forced.push(format!("--resolve {}", r.given));
+            let all: Vec<SocketAddr> = r
+                .addrs
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect();
+            let kept: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| opts.family.admits(a))
+                .collect();
+            if kept.is_empty() {
+                return Err(DialError::Dns {
+                    host,
+                    detail: format!(
+                        "no {} address among {}",
+                        opts.family.flag(),
+                        join(all.iter().map(|a| a.ip().to_string()))
+                    ),
+                });
+            }
+            kept
+        }
+        None => resolve(&host, port, opts, timeout).await?,
+    };
+    Ok(Resolved {
+        addrs,
+        forced: (!forced.is_empty()).then(|| forced.join(", ")),
+    })
 }
 
 /// Every address `host` resolves to, deduplicated, restricted to the family
@@ -452,14 +649,18 @@ pub fn write_attempts(out: &mut impl std::io::Write, attempts: &[Attempt]) -> st
     Ok(())
 }
 
-/// `remote    ADDR` when a connection was made.
+/// `remote    ADDR` when a connection was made, and `(forced by --resolve ...)`
+/// when flags chose the address.
 pub fn write_remote(
     out: &mut impl std::io::Write,
     remote: Option<SocketAddr>,
+    forced: Option<&str>,
 ) -> std::io::Result<()> {
-    match remote {
-        Some(a) => writeln!(out, "remote    {a}"),
-        None => Ok(()),
+    match (remote, forced) {
+        (Some(a), None) => writeln!(out, "remote    {a}"),
+        (Some(a), Some(f)) => writeln!(out, "remote    {a} (forced by {f})"),
+        (None, Some(f)) => writeln!(out, "remote    none connected (addresses forced by {f})"),
+        (None, None) => Ok(()),
     }
 }
 
@@ -586,6 +787,7 @@ mod tests {
         let opts = |family| DialOptions {
             family,
             resolver: Resolver::table(&[("edge.test", &[v6, v4]), ("v4.test", &[v4])]),
+            ..Default::default()
         };
         let t = Duration::from_secs(1);
         assert_eq!(
@@ -609,6 +811,91 @@ mod tests {
         assert_eq!(
             resolve("::1", 9, &opts(Family::Any), t).await.unwrap(),
             addrs(&["[::1]:9"])
+        );
+    }
+
+    #[test]
+    fn resolve_and_connect_to_parse_as_curl() {
+        let r = Resolve::parse("Push.Example.com:1935:127.0.0.2,[::1]").unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("push.example.com", 1935));
+        assert_eq!(
+            r.addrs,
+            [
+                "127.0.0.2".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        assert!(
+            Resolve::parse("*:443:::1")
+                .unwrap()
+                .matches("any.host", 443)
+        );
+        for bad in ["h:1935", "h:x:1.2.3.4", ":1935:1.2.3.4", "h:1935:not-an-ip"] {
+            let e = Resolve::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("HOST:PORT:ADDR"), "{bad}: {e}");
+        }
+        let c = ConnectTo::parse("push.example.com:1935:[::1]:19350").unwrap();
+        assert_eq!(c.to_host.as_deref(), Some("::1"));
+        assert_eq!((c.port, c.to_port), (Some(1935), Some(19350)));
+        let any = ConnectTo::parse("::edge.example.net:").unwrap();
+        assert_eq!((any.host, any.port, any.to_port), (None, None, None));
+        assert_eq!(any.to_host.as_deref(), Some("edge.example.net"));
+        assert!(ConnectTo::parse("h:1935:x").is_err());
+        assert!(ConnectTo::parse("h:port:x:1").is_err());
+    }
+
+    #[tokio::test]
+    async fn forced_addresses_keep_the_host_and_say_so() {
+        let t = Duration::from_secs(1);
+        let opts = DialOptions::forced(
+            Family::Any,
+            &["push.example.com:1935:127.0.0.2,127.0.0.3".into()],
+            &[],
+        )
+        .unwrap();
+        let r = resolve_forced("push.example.com", 1935, &opts, t)
+            .await
+            .unwrap();
+        assert_eq!(r.addrs, addrs(&["127.0.0.2:1935", "127.0.0.3:1935"]));
+        assert_eq!(
+            r.forced.as_deref(),
+            Some("--resolve push.example.com:1935:127.0.0.2,127.0.0.3")
+        );
+        // Another port is not forced (and an IP literal resolves to itself).
+        let other = resolve_forced("127.0.0.9", 80, &opts, t).await.unwrap();
+        assert_eq!(
+            (other.addrs, other.forced),
+            (addrs(&["127.0.0.9:80"]), None)
+        );
+        // Round robin for load: publisher n dials address n mod 2 first.
+        let rot = resolve_forced("push.example.com", 1935, &opts.rotated(3), t)
+            .await
+            .unwrap();
+        assert_eq!(rot.addrs, addrs(&["127.0.0.3:1935", "127.0.0.2:1935"]));
+        assert!(opts.spreads());
+        // --connect-to moves host and port, then --resolve applies to the target.
+        let opts = DialOptions::forced(
+            Family::V4,
+            &["edge.example.net:19350:127.0.0.4".into()],
+            &["push.example.com:1935:edge.example.net:19350".into()],
+        )
+        .unwrap();
+        let r = resolve_forced("push.example.com", 1935, &opts, t)
+            .await
+            .unwrap();
+        assert_eq!(r.addrs, addrs(&["127.0.0.4:19350"]));
+        assert_eq!(
+            r.forced.as_deref(),
+            Some(
+                "--connect-to push.example.com:1935:edge.example.net:19350, --resolve edge.example.net:19350:127.0.0.4"
+            )
+        );
+        let v6_only = DialOptions::forced(Family::V6, &["h:1:127.0.0.1".into()], &[]).unwrap();
+        let e = resolve_forced("h", 1, &v6_only, t).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no IPv6 (-6) address among 127.0.0.1"),
+            "{e}"
         );
     }
 

@@ -243,6 +243,8 @@ pub struct PublishResult {
     pub remote_addr: Option<SocketAddr>,
     /// Every TCP connection attempt (Happy Eyeballs), in start order.
     pub attempts: Vec<Attempt>,
+    /// The flags that forced the addresses (`--resolve ...`), if any.
+    pub forced: Option<String>,
 }
 
 impl PublishResult {
@@ -328,6 +330,7 @@ struct Run<'a> {
     publish_sent: Option<Duration>,
     remote_addr: Option<SocketAddr>,
     attempts: Vec<Attempt>,
+    forced: Option<String>,
     observer: &'a mut dyn Observer,
 }
 
@@ -348,6 +351,7 @@ pub async fn publish(
         publish_sent: None,
         remote_addr: None,
         attempts: Vec::new(),
+        forced: None,
         observer,
     };
     let mut bytes_sent = 0;
@@ -379,6 +383,7 @@ pub async fn publish(
         publish_sent: run.publish_sent,
         remote_addr: run.remote_addr,
         attempts: run.attempts,
+        forced: run.forced,
     }
 }
 
@@ -452,12 +457,14 @@ impl Run<'_> {
             insecure: self.cfg.insecure,
             timeout: self.cfg.timeout,
         };
-        let addrs = dial::resolve(&dial.host, dial.port, &self.cfg.dial, self.cfg.timeout)
-            .await
-            .map_err(dial_failure)?;
+        let resolved =
+            dial::resolve_forced(&dial.host, dial.port, &self.cfg.dial, self.cfg.timeout)
+                .await
+                .map_err(dial_failure)?;
+        self.forced = resolved.forced;
         self.mark(Phase::Dns);
         let (tcp, addr) = dial::connect(
-            &addrs,
+            &resolved.addrs,
             self.cfg.timeout,
             Some(self.send_buffer),
             &mut self.attempts,

@@ -29,11 +29,11 @@ fn normalize(name: &str) -> String {
 /// Resolves the host as the push will and reads its CNAME chain, concurrently.
 pub async fn gather(d: &Dial, opts: &DialOptions) -> DnsFacts {
     let (addrs, chain) = tokio::join!(
-        dial::resolve(&d.host, d.port, opts, d.timeout),
+        dial::resolve_forced(&d.host, d.port, opts, d.timeout),
         system_chain(&d.host, d.timeout)
     );
     DnsFacts {
-        addrs: addrs.map_err(|e| match e {
+        addrs: addrs.map(|r| r.addrs).map_err(|e| match e {
             DialError::Dns { detail, .. } => detail,
             DialError::DnsTimeout(_) => {
                 format!("no answer from DNS in {} s", d.timeout.as_secs_f64())
