@@ -172,9 +172,15 @@ pub struct DialArgs {
     /// any / keep the original). Repeatable.
     #[arg(long, value_name = "HOST:PORT:ADDR:PORT2")]
     pub connect_to: Vec<String>,
-    /// Add txHost=DOMAIN to the query (default DOMAIN: the URL's host), for
+    /// Add txHost=DOMAIN to the query (`--tx-host` alone: the URL's host), for
     /// ingests that read the domain there when pushed to by IP.
-    #[arg(long, value_name = "DOMAIN", num_args = 0..=1, default_missing_value = "")]
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
     pub tx_host: Option<String>,
 }
 

@@ -116,7 +116,7 @@ fn ingest_refusing_a_bare_ip_in_tcurl_accepts_the_domain_through_resolve() {
     );
 
     // By IP with --tx-host: the domain travels as txHost=, and is accepted.
-    let (o, v) = push_json(&[&by_ip, "--tx-host", "push.example.test"]);
+    let (o, v) = push_json(&[&by_ip, "--tx-host=push.example.test"]);
     assert_eq!(o.status.code(), Some(0), "{v}");
     let last = decoded(hook.requests.lock().unwrap().last().unwrap());
     assert!(last.contains("txHost=push.example.test"), "{last}");
@@ -238,4 +238,97 @@ async fn rtmps_with_resolve_checks_the_certificate_against_the_domain() {
     assert_eq!(v["outcome"], "accepted", "{v}");
     assert_eq!(names.lock().unwrap().len(), 2);
     assert_eq!(names.lock().unwrap()[1].as_deref(), Some(NOWHERE));
+}
+
+#[test]
+fn doctor_each_address_reports_every_edge_and_fails_naming_the_dead_one() {
+    let (_a, at_a) = Serve::start_on("127.0.0.1:0", &[], &[]);
+    let port = at_a.port();
+    let (_b, at_b) = Serve::start_on(&format!("127.0.0.2:{port}"), &[], &[]);
+    let dead = format!("127.0.0.3:{port}");
+    let url = format!("rtmp://{NOWHERE}:{port}/live/each");
+    let doctor = |rule: &str| {
+        let o = run(
+            bin()
+                .args([
+                    "doctor",
+                    &url,
+                    "--json",
+                    "--each-address",
+                    "--duration",
+                    "1s",
+                ])
+                .args(["--resolve", rule]),
+            Duration::from_secs(60),
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+        (o, v)
+    };
+    let lines = |v: &Value, step: u64| -> Vec<(String, String)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == step)
+            .map(|s| {
+                (
+                    s["status"].as_str().unwrap().to_string(),
+                    s["detail"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Two live edges: a network and a push line for each, all pass.
+    let (o, v) = doctor(&format!("{NOWHERE}:{port}:127.0.0.1,127.0.0.2"));
+    let step1 = &lines(&v, 1)[0];
+    assert!(
+        step1
+            .1
+            .starts_with(&format!("addresses forced by --resolve {NOWHERE}:{port}:")),
+        "{v}"
+    );
+    let net = lines(&v, 2);
+    let push = lines(&v, 5);
+    assert_eq!(net.len(), 2, "{v}");
+    assert_eq!(push.len(), 2, "{v}");
+    for (i, at) in [at_a, at_b].iter().enumerate() {
+        assert_eq!(net[i].0, "pass", "{v}");
+        assert!(
+            net[i].1.starts_with(&format!("connected to {at} in ")),
+            "{v}"
+        );
+        assert_eq!(push[i].0, "pass", "{v}");
+        assert!(push[i].1.starts_with(&format!("{at}: accepted")), "{v}");
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!v["verdict"].as_str().unwrap().contains("failed at"), "{v}");
+
+    // A dead third edge: its network line fails, its push is skipped, and
+    // the verdict fails naming it.
+    let (o, v) = doctor(&format!("{NOWHERE}:{port}:127.0.0.1,127.0.0.3,127.0.0.2"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let net = lines(&v, 2);
+    assert_eq!(net.len(), 3, "{v}");
+    assert_eq!(net[1].0, "fail", "{v}");
+    assert!(
+        net[1].1.contains("nothing listens on port") && net[1].1.contains("127.0.0.3"),
+        "{v}"
+    );
+    let push = lines(&v, 5);
+    assert_eq!(
+        push[1],
+        (
+            "skip".to_string(),
+            format!("not run: {dead} does not answer (step 2)")
+        )
+    );
+    assert_eq!(push[0].0, "pass", "{v}");
+    assert_eq!(push[2].0, "pass", "{v}");
+    assert!(
+        v["verdict"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("failed at {dead}")),
+        "{v}"
+    );
 }

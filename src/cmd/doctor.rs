@@ -34,6 +34,10 @@ pub struct DoctorArgs {
     /// A CNAME target suffix that counts as the push target (repeatable; replaces the Tencent ones).
     #[arg(long, value_name = "SUFFIX", default_values = TENCENT_SUFFIXES)]
     pub expect_cname: Vec<String>,
+    /// Run the network and push steps against every address (resolved, or
+    /// from --resolve), one line each; fails when any edge fails, naming it.
+    #[arg(long)]
+    pub each_address: bool,
     #[command(flatten)]
     pub push: PushOptions,
 }
@@ -73,6 +77,11 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         facts = probe(&dial, &p.config.dial) => facts,
     };
     let s1 = steps::cname_step(&p.url.host, &dns, &args.expect_cname);
+    if args.each_address && dns.addrs.is_ok() {
+        emit(&mut out, s1)?;
+        let failed = each_address(&p, &tcp, show, &cancel, &mut |s| emit(&mut out, s)).await?;
+        return finish(&mut out, args.json, &report, &failed);
+    }
     let s2 = match &dns.addrs {
         Ok(_) => steps::network_step(&tcp, dial.timeout),
         _ => Step::skipped(2, NO_HOST),
@@ -94,17 +103,96 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     emit(&mut out, s5)?;
+    finish(&mut out, args.json, &report, &[])
+}
 
-    if args.json {
-        writeln!(out, "{}", report_json(&report)?)?;
-    } else {
-        writeln!(out, "verdict  {}", steps::overall(&report))?;
+/// Prints the verdict (naming the failed edges of `--each-address`) and
+/// picks the exit code.
+fn finish(
+    out: &mut dyn Write,
+    json: bool,
+    report: &[Step],
+    failed_edges: &[SocketAddr],
+) -> anyhow::Result<ExitCode> {
+    let mut verdict = steps::overall(report).to_string();
+    if !failed_edges.is_empty() {
+        let list: Vec<String> = failed_edges.iter().map(|a| a.to_string()).collect();
+        verdict = format!("{verdict}: failed at {}", list.join(", "));
     }
-    Ok(if steps::any_failed(&report) {
+    if json {
+        writeln!(out, "{}", report_json(report, &verdict)?)?;
+    } else {
+        writeln!(out, "verdict  {verdict}")?;
+    }
+    Ok(if steps::any_failed(report) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--each-address`: step 2 for each address, steps 3 and 4, then step 5
+/// pushed to each address that answered (forced to it as `--connect-to`
+/// would), every line naming its address. Returns the addresses that failed.
+async fn each_address(
+    p: &push::Prepared,
+    tcp: &[Probe],
+    show: bool,
+    cancel: &tokio_util::sync::CancellationToken,
+    emit: &mut dyn FnMut(Step) -> std::io::Result<()>,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let timeout = p.config.timeout;
+    let mut failed = Vec::new();
+    for (addr, r) in tcp {
+        let s = steps::network_step(std::slice::from_ref(&(*addr, clone_probe(r))), timeout);
+        if s.status == Status::Fail {
+            failed.push(*addr);
+        }
+        emit(s)?;
+    }
+    emit(steps::txtime_step(&p.url, now_unix()))?;
+    emit(steps::secret_step(&p.url, &p.keys))?;
+    for (addr, r) in tcp {
+        if r.is_err() {
+            emit(Step::skipped(
+                5,
+                &format!("{addr} does not answer (step 2)"),
+            ))?;
+            continue;
+        }
+        let mut one = push::Prepared {
+            url: p.url.clone(),
+            keys: p.keys.clone(),
+            plan: p.plan.clone(),
+            config: p.config.clone(),
+            fixture_name: p.fixture_name.clone(),
+        };
+        one.config.dial = std::sync::Arc::new(p.config.dial.only(*addr));
+        let (_, verdict) = push::run_one(&one, cancel).await;
+        let mut s = steps::push_step(&verdict, show);
+        s.detail = format!("{addr}: {}", s.detail);
+        if s.status == Status::Fail && !failed.contains(addr) {
+            failed.push(*addr);
+        }
+        emit(s)?;
+    }
+    Ok(failed)
+}
+
+/// A probe result again (`DialError` holds an `io::Error`, not `Clone`).
+fn clone_probe(r: &Result<Duration, DialError>) -> Result<Duration, DialError> {
+    match r {
+        Ok(d) => Ok(*d),
+        Err(DialError::Refused(a)) => Err(DialError::Refused(*a)),
+        Err(DialError::ConnectTimeout(a)) => Err(DialError::ConnectTimeout(*a)),
+        Err(e) => Err(DialError::Connect {
+            addr: match e {
+                DialError::Connect { addr, .. } => *addr,
+                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
 }
 
 /// One address and how its TCP connect went (time to connect, or why not).
@@ -160,14 +248,11 @@ pub fn write_step(out: &mut dyn Write, s: &Step) -> std::io::Result<()> {
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     pub steps: &'a [Step],
-    pub verdict: &'static str,
+    pub verdict: &'a str,
 }
 
-pub fn report_json(steps: &[Step]) -> serde_json::Result<String> {
-    serde_json::to_string(&Report {
-        steps,
-        verdict: steps::overall(steps),
-    })
+pub fn report_json(steps: &[Step], verdict: &str) -> serde_json::Result<String> {
+    serde_json::to_string(&Report { steps, verdict })
 }
 
 #[cfg(test)]
@@ -237,7 +322,7 @@ mod tests {
              2 network  fail  connection refused\n\
              \x20                fix: check the port\n"
         );
-        let json = report_json(&report).unwrap();
+        let json = report_json(&report, steps::overall(&report)).unwrap();
         assert!(
             json.starts_with(r#"{"steps":[{"step":1,"name":"cname","status":"pass","detail":"#),
             "{json}"

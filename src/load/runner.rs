@@ -354,47 +354,51 @@ impl One {
                 slot: self.slot_index,
                 start,
             };
-            let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
-            let facts = local_facts(
-                &cfg.url,
-                &shared.keys,
-                crate::cli::now_unix(),
-                self.slot.duplicate,
-            );
-            outcome = classify::classify(&result, &facts).outcome;
-            if !result.accepted() && result.ending == Ending::Completed {
-                // Stopped by the user before Publish.Start: we cannot tell
-                // what the ingest would have said (publish() reports this as
-                // a completed push, which would read "accepted").
-                live.connecting.fetch_sub(1, Relaxed);
-                if first_publish.is_none() {
-                    live.finished.fetch_add(1, Relaxed);
-                    return; // not measured
+            // The result is dropped at the end of this block, before the
+            // backoff's await: the task future stays small (issue 6).
+            let attempt = {
+                let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+                let facts = local_facts(
+                    &cfg.url,
+                    &shared.keys,
+                    crate::cli::now_unix(),
+                    self.slot.duplicate,
+                );
+                outcome = classify::classify(&result, &facts).outcome;
+                if !result.accepted() && result.ending == Ending::Completed {
+                    // Stopped by the user before Publish.Start: we cannot tell
+                    // what the ingest would have said (publish() reports this as
+                    // a completed push, which would read "accepted").
+                    live.connecting.fetch_sub(1, Relaxed);
+                    if first_publish.is_none() {
+                        live.finished.fetch_add(1, Relaxed);
+                        return; // not measured
+                    }
+                    // An earlier attempt was accepted, then cut; the user stopped
+                    // the reconnect.
+                    outcome = Outcome::Interrupted;
+                    break;
                 }
-                // An earlier attempt was accepted, then cut; the user stopped
-                // the reconnect.
-                outcome = Outcome::Interrupted;
-                break;
-            }
-            if result.accepted() {
-                live.publishing.fetch_sub(1, Relaxed);
-            } else {
-                live.connecting.fetch_sub(1, Relaxed);
-            }
-            addrs.remote = result.remote_addr.or(addrs.remote);
-            addrs.failed.extend(
-                result
-                    .attempts
-                    .iter()
-                    .filter(|a| a.result.is_failure())
-                    .map(|a| a.addr),
-            );
-            bytes_sent += result.bytes_sent;
-            streamed += result.streamed;
-            max_lag = max_lag.max(result.max_lag);
-            let attempt = Attempt {
-                start,
-                marks: result.marks.done,
+                if result.accepted() {
+                    live.publishing.fetch_sub(1, Relaxed);
+                } else {
+                    live.connecting.fetch_sub(1, Relaxed);
+                }
+                addrs.remote = result.remote_addr.or(addrs.remote);
+                addrs.failed.extend(
+                    result
+                        .attempts
+                        .iter()
+                        .filter(|a| a.result.is_failure())
+                        .map(|a| a.addr),
+                );
+                bytes_sent += result.bytes_sent;
+                streamed += result.streamed;
+                max_lag = max_lag.max(result.max_lag);
+                Attempt {
+                    start,
+                    marks: result.marks.done,
+                }
             };
             if let Some(p) = attempt.marks.iter().find(|(p, _)| *p == Phase::Publish) {
                 if first_publish.is_none() {

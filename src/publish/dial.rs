@@ -264,6 +264,26 @@ impl DialOptions {
         out
     }
 
+    /// These options forced to exactly `addr` (as `--connect-to ::ADDR:PORT`).
+    pub fn only(&self, addr: SocketAddr) -> DialOptions {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        DialOptions {
+            family: Family::Any,
+            resolver: self.resolver.clone(),
+            connect_to: vec![ConnectTo {
+                host: None,
+                port: None,
+                to_host: Some(addr.ip().to_string()),
+                to_port: Some(addr.port()),
+                given: format!("::{ip}:{}", addr.port()),
+            }],
+            resolve: Vec::new(),
+        }
+    }
+
     /// True when some `--resolve` entry has several addresses to spread over.
     pub fn spreads(&self) -> bool {
         self.resolve.iter().any(|r| r.addrs.len() > 1)

@@ -32,7 +32,9 @@ pub async fn gather(d: &Dial, opts: &DialOptions) -> DnsFacts {
         dial::resolve_forced(&d.host, d.port, opts, d.timeout),
         system_chain(&d.host, d.timeout)
     );
+    let forced = addrs.as_ref().ok().and_then(|r| r.forced.clone());
     DnsFacts {
+        forced,
         addrs: addrs.map(|r| r.addrs).map_err(|e| match e {
             DialError::Dns { detail, .. } => detail,
             DialError::DnsTimeout(_) => {

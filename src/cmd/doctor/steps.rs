@@ -84,6 +84,8 @@ pub struct DnsFacts {
     /// The addresses a push dials, in dialing order, or why there are none.
     pub addrs: Result<Vec<SocketAddr>, String>,
     pub chain: Chain,
+    /// The flags that forced the addresses (`--resolve ...`), if any.
+    pub forced: Option<String>,
 }
 
 /// `name` ends at one of `suffixes` (with or without a leading dot; case-insensitive).
@@ -122,6 +124,9 @@ pub fn cname_step(host: &str, dns: &DnsFacts, suffixes: &[String]) -> Step {
             Some(Outcome::DnsFailure.fix().into()),
         )
     };
+    if let (Some(f), Ok(addrs)) = (&dns.forced, &dns.addrs) {
+        return forced_step(host, f, addrs, &dns.chain, suffixes);
+    }
     let ip = match (&dns.addrs, &dns.chain) {
         (Err(e), Chain::Found(chain)) if !chain.is_empty() => {
             return fail(format!(
@@ -184,6 +189,46 @@ pub fn cname_step(host: &str, dns: &DnsFacts, suffixes: &[String]) -> Step {
             ),
         ),
     }
+}
+
+/// Step 1 when `--resolve` / `--connect-to` chose the addresses (a domain
+/// tested before its DNS is live): what DNS says today, as a warning unless
+/// the CNAME already reaches a push target.
+fn forced_step(
+    host: &str,
+    forced: &str,
+    addrs: &[SocketAddr],
+    chain: &Chain,
+    suffixes: &[String],
+) -> Step {
+    let ips: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let head = format!("addresses forced by {forced} ({})", ips.join(", "));
+    let (status, dns) = match chain {
+        Chain::Found(c) if c.iter().any(|n| ends_with_suffix(n, suffixes)) => {
+            (Status::Pass, format!("DNS: {}", arrows(host, c)))
+        }
+        Chain::Found(c) if !c.is_empty() => (
+            Status::Warn,
+            format!(
+                "DNS: {}, not a push target ({})",
+                arrows(host, c),
+                expected(suffixes)
+            ),
+        ),
+        Chain::Found(_) => (
+            Status::Warn,
+            format!("DNS: {host} has no CNAME to a push target yet"),
+        ),
+        Chain::NotApplicable => (Status::Skip, "no CNAME applies to this host".into()),
+        Chain::Unknown(why) => (Status::Warn, format!("CNAME not checked: {why}")),
+    };
+    let fix = (status == Status::Warn).then(|| {
+        format!(
+            "before going live, add the CNAME from {host} to its push target ({}) and run doctor again without --resolve",
+            expected(suffixes)
+        )
+    });
+    Step::new(1, status, format!("{head}; {dns}"), fix)
 }
 
 /// Step 2: a TCP connect to each address the push may dial, and how long
@@ -437,6 +482,7 @@ mod tests {
     fn dns(addr: Result<SocketAddr, &str>, chain: Chain) -> DnsFacts {
         DnsFacts {
             addrs: addr.map(|a| vec![a]).map_err(str::to_string),
+            forced: None,
             chain,
         }
     }
