@@ -597,6 +597,29 @@ mod tests {
     }
 
     #[test]
+    fn forced_addresses_report_dns_without_failing() {
+        let forced = |chain| DnsFacts {
+            addrs: Ok(vec![addr()]),
+            chain,
+            forced: Some("--resolve livepush.example.com:1935:203.0.113.7".into()),
+        };
+        let early = cname_step(HOST, &forced(found(&[])), &tencent());
+        assert_eq!(early.status, Status::Warn, "{early:?}");
+        assert_eq!(
+            early.detail,
+            "addresses forced by --resolve livepush.example.com:1935:203.0.113.7 (203.0.113.7:1935); \
+             DNS: livepush.example.com has no CNAME to a push target yet"
+        );
+        assert!(early.fix.unwrap().contains("without --resolve"));
+        let live = cname_step(HOST, &forced(found(&["abc.tlivepush.com"])), &tencent());
+        assert_eq!(live.status, Status::Pass, "{live:?}");
+        assert!(
+            live.detail
+                .ends_with("DNS: livepush.example.com -> abc.tlivepush.com")
+        );
+    }
+
+    #[test]
     fn suffixes_match_whole_labels() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(ends_with_suffix(
