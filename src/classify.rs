@@ -23,6 +23,8 @@ pub enum Outcome {
     DnsFailure,
     ConnectionRefused,
     ConnectTimeout,
+    /// Every address of the host failed, not all the same way.
+    ConnectFailed,
     TlsFailed,
     HandshakeFailed,
     ConnectRejected,
@@ -42,7 +44,7 @@ pub enum Outcome {
 pub const LAG_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Outcome {
-    pub const ALL: [Outcome; 18] = [
+    pub const ALL: [Outcome; 19] = [
         Outcome::Accepted,
         Outcome::ExpiredUrl,
         Outcome::UnsignedUrl,
@@ -53,6 +55,7 @@ impl Outcome {
         Outcome::DnsFailure,
         Outcome::ConnectionRefused,
         Outcome::ConnectTimeout,
+        Outcome::ConnectFailed,
         Outcome::TlsFailed,
         Outcome::HandshakeFailed,
         Outcome::ConnectRejected,
@@ -75,6 +78,7 @@ impl Outcome {
             Outcome::DnsFailure => "dns_failure",
             Outcome::ConnectionRefused => "connection_refused",
             Outcome::ConnectTimeout => "connect_timeout",
+            Outcome::ConnectFailed => "connect_failed",
             Outcome::TlsFailed => "tls_failed",
             Outcome::HandshakeFailed => "handshake_failed",
             Outcome::ConnectRejected => "connect_rejected",
@@ -95,6 +99,7 @@ impl Outcome {
             Outcome::DnsFailure => Some(1),
             Outcome::ConnectionRefused
             | Outcome::ConnectTimeout
+            | Outcome::ConnectFailed
             | Outcome::TlsFailed
             | Outcome::HandshakeFailed
             | Outcome::Timeout => Some(2),
@@ -134,6 +139,9 @@ impl Outcome {
             }
             Outcome::ConnectTimeout => {
                 "no answer on the port: a firewall probably blocks outbound 1935; open it or try rtmps on 443"
+            }
+            Outcome::ConnectFailed => {
+                "no address of the host could be reached, each for its own reason (see the evidence): check the network path and the ingest's port on each, or pick one with -4/-6"
             }
             Outcome::TlsFailed => {
                 "TLS failed: check the host name matches the certificate, or use --insecure for a self-signed test ingest"
@@ -338,12 +346,20 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
     let phase = Some(failure.phase());
     evidence.push(failure.to_string());
     let wire = |o: Outcome, ev: Vec<String>| verdict(o, ev, phase, true);
+    if failure.phase() == Phase::Tcp && r.attempts.len() > 1 {
+        evidence.extend(
+            r.attempts
+                .iter()
+                .map(|a| format!("{}: {}", a.addr, a.result)),
+        );
+    }
     match failure {
         Failure::Dns { .. } => return wire(Outcome::DnsFailure, evidence),
         Failure::TcpRefused | Failure::TcpError { .. } => {
             return wire(Outcome::ConnectionRefused, evidence);
         }
         Failure::TcpTimeout => return wire(Outcome::ConnectTimeout, evidence),
+        Failure::TcpMixed { .. } => return wire(Outcome::ConnectFailed, evidence),
         Failure::Tls { .. } => return wire(Outcome::TlsFailed, evidence),
         Failure::Timeout { .. } => return wire(Outcome::Timeout, evidence),
         _ => {}
@@ -454,6 +470,9 @@ mod tests {
             publish_sent: None,
             stream_bytes: 0,
             planned: Some(Duration::from_secs(30)),
+            remote_addr: None,
+            attempts: vec![],
+            forced: None,
         }
     }
 
@@ -688,6 +707,23 @@ mod tests {
                 failed(Failure::TcpTimeout),
                 good_facts(),
                 Outcome::ConnectTimeout,
+                true,
+            ),
+            (
+                failed(Failure::TcpMixed {
+                    attempts: vec![
+                        crate::publish::dial::AddrError {
+                            addr: "[::1]:1935".parse().unwrap(),
+                            error: "refused".into(),
+                        },
+                        crate::publish::dial::AddrError {
+                            addr: "127.0.0.1:1935".parse().unwrap(),
+                            error: "timed out".into(),
+                        },
+                    ],
+                }),
+                good_facts(),
+                Outcome::ConnectFailed,
                 true,
             ),
             (

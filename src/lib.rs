@@ -30,7 +30,7 @@
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
 //! - `probe`: one classified push (prepare, run, local facts, verdict), its JSON and text, the embedded ingest, the dup check.
-//! - `publish`: one async publisher, phase by phase, returning a plain result record.
+//! - `publish`: one async publisher, phase by phase, returning a plain result record; `publish::dial` races every address (Happy Eyeballs).
 //! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
 //! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
 //! - `secret`: keys that never print; loading from env or file.

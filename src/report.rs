@@ -57,6 +57,7 @@ pub fn text(s: &Summary, out: &mut impl Write) -> io::Result<()> {
     if s.reconnects > 0 {
         writeln!(out, "reconnects: {} (--reconnect)", s.reconnects)?;
     }
+    crate::load::by_address::write_text(out, &s.by_address)?;
     let e = &s.expected_refusals;
     if e.refused > 0 || e.accepted > 0 {
         let how: Vec<String> = e

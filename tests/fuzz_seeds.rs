@@ -173,6 +173,7 @@ fn report_seeds() {
             max_lag: ms(i % 4),
             streamed: Duration::from_secs(3),
             reconnects: 0,
+            addrs: Default::default(),
         });
         a.add_callback_latency(CallbackKind::Push, ms(300 + i));
     }

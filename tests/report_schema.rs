@@ -48,6 +48,14 @@ fn record(i: u64) -> PublisherRecord {
         max_lag: ms(i % 6),
         streamed: Duration::from_secs(if refused { 0 } else { 10 }),
         reconnects: (i % 2) as u32,
+        addrs: pushprobe::load::by_address::PublisherAddrs {
+            remote: Some(format!("127.0.0.{}:1935", 1 + i % 2).parse().unwrap()),
+            failed: if i.is_multiple_of(3) {
+                vec!["[::1]:1935".parse().unwrap()]
+            } else {
+                vec![]
+            },
+        },
     }
 }
 

@@ -47,6 +47,10 @@ pub struct DoctorArgs {
     /// A CNAME target suffix that counts as the push target (repeatable; replaces the Tencent ones).
     #[arg(long, value_name = "SUFFIX", default_values = TENCENT_PUSH_SUFFIXES)]
     pub expect_cname: Vec<String>,
+    /// Run the network and push steps against every address (resolved, or
+    /// from --resolve), one line each; fails when any edge fails, naming it.
+    #[arg(long)]
+    pub each_address: bool,
     #[command(flatten)]
     pub push: PushOptions,
 }

@@ -111,6 +111,8 @@ pub struct ConnectionOptions {
     /// counts every such close as an interruption (ingest restart tests).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     pub refusal_window: Duration,
+    #[command(flatten)]
+    pub dial: DialArgs,
 }
 
 /// Options shared by the commands that run single pushes (push, smoke,
@@ -129,18 +131,73 @@ pub struct PushOptions {
     pub keys: KeyArgs,
 }
 
+/// How to reach the host: address families (and, below, forced addresses).
+#[derive(Debug, Args, Clone, Default)]
+pub struct DialArgs {
+    /// Dial IPv4 addresses only (as curl -4).
+    #[arg(short = '4', long, conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Dial IPv6 addresses only (as curl -6).
+    #[arg(short = '6', long)]
+    pub ipv6: bool,
+    /// Connect to ADDR (one or more, comma-separated) for HOST:PORT, as curl;
+    /// tcUrl, TLS name and signature keep the URL's host. Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Connect to ADDR:PORT2 instead of HOST:PORT, as curl (empty parts match
+    /// any / keep the original). Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Add txHost=DOMAIN to the query (`--tx-host` alone: the URL's host), for
+    /// ingests that read the domain there when pushed to by IP.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub tx_host: Option<String>,
+}
+
+impl DialArgs {
+    /// The dialing options these flags ask for.
+    pub fn options(
+        &self,
+    ) -> Result<crate::publish::dial::DialOptions, crate::publish::dial::ForceError> {
+        crate::publish::dial::DialOptions::forced(
+            crate::publish::dial::Family::from_flags(self.ipv4, self.ipv6),
+            &self.resolve,
+            &self.connect_to,
+        )
+    }
+
+    /// The txHost value to add to `url`'s query, if asked for.
+    pub fn tx_host(&self, url: &crate::sign::PushUrl) -> Option<String> {
+        match self.tx_host.as_deref()? {
+            "" => Some(url.host.clone()),
+            d => Some(d.to_string()),
+        }
+    }
+}
+
 impl PushOptions {
     /// The library's push settings, streaming for `default_duration` unless
     /// `--duration` says otherwise.
-    pub fn settings(&self, default_duration: Duration) -> crate::probe::PushSettings {
-        crate::probe::PushSettings {
+    pub fn settings(
+        &self,
+        default_duration: Duration,
+    ) -> Result<crate::probe::PushSettings, crate::publish::dial::ForceError> {
+        Ok(crate::probe::PushSettings {
             fixture: self.conn.fixture.clone(),
             duration: self.duration.unwrap_or(default_duration),
             timeout: self.conn.timeout,
             chunk_size: self.conn.chunk_size,
             insecure: self.conn.insecure,
             refusal_window: self.conn.refusal_window,
-        }
+            dial: self.conn.dial.options()?,
+            tx_host: self.conn.dial.tx_host.clone(),
+        })
     }
 }
 

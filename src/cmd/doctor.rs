@@ -1,11 +1,13 @@
 //! `pushprobe doctor`: Tencent's five-step push failure checklist run against
 //! one URL (CNAME, network, txTime, txSecret, a short real push), each step
-//! pass / warn / fail / skip with a one-line fix.
+//! pass / warn / fail / skip with a one-line fix; with `--each-address`, the
+//! network and push steps against every address of the host.
 
 mod dns;
 mod steps;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use crate::clock::now_unix;
 use crate::probe::PreparedPush;
 use crate::publish::Phase;
 use crate::publish::conn::{self, Dial, DialError};
+use crate::publish::dial::DialOptions;
 use crate::signal::Stop;
 pub use steps::{Status, Step, TENCENT_SUFFIXES};
 
@@ -26,7 +29,7 @@ const NO_HOST: &str = "cannot reach a host that does not resolve";
 const NO_PORT: &str = "the port does not answer (step 2)";
 
 pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.push.settings(Duration::from_secs(3));
+    let settings = args.push.settings(Duration::from_secs(3))?;
     let p = PreparedPush::prepare(&args.url, args.push.keys.keys()?, &settings)
         .context("cannot start the doctor")?;
     let show = args.push.show_secrets;
@@ -55,22 +58,28 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     };
     // DNS and TCP waits are bounded by the timeout; Ctrl-C ends them early
     // too, naming the phase it stopped.
-    let (dns, tcp) = match probe(&dial, &cancel).await {
+    let (dns, tcp) = match probe(&dial, &p.config.dial, &cancel).await {
         Ok(facts) => facts,
         Err(phase) => {
             let why = "stopped by the user";
             for step in 1..=5 {
                 emit(&mut out, Step::skipped(step, why))?;
             }
-            return finish(&mut out, args.json, &report, Some(phase), &stop);
+            return finish(&mut out, args.json, &report, Some(phase), &stop, &[]);
         }
     };
     let s1 = steps::cname_step(&p.url.host, &dns, &args.expect_cname);
-    let s2 = match (&dns.addr, &tcp) {
-        (Ok(addr), Some(tcp)) => steps::network_step(*addr, tcp, dial.timeout),
+    if args.each_address && dns.addrs.is_ok() {
+        emit(&mut out, s1)?;
+        let (failed, stopped) =
+            each_address(&p, &tcp, show, &cancel, &mut |s| emit(&mut out, s)).await?;
+        return finish(&mut out, args.json, &report, stopped, &stop, &failed);
+    }
+    let s2 = match &dns.addrs {
+        Ok(_) => steps::network_step(&tcp, dial.timeout),
         _ => Step::skipped(2, NO_HOST),
     };
-    let s5_skip = match (&dns.addr, s2.status) {
+    let s5_skip = match (&dns.addrs, s2.status) {
         (Err(_), _) => Some(NO_HOST),
         (_, Status::Fail) => Some(NO_PORT),
         _ => None,
@@ -90,21 +99,23 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     emit(&mut out, s5)?;
-    finish(&mut out, args.json, &report, stopped, &stop)
+    finish(&mut out, args.json, &report, stopped, &stop, &[])
 }
 
 /// Prints the verdict (or the JSON report) and gives the exit code: 130 or
 /// 143 when the user stopped the run (`stopped`: the phase it was in), else
-/// 1 when a step failed.
+/// 1 when a step failed; the verdict names the failed edges of
+/// `--each-address`.
 fn finish(
     out: &mut dyn Write,
     json: bool,
     report: &[Step],
     stopped: Option<Phase>,
     stop: &Stop,
+    failed_edges: &[SocketAddr],
 ) -> anyhow::Result<ExitCode> {
     if json {
-        writeln!(out, "{}", report_json(report, stopped)?)?;
+        writeln!(out, "{}", report_json(report, stopped, failed_edges)?)?;
     } else if let Some(phase) = stopped {
         writeln!(
             out,
@@ -112,7 +123,7 @@ fn finish(
             phase.name()
         )?;
     } else {
-        writeln!(out, "verdict  {}", steps::overall(report))?;
+        writeln!(out, "verdict  {}", verdict(report, failed_edges))?;
     }
     Ok(match (stopped, stop.signal()) {
         (Some(_), Some(s)) => ExitCode::from(s.exit_code()),
@@ -121,29 +132,120 @@ fn finish(
     })
 }
 
+/// The overall verdict, naming the failed edges.
+fn verdict(report: &[Step], failed_edges: &[SocketAddr]) -> String {
+    let overall = steps::overall(report);
+    if failed_edges.is_empty() {
+        return overall.to_string();
+    }
+    let list: Vec<String> = failed_edges.iter().map(|a| a.to_string()).collect();
+    format!("{overall}: failed at {}", list.join(", "))
+}
+
+/// `--each-address`: step 2 for each address, steps 3 and 4, then step 5
+/// pushed to each address that answered (forced to it as `--connect-to`
+/// would), every line naming its address. Returns the addresses that failed,
+/// and the phase a push was in when the user stopped it.
+async fn each_address(
+    p: &PreparedPush,
+    tcp: &[Probe],
+    show: bool,
+    cancel: &CancellationToken,
+    emit: &mut dyn FnMut(Step) -> std::io::Result<()>,
+) -> anyhow::Result<(Vec<SocketAddr>, Option<Phase>)> {
+    let timeout = p.config.timeout;
+    let mut failed = Vec::new();
+    for (addr, r) in tcp {
+        let s = steps::network_step(std::slice::from_ref(&(*addr, clone_probe(r))), timeout);
+        if s.status == Status::Fail {
+            failed.push(*addr);
+        }
+        emit(s)?;
+    }
+    emit(steps::txtime_step(&p.url, now_unix()))?;
+    emit(steps::secret_step(&p.url, &p.keys))?;
+    for (addr, r) in tcp {
+        if r.is_err() {
+            emit(Step::skipped(
+                5,
+                &format!("{addr} does not answer (step 2)"),
+            ))?;
+            continue;
+        }
+        let mut one = p.clone();
+        one.config.dial = std::sync::Arc::new(p.config.dial.only(*addr));
+        let pushed = one.run(cancel).await;
+        let mut s = steps::push_step(&pushed.verdict, show);
+        s.detail = format!("{addr}: {}", s.detail);
+        if s.status == Status::Fail && !failed.contains(addr) {
+            failed.push(*addr);
+        }
+        emit(s)?;
+        if let Some(phase) = pushed.result.cancelled() {
+            return Ok((failed, Some(phase)));
+        }
+    }
+    Ok((failed, None))
+}
+
+/// A probe result again (`DialError` holds an `io::Error`, not `Clone`).
+fn clone_probe(r: &Result<Duration, DialError>) -> Result<Duration, DialError> {
+    match r {
+        Ok(d) => Ok(*d),
+        Err(DialError::Refused(a)) => Err(DialError::Refused(*a)),
+        Err(DialError::ConnectTimeout(a)) => Err(DialError::ConnectTimeout(*a)),
+        Err(e) => Err(DialError::Connect {
+            addr: match e {
+                DialError::Connect { addr, .. } => *addr,
+                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// One address and how its TCP connect went (time to connect, or why not).
+type Probe = (SocketAddr, Result<Duration, DialError>);
+
 /// Steps 1 and 2's I/O: DNS facts, then (when the host resolved) a TCP
-/// connect to the address the push would dial, timed. `Err(phase)` when
-/// cancelled during that phase.
+/// connect to each address the push may dial, all at once, each timed and
+/// bounded by the timeout. `Err(phase)` when cancelled during that phase.
 async fn probe(
     dial: &Dial,
+    opts: &DialOptions,
     cancel: &CancellationToken,
-) -> Result<(steps::DnsFacts, Option<Result<Duration, DialError>>), Phase> {
+) -> Result<(steps::DnsFacts, Vec<Probe>), Phase> {
     let dns = tokio::select! {
         _ = cancel.cancelled() => return Err(Phase::Dns),
-        dns = dns::gather(dial) => dns,
+        dns = dns::gather(dial, opts) => dns,
     };
-    let tcp = match dns.addr {
-        Ok(addr) => {
-            let started = Instant::now();
-            let r = tokio::select! {
-                _ = cancel.cancelled() => return Err(Phase::Tcp),
-                r = conn::connect_tcp(addr, dial.timeout, None) => r,
-            };
-            Some(r.map(|_stream| started.elapsed()))
-        }
-        Err(_) => None,
-    };
-    Ok((dns, tcp))
+    let addrs = dns.addrs.clone().unwrap_or_default();
+    let tasks: Vec<_> = addrs
+        .iter()
+        .map(|&addr| {
+            let timeout = dial.timeout;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = conn::connect_tcp(addr, timeout, None).await;
+                r.map(|_stream| started.elapsed())
+            })
+        })
+        .collect();
+    let mut probes = Vec::with_capacity(tasks.len());
+    for (addr, task) in addrs.into_iter().zip(tasks) {
+        let r = tokio::select! {
+            _ = cancel.cancelled() => return Err(Phase::Tcp),
+            r = task => r,
+        };
+        let r = r.unwrap_or_else(|e| {
+            Err(DialError::Connect {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+        probes.push((addr, r));
+    }
+    Ok((dns, probes))
 }
 
 /// One report line (`1 cname    pass  ...`), and a `fix:` line under a warn or fail.
@@ -168,19 +270,23 @@ pub fn write_step(out: &mut dyn Write, s: &Step) -> std::io::Result<()> {
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     pub steps: &'a [Step],
-    pub verdict: &'static str,
+    pub verdict: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 }
 
-pub fn report_json(steps: &[Step], stopped: Option<Phase>) -> serde_json::Result<String> {
+pub fn report_json(
+    steps: &[Step],
+    stopped: Option<Phase>,
+    failed_edges: &[SocketAddr],
+) -> serde_json::Result<String> {
     serde_json::to_string(&Report {
         steps,
         verdict: match stopped {
-            Some(_) => "cancelled",
-            None => steps::overall(steps),
+            Some(_) => "cancelled".to_string(),
+            None => verdict(steps, failed_edges),
         },
         outcome: stopped.map(|_| Outcome::Cancelled),
         phase: stopped,
@@ -258,7 +364,7 @@ mod tests {
              2 network  fail  connection refused\n\
              \x20                fix: check the port\n"
         );
-        let json = report_json(&report, None).unwrap();
+        let json = report_json(&report, None, &[]).unwrap();
         assert!(
             json.starts_with(r#"{"steps":[{"step":1,"name":"cname","status":"pass","detail":"#),
             "{json}"

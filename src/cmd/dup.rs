@@ -31,7 +31,7 @@ pub async fn run(args: &DupArgs) -> anyhow::Result<ExitCode> {
     let a = PreparedPush::prepare(
         &target.url,
         target.keys.clone(),
-        &args.push.settings(args.hold),
+        &args.push.settings(args.hold)?,
     )
     .context("cannot start the dup test")?
     .with_duration(args.hold);

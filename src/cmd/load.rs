@@ -99,10 +99,15 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         db - da,
         dup_delay,
     );
-    let urls = slots
+    let mut urls = slots
         .iter()
         .map(|s| template.url(s.index))
         .collect::<Result<Vec<_>, _>>()?;
+    for u in &mut urls {
+        if let Some(domain) = args.conn.dial.tx_host(u) {
+            u.query.push(("txHost".into(), domain));
+        }
+    }
     let (fixture, fixture_name) = crate::probe::load_fixture(args.conn.fixture.as_deref())?;
     let plan = MediaPlan::new(&fixture, args.conn.chunk_size);
     drop(fixture);
@@ -159,6 +164,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         timeout: args.conn.timeout,
         chunk_size: args.conn.chunk_size,
         insecure: args.conn.insecure,
+        dial: Arc::new(args.conn.dial.options()?),
         tick: args.tick,
         refusal_window: args.conn.refusal_window,
         callbacks,
@@ -291,6 +297,7 @@ mod tests {
             max_lag: Duration::from_millis(5),
             streamed: Duration::from_secs(4),
             reconnects: 0,
+            addrs: Default::default(),
         }
     }
 

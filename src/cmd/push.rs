@@ -13,7 +13,7 @@ use crate::probe::report::{self, PushReport};
 use crate::signal::Stop;
 
 pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.push.settings(Duration::from_secs(30));
+    let settings = args.push.settings(Duration::from_secs(30))?;
     let p = PreparedPush::prepare(&args.url, args.push.keys.keys()?, &settings)
         .context("cannot start the push")?;
     let stop = Stop::on_signals();

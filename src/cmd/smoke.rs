@@ -18,7 +18,7 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
     let p = PreparedPush::prepare(
         &target.url,
         target.keys.clone(),
-        &opts.settings(Duration::from_secs(10)),
+        &opts.settings(Duration::from_secs(10))?,
     )
     .context("cannot start the smoke test")?;
     if let Some(e) = &target.embedded

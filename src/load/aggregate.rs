@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::by_address::{self, ByAddress};
 use super::hist::{Hist, Percentiles};
 use super::record::{CallbackKind, PublisherRecord, Sample};
 use crate::classify::Outcome;
@@ -193,6 +194,10 @@ pub struct Summary {
     pub coverage: Coverage,
     pub timeline: Vec<Sample>,
     pub histograms: Histograms,
+    /// Per remote address: publishers, failures, failed connects; absent in
+    /// reports of builds before it.
+    #[serde(default)]
+    pub by_address: ByAddress,
 }
 
 impl Summary {
@@ -247,6 +252,7 @@ struct Parts {
     /// Overlaps already found in merged inputs.
     overlaps: Vec<IndexRange>,
     timeline: Vec<Sample>,
+    by_address: ByAddress,
 }
 
 impl Parts {
@@ -302,6 +308,7 @@ impl Aggregator {
         }
         p.publishers += 1;
         *p.outcomes.entry(r.outcome).or_default() += 1;
+        by_address::fold(&mut p.by_address, &r.addrs, r.outcome);
         p.ranges.push(IndexRange {
             start: r.index,
             end: r.index,
@@ -426,6 +433,7 @@ fn finish(p: &Parts, h: Header) -> Summary {
         coverage,
         timeline,
         histograms: p.hists.clone(),
+        by_address: p.by_address.clone(),
     }
 }
 
@@ -519,6 +527,7 @@ pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
         parts.bytes_sent = parts.bytes_sent.saturating_add(s.bytes_sent);
         parts.stream_seconds += s.stream_seconds;
         parts.reconnects = parts.reconnects.saturating_add(s.reconnects);
+        by_address::merge(&mut parts.by_address, &s.by_address);
         parts.ranges.extend_from_slice(&s.streams);
         parts.overlaps.extend_from_slice(&s.coverage.overlaps);
         add_timeline(&mut timeline, &s.timeline, s.started_unix - started);
@@ -648,6 +657,7 @@ pub(crate) mod tests {
             } else {
                 Duration::from_secs(10)
             },
+            addrs: Default::default(),
             reconnects: (i % 3) as u32,
         }
     }
@@ -664,6 +674,7 @@ pub(crate) mod tests {
             max_lag: ms(900),
             streamed: Duration::ZERO,
             reconnects: 0,
+            addrs: Default::default(),
         }
     }
 

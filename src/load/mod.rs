@@ -7,9 +7,11 @@
 //! - `reconnect`: what `--reconnect` retries, backoff with jitter, re-signing; pure.
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
 //! - `aggregate`: records -> `Summary`; exact merge of summaries.
+//! - `by_address`: per remote address counts (publishers, failures, dial failures).
 //! - `merge`: `pushprobe report merge` (reads reports, merges, renders).
 
 pub mod aggregate;
+pub mod by_address;
 pub mod hist;
 pub mod merge;
 pub mod reconnect;

@@ -25,6 +25,8 @@ pub struct PublisherRecord {
     pub streamed: Duration,
     /// Reconnect attempts after the first one (`--reconnect`).
     pub reconnects: u32,
+    /// The remote address and the addresses whose connects failed.
+    pub addrs: super::by_address::PublisherAddrs,
 }
 
 impl PublisherRecord {

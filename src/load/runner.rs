@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, CallbackCounts};
+use super::by_address::PublisherAddrs;
 use super::reconnect::{self, Jitter, Next};
 use super::record::{CallbackKind, PublisherRecord, Sample};
 use super::targets::Slot;
@@ -70,6 +71,8 @@ pub struct LoadConfig {
     pub tick: Duration,
     /// See [`PublishConfig::refusal_window`].
     pub refusal_window: Duration,
+    /// Resolver and address families (`-4`/`-6`).
+    pub dial: Arc<crate::publish::dial::DialOptions>,
     /// Receiver state and its event stream, when callbacks are measured.
     pub callbacks: Option<(ReceiverState, mpsc::UnboundedReceiver<Received>)>,
     pub callback_grace: Duration,
@@ -156,6 +159,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         timeout: cfg.timeout,
         chunk_size: cfg.chunk_size,
         insecure: cfg.insecure,
+        dial: cfg.dial,
         tick: cfg.tick,
         refusal_window: cfg.refusal_window,
         reconnect: cfg.reconnect,
@@ -284,6 +288,7 @@ struct Shared {
     timeout: Duration,
     chunk_size: u32,
     insecure: bool,
+    dial: Arc<crate::publish::dial::DialOptions>,
     tick: Duration,
     refusal_window: Duration,
     reconnect: bool,
@@ -327,6 +332,8 @@ impl One {
         let mut last = None;
         let (mut bytes_sent, mut streamed, mut max_lag) = (0, Duration::ZERO, Duration::ZERO);
         let (mut reconnects, mut failures_in_a_row) = (0u32, 0u32);
+        // Boxed: it lives across every await of the task (issue 6 budget).
+        let mut addrs = Box::<PublisherAddrs>::default();
         let mut outcome;
         loop {
             let start = Instant::now();
@@ -338,6 +345,11 @@ impl One {
             });
             cfg.chunk_size = shared.chunk_size;
             cfg.insecure = shared.insecure;
+            cfg.dial = if shared.dial.spreads() {
+                Arc::new(shared.dial.rotated(self.slot.index))
+            } else {
+                shared.dial.clone()
+            };
             cfg.tick = shared.tick;
             cfg.refusal_window = shared.refusal_window;
             cfg.start_index = shared.plan.start_index(self.slot.index);
@@ -347,39 +359,51 @@ impl One {
                 slot: self.slot_index,
                 start,
             };
-            let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
-            let facts = local_facts(
-                &cfg.url,
-                &shared.keys,
-                crate::clock::now_unix(),
-                self.slot.duplicate,
-            );
-            outcome = classify::classify(&result, &facts).outcome;
-            if !result.accepted() && matches!(result.ending, Ending::Cancelled { .. }) {
-                // Stopped by the user before Publish.Start: we cannot tell
-                // what the ingest would have said, so it is left out of the
-                // counts (a single push says `cancelled`).
-                live.connecting.fetch_sub(1, Relaxed);
-                if first_publish.is_none() {
-                    live.finished.fetch_add(1, Relaxed);
-                    return; // not measured
+            // The result is dropped at the end of this block, before the
+            // backoff's await: the task future stays small (issue 6).
+            let attempt = {
+                let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+                let facts = local_facts(
+                    &cfg.url,
+                    &shared.keys,
+                    crate::clock::now_unix(),
+                    self.slot.duplicate,
+                );
+                outcome = classify::classify(&result, &facts).outcome;
+                if !result.accepted() && matches!(result.ending, Ending::Cancelled { .. }) {
+                    // Stopped by the user before Publish.Start: we cannot tell
+                    // what the ingest would have said, so it is left out of the
+                    // counts (a single push says `cancelled`).
+                    live.connecting.fetch_sub(1, Relaxed);
+                    if first_publish.is_none() {
+                        live.finished.fetch_add(1, Relaxed);
+                        return; // not measured
+                    }
+                    // An earlier attempt was accepted, then cut; the user stopped
+                    // the reconnect.
+                    outcome = Outcome::Interrupted;
+                    break;
                 }
-                // An earlier attempt was accepted, then cut; the user stopped
-                // the reconnect.
-                outcome = Outcome::Interrupted;
-                break;
-            }
-            if result.accepted() {
-                live.publishing.fetch_sub(1, Relaxed);
-            } else {
-                live.connecting.fetch_sub(1, Relaxed);
-            }
-            bytes_sent += result.bytes_sent;
-            streamed += result.streamed;
-            max_lag = max_lag.max(result.max_lag);
-            let attempt = Attempt {
-                start,
-                marks: result.marks.done,
+                if result.accepted() {
+                    live.publishing.fetch_sub(1, Relaxed);
+                } else {
+                    live.connecting.fetch_sub(1, Relaxed);
+                }
+                addrs.remote = result.remote_addr.or(addrs.remote);
+                addrs.failed.extend(
+                    result
+                        .attempts
+                        .iter()
+                        .filter(|a| a.result.is_failure())
+                        .map(|a| a.addr),
+                );
+                bytes_sent += result.bytes_sent;
+                streamed += result.streamed;
+                max_lag = max_lag.max(result.max_lag);
+                Attempt {
+                    start,
+                    marks: result.marks.done,
+                }
             };
             if let Some(p) = attempt.marks.iter().find(|(p, _)| *p == Phase::Publish) {
                 if first_publish.is_none() {
@@ -453,6 +477,7 @@ impl One {
             max_lag,
             streamed,
             reconnects,
+            addrs: *addrs,
         };
         let _ = events.send(Event::Done {
             slot: self.slot_index,
@@ -784,6 +809,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             chunk_size: 4096,
             insecure: false,
+            dial: Default::default(),
             tick: Duration::from_millis(200),
             refusal_window: crate::publish::REFUSAL_WINDOW,
             reconnect: false,

@@ -155,6 +155,9 @@ mod tests {
             publish_sent: None,
             stream_bytes: 0,
             planned: None,
+            remote_addr: None,
+            attempts: vec![],
+            forced: None,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{self, LocalFacts, Outcome, Uplink, Verdict};
 use crate::flv::{self, Fixture, FlvError};
 use crate::media::MediaPlan;
+use crate::publish::dial::DialOptions;
 use crate::publish::{self, Observer, PublishConfig, PublishResult};
 use crate::sign::{self, Keys, PushUrl, UrlError};
 use crate::signal::Signal;
@@ -45,6 +46,10 @@ pub struct PushSettings {
     pub insecure: bool,
     /// A push the server ends this soon after Publish.Start was refused.
     pub refusal_window: Duration,
+    /// Resolver, address families and forced addresses.
+    pub dial: DialOptions,
+    /// Add `txHost=` to the query: `Some("")` the URL's host, `Some(d)` d.
+    pub tx_host: Option<String>,
 }
 
 impl Default for PushSettings {
@@ -56,6 +61,8 @@ impl Default for PushSettings {
             chunk_size: 4096,
             insecure: false,
             refusal_window: publish::REFUSAL_WINDOW,
+            dial: DialOptions::default(),
+            tx_host: None,
         }
     }
 }
@@ -125,6 +132,13 @@ impl PreparedPush {
         config.chunk_size = settings.chunk_size;
         config.insecure = settings.insecure;
         config.refusal_window = settings.refusal_window;
+        config.dial = Arc::new(settings.dial.clone());
+        // txHost travels to the server; local facts read the URL as given.
+        match settings.tx_host.as_deref() {
+            Some("") => config.url.query.push(("txHost".into(), url.host.clone())),
+            Some(domain) => config.url.query.push(("txHost".into(), domain.into())),
+            None => {}
+        }
         Ok(PreparedPush {
             url,
             keys,

@@ -1,8 +1,9 @@
 //! What one push looks like to people (text) and machines (JSON, described
-//! by `schemas/push.json`): renderers over a ran [`PreparedPush`], pure.
+//! by `schemas/commands.json`): renderers over a ran [`PreparedPush`], pure.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use super::{PreparedPush, Pushed};
 use crate::classify::Outcome;
 use crate::publish::Phase;
+use crate::publish::dial::{self, Attempt, AttemptResult};
 use crate::rtmp::message::Status;
 use crate::sign;
 
@@ -31,6 +33,12 @@ pub struct PushReport {
     pub phase: Option<Phase>,
     /// Each phase's own duration, ms.
     pub phases_ms: BTreeMap<&'static str, f64>,
+    /// The address the connection went to.
+    pub remote_addr: Option<SocketAddr>,
+    /// The flags that forced the addresses (`--resolve ...`), if any.
+    pub forced_by: Option<String>,
+    /// Every TCP connection attempt, in start order (Happy Eyeballs).
+    pub attempts: Vec<AttemptReport>,
     /// From the start to NetStream.Publish.Start, ms.
     pub time_to_publish_ms: Option<f64>,
     pub server_status: Option<Status>,
@@ -47,6 +55,34 @@ pub struct PushReport {
     /// The user stopped the push (Ctrl-C, SIGTERM) before its end.
     pub stopped_by_user: bool,
     pub fixture: FixtureInfo,
+}
+
+/// One TCP connection attempt: address, how it ended, when it started and
+/// how long it took (ms from the first attempt's start).
+#[derive(Debug, Serialize)]
+pub struct AttemptReport {
+    pub addr: SocketAddr,
+    /// connected, refused, timeout, error, cancelled (another address won).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub start_ms: f64,
+    pub ms: f64,
+}
+
+impl AttemptReport {
+    fn new(a: &Attempt) -> AttemptReport {
+        AttemptReport {
+            addr: a.addr,
+            result: a.result.name(),
+            error: match &a.result {
+                AttemptResult::Error(e) => Some(e.clone()),
+                _ => None,
+            },
+            start_ms: millis(a.started),
+            ms: millis(a.took),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +117,9 @@ impl PushReport {
                 .into_iter()
                 .map(|(phase, d)| (phase.name(), millis(d)))
                 .collect(),
+            remote_addr: r.remote_addr,
+            forced_by: r.forced.clone(),
+            attempts: r.attempts.iter().map(AttemptReport::new).collect(),
             time_to_publish_ms: r.marks.at(Phase::Publish).map(millis),
             server_status: r.server_status().map(|s| Status {
                 description: redact(&s.description),
@@ -114,6 +153,10 @@ pub fn write_text(out: &mut impl Write, pushed: &Pushed) -> std::io::Result<()> 
         .collect();
     if !phases.is_empty() {
         writeln!(out, "phases    {}", phases.join(", "))?;
+    }
+    dial::write_remote(out, r.remote_addr, r.forced.as_deref())?;
+    if r.attempts.len() > 1 || r.remote_addr.is_none() {
+        dial::write_attempts(out, &r.attempts)?;
     }
     if let Some(t) = r.marks.at(Phase::Publish) {
         writeln!(

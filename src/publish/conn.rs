@@ -1,6 +1,7 @@
-//! The one place the publisher touches its socket: dialing (DNS, TCP, TLS),
-//! reading messages (answering pings and window acks on the way), writing
-//! commands and batches of pre-chunked media with vectored writes.
+//! The one place the publisher touches its socket: one TCP connect and TLS
+//! (`dial` resolves and races the connects), reading messages (answering
+//! pings and window acks on the way), writing commands and batches of
+//! pre-chunked media with vectored writes.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -298,24 +299,6 @@ pub enum DialError {
     Connect { addr: SocketAddr, source: io::Error },
     #[error("TLS handshake with {host} failed: {detail}")]
     Tls { host: String, detail: String },
-}
-
-pub async fn resolve(d: &Dial) -> Result<SocketAddr, DialError> {
-    if let Ok(ip) = d.host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, d.port));
-    }
-    let lookup = tokio::net::lookup_host((d.host.as_str(), d.port));
-    match tokio::time::timeout(d.timeout, lookup).await {
-        Err(_) => Err(DialError::DnsTimeout(d.host.clone())),
-        Ok(Err(e)) => Err(DialError::Dns {
-            host: d.host.clone(),
-            detail: e.to_string(),
-        }),
-        Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| DialError::Dns {
-            host: d.host.clone(),
-            detail: "no addresses".into(),
-        }),
-    }
 }
 
 /// Connects with a timeout. `send_buffer` caps the socket's send buffer

@@ -3,8 +3,10 @@
 //! timestamp at each phase and returns a plain [`PublishResult`] record.
 
 pub mod conn;
+pub mod dial;
 
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::rtmp::handshake::Handshaker;
 use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, Control, Status};
 use crate::sign::PushUrl;
 use conn::{Conn, Dial, DialError, ReadError, Transport};
+use dial::{AddrError, Attempt, DialOptions};
 
 /// The phases of a push, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -88,6 +91,10 @@ pub enum Failure {
     TcpError {
         detail: String,
     },
+    /// Every address failed, not all the same way: each with its error.
+    TcpMixed {
+        attempts: Vec<AddrError>,
+    },
     Tls {
         detail: String,
     },
@@ -134,7 +141,10 @@ impl Failure {
     pub fn phase(&self) -> Phase {
         match self {
             Failure::Dns { .. } => Phase::Dns,
-            Failure::TcpRefused | Failure::TcpTimeout | Failure::TcpError { .. } => Phase::Tcp,
+            Failure::TcpRefused
+            | Failure::TcpTimeout
+            | Failure::TcpError { .. }
+            | Failure::TcpMixed { .. } => Phase::Tcp,
             Failure::Tls { .. } => Phase::Tls,
             Failure::RefusedAfterStart { .. } => Phase::Publish,
             Failure::Timeout { phase }
@@ -154,6 +164,14 @@ impl std::fmt::Display for Failure {
             Failure::TcpRefused => f.write_str("TCP connection refused"),
             Failure::TcpTimeout => f.write_str("TCP connect timed out"),
             Failure::TcpError { detail } => write!(f, "TCP connect failed: {detail}"),
+            Failure::TcpMixed { attempts } => {
+                f.write_str("TCP connect failed on every address: ")?;
+                for (i, a) in attempts.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}{} {}", a.addr, a.error)?;
+                }
+                Ok(())
+            }
             Failure::Tls { detail } => write!(f, "TLS handshake failed: {detail}"),
             // While streaming we only write: a timeout there is a write that
             // could not go out.
@@ -289,6 +307,12 @@ pub struct PublishResult {
     pub stream_bytes: u64,
     /// How long the push was asked to stream (`None`: until cancelled).
     pub planned: Option<Duration>,
+    /// The address the connection went to.
+    pub remote_addr: Option<SocketAddr>,
+    /// Every TCP connection attempt (Happy Eyeballs), in start order.
+    pub attempts: Vec<Attempt>,
+    /// The flags that forced the addresses (`--resolve ...`), if any.
+    pub forced: Option<String>,
 }
 
 impl PublishResult {
@@ -349,6 +373,9 @@ pub struct PublishConfig {
     /// A push the server ends (close, reset, error status) this soon after
     /// Publish.Start was refused, not accepted and interrupted.
     pub refusal_window: Duration,
+    /// Resolver and address families to dial (shared: publishers of a load
+    /// run hold one).
+    pub dial: Arc<DialOptions>,
 }
 
 const PUBLISH_START: &str = "NetStream.Publish.Start";
@@ -367,6 +394,7 @@ impl PublishConfig {
             start_index: 0,
             tick: Duration::from_millis(20),
             refusal_window: REFUSAL_WINDOW,
+            dial: Arc::default(),
         }
     }
 }
@@ -395,6 +423,9 @@ struct Run<'a> {
     marks: PhaseMarks,
     statuses: Vec<Status>,
     publish_sent: Option<Duration>,
+    remote_addr: Option<SocketAddr>,
+    attempts: Vec<Attempt>,
+    forced: Option<String>,
     observer: &'a mut dyn Observer,
 }
 
@@ -413,6 +444,9 @@ pub async fn publish(
         marks: PhaseMarks::default(),
         statuses: Vec::new(),
         publish_sent: None,
+        remote_addr: None,
+        attempts: Vec::new(),
+        forced: None,
         observer,
     };
     let mut bytes_sent = 0;
@@ -448,6 +482,9 @@ pub async fn publish(
         publish_sent: run.publish_sent,
         stream_bytes: stream.bytes,
         planned: cfg.duration,
+        remote_addr: run.remote_addr,
+        attempts: run.attempts,
+        forced: run.forced,
     }
 }
 
@@ -547,11 +584,20 @@ impl Run<'_> {
             insecure: self.cfg.insecure,
             timeout: self.cfg.timeout,
         };
-        let addr = conn::resolve(&dial).await.map_err(dial_failure)?;
+        let resolved =
+            dial::resolve_forced(&dial.host, dial.port, &self.cfg.dial, self.cfg.timeout)
+                .await
+                .map_err(dial_failure)?;
+        self.forced = resolved.forced;
         self.mark(Phase::Dns);
-        let tcp = conn::connect_tcp(addr, self.cfg.timeout, Some(self.send_buffer))
-            .await
-            .map_err(dial_failure)?;
+        let (tcp, addr) = dial::connect(
+            &resolved.addrs,
+            self.cfg.timeout,
+            Some(self.send_buffer),
+            &mut self.attempts,
+        )
+        .await?;
+        self.remote_addr = Some(addr);
         self.mark(Phase::Tcp);
         let io = if dial.tls {
             let t = conn::start_tls(tcp, &dial).await.map_err(dial_failure)?;

@@ -611,6 +611,28 @@ impl Serve {
         Serve { port, http, proc }
     }
 
+    /// Starts it on `listen` (an `IP:0` on loopback: 127.0.0.2, [::1], ...);
+    /// also returns the address it listens on.
+    pub fn start_on(
+        listen: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (Serve, std::net::SocketAddr) {
+        let mut c = bin();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["serve", "--listen", listen])
+            .args(["--http", "127.0.0.1:0"])
+            .args(extra);
+        let proc = spawn(&mut c);
+        let ip = listen.rsplit_once(':').map_or(listen, |(ip, _)| ip);
+        let port = printed_port(&proc, &format!("RTMP on rtmp://{ip}:"));
+        let http = printed_port(&proc, "HTTP on http://127.0.0.1:");
+        let addr = format!("{ip}:{port}").parse().expect("a socket address");
+        (Serve { port, http, proc }, addr)
+    }
+
     /// SIGKILL: no goodbye, the kernel closes every connection.
     pub fn kill(self) -> Output {
         let Serve { mut proc, .. } = self;

@@ -1,5 +1,5 @@
-//! DNS facts for the doctor: the address a push dials (the system resolver
-//! through `conn::resolve`, exactly as `push` does) and the host's CNAME
+//! DNS facts for the doctor: the addresses a push dials (through
+//! `dial::resolve`, exactly as `push` does) and the host's CNAME
 //! chain (hickory, one CNAME query per hop, at most [`MAX_HOPS`], the whole
 //! walk bounded by the timeout).
 
@@ -10,7 +10,8 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{ConnectionProvider, Resolver, TokioResolver};
 
 use super::steps::{Chain, DnsFacts};
-use crate::publish::conn::{self, Dial, DialError};
+use crate::publish::conn::{Dial, DialError};
+use crate::publish::dial::{self, DialOptions};
 
 /// Longest CNAME chain we follow.
 pub const MAX_HOPS: usize = 10;
@@ -26,13 +27,18 @@ fn normalize(name: &str) -> String {
 }
 
 /// Resolves the host as the push will and reads its CNAME chain, concurrently.
-pub async fn gather(dial: &Dial) -> DnsFacts {
-    let (addr, chain) = tokio::join!(conn::resolve(dial), system_chain(&dial.host, dial.timeout));
+pub async fn gather(d: &Dial, opts: &DialOptions) -> DnsFacts {
+    let (addrs, chain) = tokio::join!(
+        dial::resolve_forced(&d.host, d.port, opts, d.timeout),
+        system_chain(&d.host, d.timeout)
+    );
+    let forced = addrs.as_ref().ok().and_then(|r| r.forced.clone());
     DnsFacts {
-        addr: addr.map_err(|e| match e {
+        forced,
+        addrs: addrs.map(|r| r.addrs).map_err(|e| match e {
             DialError::Dns { detail, .. } => detail,
             DialError::DnsTimeout(_) => {
-                format!("no answer from DNS in {} s", dial.timeout.as_secs_f64())
+                format!("no answer from DNS in {} s", d.timeout.as_secs_f64())
             }
             other => other.to_string(),
         }),

@@ -79,9 +79,11 @@ pub enum Chain {
 /// What DNS said about the push host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsFacts {
-    /// The address a push dials (the system resolver's first), or why there is none.
-    pub addr: Result<SocketAddr, String>,
+    /// The addresses a push dials, in dialing order, or why there are none.
+    pub addrs: Result<Vec<SocketAddr>, String>,
     pub chain: Chain,
+    /// The flags that forced the addresses (`--resolve ...`), if any.
+    pub forced: Option<String>,
 }
 
 /// `name` ends at one of `suffixes` (with or without a leading dot; case-insensitive).
@@ -120,7 +122,10 @@ pub fn cname_step(host: &str, dns: &DnsFacts, suffixes: &[String]) -> Step {
             Some(Outcome::DnsFailure.fix().into()),
         )
     };
-    let ip = match (&dns.addr, &dns.chain) {
+    if let (Some(f), Ok(addrs)) = (&dns.forced, &dns.addrs) {
+        return forced_step(host, f, addrs, &dns.chain, suffixes);
+    }
+    let ip = match (&dns.addrs, &dns.chain) {
         (Err(e), Chain::Found(chain)) if !chain.is_empty() => {
             return fail(format!(
                 "{}, which does not resolve: {e}",
@@ -128,7 +133,11 @@ pub fn cname_step(host: &str, dns: &DnsFacts, suffixes: &[String]) -> Step {
             ));
         }
         (Err(e), _) => return fail(format!("{host} does not resolve: {e}")),
-        (Ok(addr), _) => addr.ip(),
+        (Ok(addrs), _) => addrs
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     match &dns.chain {
         Chain::NotApplicable if host.parse::<std::net::IpAddr>().is_ok() => Step::new(
@@ -180,21 +189,114 @@ pub fn cname_step(host: &str, dns: &DnsFacts, suffixes: &[String]) -> Step {
     }
 }
 
-/// Step 2: a TCP connect to the port the push dials, and how long it took.
+/// Step 1 when `--resolve` / `--connect-to` chose the addresses (a domain
+/// tested before its DNS is live): what DNS says today, as a warning unless
+/// the CNAME already reaches a push target.
+fn forced_step(
+    host: &str,
+    forced: &str,
+    addrs: &[SocketAddr],
+    chain: &Chain,
+    suffixes: &[String],
+) -> Step {
+    let ips: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let head = format!("addresses forced by {forced} ({})", ips.join(", "));
+    let (status, dns) = match chain {
+        Chain::Found(c) if c.iter().any(|n| ends_with_suffix(n, suffixes)) => {
+            (Status::Pass, format!("DNS: {}", arrows(host, c)))
+        }
+        Chain::Found(c) if !c.is_empty() => (
+            Status::Warn,
+            format!(
+                "DNS: {}, not a push target ({})",
+                arrows(host, c),
+                expected(suffixes)
+            ),
+        ),
+        Chain::Found(_) => (
+            Status::Warn,
+            format!("DNS: {host} has no CNAME to a push target yet"),
+        ),
+        Chain::NotApplicable => (Status::Skip, "no CNAME applies to this host".into()),
+        Chain::Unknown(why) => (Status::Warn, format!("CNAME not checked: {why}")),
+    };
+    let fix = (status == Status::Warn).then(|| {
+        format!(
+            "before going live, add the CNAME from {host} to its push target ({}) and run doctor again without --resolve",
+            expected(suffixes)
+        )
+    });
+    Step::new(1, status, format!("{head}; {dns}"), fix)
+}
+
+/// Step 2: a TCP connect to each address the push may dial, and how long
+/// each took. All connect: pass; some fail: a warning naming each dead one
+/// (a push still gets through, one edge is down); all fail: fail.
 pub fn network_step(
-    addr: SocketAddr,
-    tcp: &Result<Duration, DialError>,
+    probes: &[(SocketAddr, Result<Duration, DialError>)],
     timeout: Duration,
 ) -> Step {
-    let port = addr.port();
-    match tcp {
-        Ok(took) => Step::new(
+    let dead: Vec<&(SocketAddr, Result<Duration, DialError>)> =
+        probes.iter().filter(|(_, r)| r.is_err()).collect();
+    let live: Vec<String> = probes
+        .iter()
+        .filter_map(|(a, r)| {
+            r.as_ref()
+                .ok()
+                .map(|took| format!("connected to {a} in {:.1} ms", took.as_secs_f64() * 1e3))
+        })
+        .collect();
+    match (dead.as_slice(), probes.len()) {
+        ([], _) => Step::new(2, Status::Pass, live.join("; "), None),
+        ([(addr, Err(e))], 1) => network_failure(*addr, e, timeout),
+        _ if dead.len() == probes.len() => Step::new(
             2,
-            Status::Pass,
-            format!("connected to {addr} in {:.1} ms", took.as_secs_f64() * 1e3),
-            None,
+            Status::Fail,
+            format!(
+                "every address failed: {}",
+                dead.iter()
+                    .map(|(a, r)| dead_detail(*a, r, timeout))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Some(Outcome::ConnectFailed.fix().into()),
         ),
-        Err(DialError::Refused(_)) => Step::new(
+        _ => Step::new(
+            2,
+            Status::Warn,
+            format!(
+                "{} of {} addresses failed: {}; {}",
+                dead.len(),
+                probes.len(),
+                dead.iter()
+                    .map(|(a, r)| dead_detail(*a, r, timeout))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                live.join("; ")
+            ),
+            Some(format!(
+                "a push reaches a live address, but clients that pick {} fail: report the dead edge to whoever runs the ingest",
+                dead.iter()
+                    .map(|(a, _)| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+    }
+}
+
+fn dead_detail(addr: SocketAddr, r: &Result<Duration, DialError>, timeout: Duration) -> String {
+    match r {
+        Ok(_) => format!("{addr} connected"),
+        Err(e) => format!("{addr} {}", network_failure(addr, e, timeout).detail),
+    }
+}
+
+/// Step 2 when the only address failed.
+fn network_failure(addr: SocketAddr, e: &DialError, timeout: Duration) -> Step {
+    let port = addr.port();
+    match e {
+        DialError::Refused(_) => Step::new(
             2,
             Status::Fail,
             format!(
@@ -203,7 +305,7 @@ pub fn network_step(
             ),
             Some(Outcome::ConnectionRefused.fix().into()),
         ),
-        Err(DialError::ConnectTimeout(_)) => Step::new(
+        DialError::ConnectTimeout(_) => Step::new(
             2,
             Status::Fail,
             format!(
@@ -213,7 +315,7 @@ pub fn network_step(
             ),
             Some(Outcome::ConnectTimeout.fix().into()),
         ),
-        Err(e) => Step::new(
+        e => Step::new(
             2,
             Status::Fail,
             e.to_string(),
@@ -380,7 +482,8 @@ mod tests {
 
     fn dns(addr: Result<SocketAddr, &str>, chain: Chain) -> DnsFacts {
         DnsFacts {
-            addr: addr.map_err(str::to_string),
+            addrs: addr.map(|a| vec![a]).map_err(str::to_string),
+            forced: None,
             chain,
         }
     }
@@ -495,6 +598,29 @@ mod tests {
     }
 
     #[test]
+    fn forced_addresses_report_dns_without_failing() {
+        let forced = |chain| DnsFacts {
+            addrs: Ok(vec![addr()]),
+            chain,
+            forced: Some("--resolve livepush.example.com:1935:203.0.113.7".into()),
+        };
+        let early = cname_step(HOST, &forced(found(&[])), &tencent());
+        assert_eq!(early.status, Status::Warn, "{early:?}");
+        assert_eq!(
+            early.detail,
+            "addresses forced by --resolve livepush.example.com:1935:203.0.113.7 (203.0.113.7:1935); \
+             DNS: livepush.example.com has no CNAME to a push target yet"
+        );
+        assert!(early.fix.unwrap().contains("without --resolve"));
+        let live = cname_step(HOST, &forced(found(&["abc.tlivepush.com"])), &tencent());
+        assert_eq!(live.status, Status::Pass, "{live:?}");
+        assert!(
+            live.detail
+                .ends_with("DNS: livepush.example.com -> abc.tlivepush.com")
+        );
+    }
+
+    #[test]
     fn suffixes_match_whole_labels() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(ends_with_suffix(
@@ -513,12 +639,12 @@ mod tests {
     fn network_table() {
         let a = addr();
         let t = Duration::from_secs(5);
-        let ok = network_step(a, &Ok(Duration::from_micros(1500)), t);
+        let ok = network_step(&[(a, Ok(Duration::from_micros(1500)))], t);
         assert_eq!(
             (ok.status, ok.detail.as_str()),
             (Status::Pass, "connected to 203.0.113.7:1935 in 1.5 ms")
         );
-        let refused = network_step(a, &Err(DialError::Refused(a)), t);
+        let refused = network_step(&[(a, Err(DialError::Refused(a)))], t);
         assert_eq!(refused.status, Status::Fail);
         assert!(
             refused
@@ -526,7 +652,7 @@ mod tests {
                 .contains("refused: nothing listens on port 1935"),
             "{refused:?}"
         );
-        let dropped = network_step(a, &Err(DialError::ConnectTimeout(a)), t);
+        let dropped = network_step(&[(a, Err(DialError::ConnectTimeout(a)))], t);
         assert_eq!(dropped.status, Status::Fail);
         assert!(
             dropped
@@ -536,14 +662,69 @@ mod tests {
         );
         assert_eq!(dropped.fix.as_deref(), Some(Outcome::ConnectTimeout.fix()));
         let other = network_step(
-            a,
-            &Err(DialError::Connect {
-                addr: a,
-                source: std::io::ErrorKind::NetworkUnreachable.into(),
-            }),
+            &[(
+                a,
+                Err(DialError::Connect {
+                    addr: a,
+                    source: std::io::ErrorKind::NetworkUnreachable.into(),
+                }),
+            )],
             t,
         );
         assert_eq!(other.status, Status::Fail);
+    }
+
+    #[test]
+    fn one_dead_edge_of_three_warns_naming_it_all_dead_fails() {
+        let t = Duration::from_secs(5);
+        let e = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let (a, b, c) = (
+            e("203.0.113.7:1935"),
+            e("203.0.113.8:1935"),
+            e("[2001:db8::9]:1935"),
+        );
+        let ms = Duration::from_millis;
+        let one_dead = network_step(
+            &[
+                (a, Ok(ms(2))),
+                (b, Err(DialError::Refused(b))),
+                (c, Ok(ms(3))),
+            ],
+            t,
+        );
+        assert_eq!(one_dead.status, Status::Warn, "{one_dead:?}");
+        assert_eq!(
+            one_dead.detail,
+            "1 of 3 addresses failed: 203.0.113.8:1935 connection refused: nothing listens on port 1935 at 203.0.113.8; \
+             connected to 203.0.113.7:1935 in 2.0 ms; connected to [2001:db8::9]:1935 in 3.0 ms"
+        );
+        assert!(one_dead.fix.unwrap().contains("203.0.113.8:1935"));
+        let all_dead = network_step(
+            &[
+                (a, Err(DialError::Refused(a))),
+                (b, Err(DialError::ConnectTimeout(b))),
+            ],
+            t,
+        );
+        assert_eq!(all_dead.status, Status::Fail);
+        assert!(
+            all_dead
+                .detail
+                .starts_with("every address failed: 203.0.113.7:1935 connection refused"),
+            "{all_dead:?}"
+        );
+        assert!(
+            all_dead
+                .detail
+                .contains("203.0.113.8:1935 no answer on port 1935"),
+            "{all_dead:?}"
+        );
+        let all_live = network_step(&[(a, Ok(ms(1))), (c, Ok(ms(2)))], t);
+        assert_eq!(all_live.status, Status::Pass);
+        assert_eq!(
+            all_live.detail,
+            "connected to 203.0.113.7:1935 in 1.0 ms; connected to [2001:db8::9]:1935 in 2.0 ms"
+        );
     }
 
     #[test]
