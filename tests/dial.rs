@@ -346,7 +346,7 @@ fn load_counts_publishers_and_failed_connects_per_remote_address() {
             "0",
             "--duration",
             "1s",
-            "--json",
+            "--json-out",
             json.to_str().unwrap(),
         ],
         Duration::from_secs(60),

@@ -135,7 +135,7 @@ fn load_resolve_spreads_publishers_round_robin() {
         bin()
             .args(["load", "--url-template", &template, "--progress", "none"])
             .args(["--publishers", "4", "--rate", "0", "--duration", "1s"])
-            .args(["--resolve", &rule, "--json"])
+            .args(["--resolve", &rule, "--json-out"])
             .arg(&json),
         Duration::from_secs(60),
     );
