@@ -341,16 +341,32 @@ async fn read_body(body: Body, limit: Duration) -> Result<Bytes, Reject> {
     }
 }
 
-/// Connection-level limits for [`serve_with`].
+/// After an early answer (a 413 before the body was read, a 404 or 405 to a
+/// request that still has a body on the wire), the longest the server keeps
+/// reading and discarding what the client still sends before it closes. Closing
+/// with unread bytes makes the kernel send a reset, which destroys the answer
+/// on its way to a client that writes its whole body before reading (Python's
+/// urllib). nginx's `lingering_time` serves the same purpose.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most bytes discarded while lingering; a client still sending after this
+/// gets the reset it asked for.
+pub const LINGER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Connection-level limits for [`serve_with`] and [`serve_router`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// A connection that does not deliver a request's headers within this time
     /// (including an idle keep-alive connection) is closed.
     pub header_read_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
+    /// A lingering connection still holds its place.
     pub max_connections: usize,
     /// After shutdown, how long open connections may take to finish.
     pub shutdown_grace: Duration,
+    /// How long a closing connection reads and discards ([`LINGER_TIME`]).
+    pub linger_time: Duration,
+    /// How many bytes a closing connection discards at most ([`LINGER_BYTES`]).
+    pub linger_bytes: u64,
 }
 
 impl Default for ServeOptions {
@@ -359,6 +375,8 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(5),
+            linger_time: LINGER_TIME,
+            linger_bytes: LINGER_BYTES,
         }
     }
 }
@@ -373,22 +391,47 @@ pub async fn serve(
     serve_with(listener, state, ServeOptions::default(), shutdown).await
 }
 
-/// Serves the receiver: an accept loop handing each connection to hyper's HTTP/1
-/// server with a header read timeout (`axum::serve` cannot set one), at most
-/// `max_connections` at a time. On shutdown, stops accepting, lets open
-/// connections finish for `shutdown_grace`, then drops them.
+/// Serves the receiver with [`serve_router`], counting slow clients in
+/// `timed_out` and bytes that are not HTTP in `malformed`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: ReceiverState,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let on_error = move |e: &hyper::Error, unanswered: bool| {
+        // A header timeout with the peer's bytes unanswered is a slow
+        // client; after our answer it is an idle keep-alive connection.
+        if e.is_timeout() && unanswered {
+            state.note_reject(&Reject::Timeout);
+        } else if e.is_parse() || e.is_parse_too_large() {
+            state.note_reject(&Reject::Malformed("not HTTP/1.1".into()));
+        }
+    };
+    serve_router(listener, app, opts, shutdown, on_error).await
+}
+
+/// Serves an HTTP/1 app: an accept loop handing each connection to hyper with
+/// a header read timeout (`axum::serve` cannot set one), at most
+/// `max_connections` at a time, and a lingering close (see [`LINGER_TIME`])
+/// when a connection ends, so an early answer reaches a client still sending.
+/// `on_error(error, unanswered)` sees each connection error; `unanswered` is
+/// true when the peer's last bytes got no answer. On shutdown, stops
+/// accepting, lets open connections finish for `shutdown_grace`, then drops
+/// them.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_error: impl Fn(&hyper::Error, bool) + Clone + Send + 'static,
+) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let addr = listener.local_addr()?;
-    tracing::debug!("callback receiver listening on {addr}");
-    let app = router(state.clone());
+    tracing::debug!("HTTP server listening on {addr}");
     let slots = Arc::new(tokio::sync::Semaphore::new(
         opts.max_connections
             .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -411,7 +454,7 @@ pub async fn serve_with(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!("callback receiver: accept failed: {e}");
+                    tracing::warn!("HTTP server on {addr}: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -419,34 +462,40 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let (stream, unanswered) = Tracked::new(stream);
-        let svc = TowerToHyperService::new(app.clone());
-        let counts = state.clone();
+        // Boxing the future makes the connection Unpin, which
+        // `poll_without_shutdown` needs to hand the socket back for lingering.
+        let tower = TowerToHyperService::new(app.clone());
+        let svc = hyper::service::service_fn(move |req| {
+            Box::pin(hyper::service::Service::call(&tower, req))
+        });
+        let on_error = on_error.clone();
         let mut closing = closing_rx.clone();
-        let header_timeout = opts.header_read_timeout;
+        let opts = opts.clone();
         conns.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), svc));
+                .header_read_timeout(opts.header_read_timeout);
+            let mut conn = builder.serve_connection(TokioIo::new(stream), svc);
             let result = tokio::select! {
-                r = conn.as_mut() => r,
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
                 _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!("callback connection from {peer}: {e}");
-                // A header timeout with the peer's bytes unanswered is a slow
-                // client; after our answer it is an idle keep-alive connection.
-                if e.is_timeout() && unanswered.load(Ordering::Relaxed) {
-                    counts.note_reject(&Reject::Timeout);
-                } else if e.is_parse() || e.is_parse_too_large() {
-                    counts.note_reject(&Reject::Malformed("not HTTP/1.1".into()));
+            if let Err(e) = &result {
+                tracing::debug!("HTTP connection from {peer}: {e}");
+                on_error(e, unanswered.load(Ordering::Relaxed));
+                if e.is_timeout() {
+                    // The peer went quiet: nothing of ours is in flight that
+                    // its unread bytes could destroy.
+                    return;
                 }
             }
+            let socket = conn.into_parts().io.into_inner();
+            linger(socket, opts.linger_time, opts.linger_bytes).await;
         });
     }
     drop(listener);
@@ -457,12 +506,27 @@ pub async fn serve_with(
     .await;
     if drained.is_err() {
         tracing::debug!(
-            "callback receiver: dropping {} connections after the shutdown grace",
+            "HTTP server on {addr}: dropping {} connections after the shutdown grace",
             conns.len()
         );
         conns.abort_all();
     }
     Ok(())
+}
+
+/// A lingering close: shuts down our write side (the client reads our answer,
+/// then end of stream), then reads and discards until the client closes, for
+/// at most `time` and `bytes`, so the socket is not closed with unread data.
+async fn linger<S>(mut socket: S, time: Duration, bytes: u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if socket.shutdown().await.is_err() {
+        return;
+    }
+    let (mut rest, mut sink) = ((&mut socket).take(bytes), tokio::io::sink());
+    let _ = tokio::time::timeout(time, tokio::io::copy(&mut rest, &mut sink)).await;
 }
 
 /// A connection's socket that remembers whether the peer is waiting for an
