@@ -6,13 +6,17 @@
 //! - `runner`: one task per publisher, live counters, timeline, callback matching.
 //! - `reconnect`: what `--reconnect` retries, backoff with jitter, re-signing; pure.
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
-//! - `aggregate`: records -> `Summary`; exact merge of summaries.
-//! - `merge`: `pushprobe report merge` (reads reports, merges, renders).
+//! - `summary`: the report model (`Summary` and its serde types).
+//! - `aggregate`: the fold, records -> `Summary`.
+//! - `coverage`: which publisher indices were measured; overlaps and gaps.
+//! - `merge`: exact merge of summaries, reading reports, and `pushprobe report merge`.
 
 pub mod aggregate;
+mod coverage;
 pub mod hist;
 pub mod merge;
 pub mod reconnect;
 pub mod record;
 pub mod runner;
+pub mod summary;
 pub mod targets;
