@@ -3,7 +3,8 @@
 //!
 //! - `record`: the plain records a run produces.
 //! - `targets`: shards, URL templates and the open-model schedule; pure.
-//! - `runner`: one task per publisher, live counters, timeline, callback matching.
+//! - `runner`: one task per publisher, live counters, timeline, the collector.
+//! - `matcher`: callbacks matched to our pushes by stream and sequence.
 //! - `reconnect`: what `--reconnect` retries, backoff with jitter, re-signing; pure.
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
 //! - `summary`: the report model (`Summary` and its serde types).
@@ -14,6 +15,7 @@
 pub mod aggregate;
 mod coverage;
 pub mod hist;
+mod matcher;
 pub mod merge;
 pub mod reconnect;
 pub mod record;

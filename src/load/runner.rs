@@ -1,8 +1,7 @@
 //! The load runner: one small task per publisher started on an open-model
 //! schedule, live counters for progress, a once-a-second timeline, and one
-//! collector task that folds records and matches push callbacks.
+//! collector task that folds records and hands callbacks to the `matcher`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,11 +11,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate::{Aggregator, CallbackCounts};
+use super::aggregate::Aggregator;
+use super::matcher::Matcher;
 use super::reconnect::{self, Jitter, Next};
-use super::record::{CallbackKind, PublisherRecord, Sample};
+use super::record::{PublisherRecord, Sample};
 use super::targets::Slot;
-use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
+use crate::callback::{Received, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::cmd::push::local_facts;
 use crate::media::MediaPlan;
@@ -494,173 +494,6 @@ async fn sample(live: Arc<Live>, tx: mpsc::UnboundedSender<Event>, began: Instan
     }
 }
 
-/// One push of one stream, for matching its callbacks.
-#[derive(Debug, Default, Clone)]
-struct Push {
-    started: Option<Instant>,
-    closed: Option<Instant>,
-    sequence: Option<String>,
-    push_cb: Option<Instant>,
-    interrupt_cb: Option<Instant>,
-}
-
-/// Matches callbacks to our pushes by stream_id and sequence.
-#[derive(Default)]
-struct Matcher {
-    by_stream: HashMap<String, Vec<usize>>,
-    pushes: HashMap<usize, Push>,
-    latencies: Vec<(CallbackKind, Duration)>,
-    unmatched: u64,
-    duplicates: u64,
-    events: Option<mpsc::UnboundedReceiver<Received>>,
-}
-
-impl Matcher {
-    fn new(streams: Vec<String>) -> Matcher {
-        let mut by_stream: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, s) in streams.iter().enumerate() {
-            by_stream.entry(s.clone()).or_default().push(i);
-        }
-        Matcher {
-            by_stream,
-            ..Matcher::default()
-        }
-    }
-
-    fn started(&mut self, slot: usize, at: Instant) {
-        self.pushes.entry(slot).or_default().started = Some(at);
-    }
-
-    fn closed(&mut self, slot: usize, started: Option<Instant>, closed: Instant) {
-        if started.is_none() {
-            return;
-        }
-        let p = self.pushes.entry(slot).or_default();
-        p.closed = Some(closed);
-        if let Some(a) = p.interrupt_cb {
-            self.latencies
-                .push((CallbackKind::Interrupt, a.saturating_duration_since(closed)));
-        }
-    }
-
-    fn on_callback(&mut self, r: Received) {
-        if r.duplicate {
-            self.duplicates += 1;
-            return;
-        }
-        let arrived = Instant::from_std(r.arrived);
-        let ev = &r.event;
-        let Some(slots) = self.by_stream.get(&ev.stream_id) else {
-            self.unmatched += 1;
-            return;
-        };
-        let seq = Some(ev.sequence.clone()).filter(|s| !s.is_empty());
-        let candidates: Vec<usize> = slots
-            .iter()
-            .copied()
-            .filter(|s| self.pushes.get(s).is_some_and(|p| p.started.is_some()))
-            .collect();
-        let find = |pushes: &HashMap<usize, Push>, want: &dyn Fn(&Push) -> bool| {
-            candidates
-                .iter()
-                .copied()
-                .find(|s| pushes.get(s).is_some_and(want))
-        };
-        match ev.event_type {
-            Some(EVENT_PUSH) => {
-                let slot = find(&self.pushes, &|p| {
-                    seq.is_some() && p.sequence == seq && p.push_cb.is_none()
-                })
-                .or_else(|| {
-                    find(&self.pushes, &|p| {
-                        p.sequence.is_none() && p.push_cb.is_none()
-                    })
-                });
-                let Some(slot) = slot else {
-                    self.unmatched += 1;
-                    return;
-                };
-                let p = self.pushes.get_mut(&slot).expect("candidate exists");
-                p.push_cb = Some(arrived);
-                p.sequence = p.sequence.take().or(seq);
-                if let Some(s) = p.started {
-                    self.latencies
-                        .push((CallbackKind::Push, arrived.saturating_duration_since(s)));
-                }
-            }
-            Some(EVENT_INTERRUPT) => {
-                let slot = find(&self.pushes, &|p| {
-                    seq.is_some() && p.sequence == seq && p.interrupt_cb.is_none()
-                })
-                .or_else(|| {
-                    find(&self.pushes, &|p| {
-                        p.interrupt_cb.is_none() && p.closed.is_some()
-                    })
-                })
-                .or_else(|| find(&self.pushes, &|p| p.interrupt_cb.is_none()));
-                let Some(slot) = slot else {
-                    self.unmatched += 1;
-                    return;
-                };
-                let p = self.pushes.get_mut(&slot).expect("candidate exists");
-                p.interrupt_cb = Some(arrived);
-                p.sequence = p.sequence.take().or(seq);
-                if let Some(c) = p.closed {
-                    self.latencies.push((
-                        CallbackKind::Interrupt,
-                        arrived.saturating_duration_since(c),
-                    ));
-                }
-            }
-            _ => self.unmatched += 1,
-        }
-    }
-
-    fn missing(&self) -> u64 {
-        self.pushes
-            .values()
-            .filter(|p| p.started.is_some())
-            .map(|p| {
-                u64::from(p.push_cb.is_none())
-                    + u64::from(p.closed.is_some() && p.interrupt_cb.is_none())
-            })
-            .sum()
-    }
-
-    fn has_outstanding(&self) -> bool {
-        self.missing() > 0
-    }
-
-    async fn wait(&mut self, until: Instant, cancel: &CancellationToken) {
-        let Some(mut events) = self.events.take() else {
-            return;
-        };
-        while self.has_outstanding() {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(until) => break,
-                r = events.recv() => match r {
-                    Some(r) => self.on_callback(r),
-                    None => break,
-                },
-            }
-        }
-        self.events = Some(events);
-    }
-
-    fn counts(&self, c: &crate::callback::Counters) -> CallbackCounts {
-        CallbackCounts {
-            push: c.accepted_push,
-            interrupt: c.accepted_interrupt,
-            missing: self.missing(),
-            duplicate: c.duplicates.max(self.duplicates),
-            forged: c.forged + c.stale,
-            unmatched: self.unmatched,
-        }
-    }
-}
-
 /// The collector: folds records into the aggregator and matches callbacks.
 async fn collect(
     mut rx: mpsc::UnboundedReceiver<Event>,
@@ -707,7 +540,7 @@ async fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callback::CallbackEvent;
+    use crate::callback::{CallbackEvent, EVENT_PUSH};
 
     fn push_callback(stream: &str) -> Received {
         Received {
