@@ -15,8 +15,9 @@ use crate::publish::Phase;
 pub use super::merge::{MergeError, merge};
 pub use super::summary::{
     CallbackCounts, CallbackLatency, Callbacks, Coverage, ExpectedRefusals, FORMAT, Histograms,
-    IndexRange, Shard, Summary, VERSION,
+    IndexRange, Summary, VERSION,
 };
+pub use super::targets::Shard;
 
 /// What the runner knows about the run as a whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +26,8 @@ pub struct RunMeta {
     pub duration_s: f64,
     /// The push URL template, secrets redacted.
     pub target: String,
-    /// `(index, count)` of `--shard index/count`.
-    pub shard: Option<(u32, u32)>,
+    /// `--shard index/count`, when the run is one of several.
+    pub shard: Option<Shard>,
     pub publishers_planned: u64,
     pub interrupted_by_user: bool,
 }
@@ -152,11 +153,7 @@ impl Aggregator {
             started_unix: meta.started_unix,
             duration_s: finite(meta.duration_s),
             target: meta.target,
-            shards: meta
-                .shard
-                .map(|(index, count)| Shard { index, count })
-                .into_iter()
-                .collect(),
+            shards: meta.shard.into_iter().collect(),
             runs: 1,
             interrupted_by_user: meta.interrupted_by_user,
             publishers_planned: meta.publishers_planned,
@@ -296,7 +293,7 @@ pub(crate) mod tests {
             duration_s: 20.0,
             target: "rtmp://push.example.com/live/load-{i}?txSecret=<redacted>&txTime=6553F100"
                 .to_owned(),
-            shard,
+            shard: shard.map(|(index, count)| Shard { index, count }),
             publishers_planned: planned,
             interrupted_by_user: false,
         }

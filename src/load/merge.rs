@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use super::aggregate::{Header, Parts, finish, finite};
 use super::hist::Hist;
 use super::record::Sample;
-use super::summary::{FORMAT, Histograms, Shard, Summary, VERSION};
+use super::summary::{FORMAT, Histograms, Summary, VERSION};
+use super::targets::Shard;
 use crate::report;
 
 /// Why summaries could not be merged.

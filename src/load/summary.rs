@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hist::{Hist, Percentiles};
 use super::record::Sample;
+use super::targets::Shard;
 use crate::classify::Outcome;
 use crate::publish::Phase;
 
@@ -41,13 +42,6 @@ impl CallbackCounts {
         self.forged = self.forged.saturating_add(o.forged);
         self.unmatched = self.unmatched.saturating_add(o.unmatched);
     }
-}
-
-/// One shard of a distributed run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
 }
 
 /// Deliberate duplicates (`--duplicates`): each should be refused.
