@@ -232,7 +232,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::load::hist::Percentiles;
 
-    pub(crate) fn ms(n: u64) -> Duration {
+    pub(crate) fn millis(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
@@ -241,13 +241,13 @@ pub(crate) mod tests {
     /// Every tenth one fails at the handshake (no later marks).
     pub(crate) fn record(i: u64) -> PublisherRecord {
         let failed = i % 10 == 9;
-        let mut marks = vec![(Phase::Dns, ms(1)), (Phase::Tcp, ms(2 + i % 10))];
+        let mut marks = vec![(Phase::Dns, millis(1)), (Phase::Tcp, millis(2 + i % 10))];
         if !failed {
             marks.extend([
-                (Phase::Handshake, ms(10 + i)),
-                (Phase::Connect, ms(20 + i)),
-                (Phase::CreateStream, ms(30 + i)),
-                (Phase::Publish, ms(100 + i)),
+                (Phase::Handshake, millis(10 + i)),
+                (Phase::Connect, millis(20 + i)),
+                (Phase::CreateStream, millis(30 + i)),
+                (Phase::Publish, millis(100 + i)),
             ]);
         }
         PublisherRecord {
@@ -259,10 +259,10 @@ pub(crate) mod tests {
             } else {
                 Outcome::Accepted
             },
-            start_delay: ms(i % 7),
+            start_delay: millis(i % 7),
             marks,
             bytes_sent: 1000 + i,
-            max_lag: ms(i % 5),
+            max_lag: millis(i % 5),
             streamed: if failed {
                 Duration::ZERO
             } else {
@@ -278,10 +278,10 @@ pub(crate) mod tests {
             stream: format!("load-{i}"),
             expected_refusal: true,
             outcome,
-            start_delay: ms(500),
-            marks: vec![(Phase::Dns, ms(500)), (Phase::Publish, ms(900))],
+            start_delay: millis(500),
+            marks: vec![(Phase::Dns, millis(500)), (Phase::Publish, millis(900))],
             bytes_sent: 10,
-            max_lag: ms(900),
+            max_lag: millis(900),
             streamed: Duration::ZERO,
             reconnects: 0,
         }
@@ -379,9 +379,9 @@ pub(crate) mod tests {
     #[test]
     fn callbacks_and_samples() {
         let mut a = aggregate(0..3);
-        a.add_callback_latency(CallbackKind::Push, ms(40));
-        a.add_callback_latency(CallbackKind::Push, ms(60));
-        a.add_callback_latency(CallbackKind::Interrupt, ms(5000));
+        a.add_callback_latency(CallbackKind::Push, millis(40));
+        a.add_callback_latency(CallbackKind::Push, millis(60));
+        a.add_callback_latency(CallbackKind::Interrupt, millis(5000));
         let counts = CallbackCounts {
             push: 2,
             interrupt: 1,

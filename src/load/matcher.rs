@@ -13,9 +13,9 @@ use super::record::CallbackKind;
 use super::summary::CallbackCounts;
 use crate::callback::{Counters, EVENT_INTERRUPT, EVENT_PUSH, Received};
 
-/// One push of one stream, for matching its callbacks.
+/// A push of ours (one slot) and when its callbacks arrived, for matching.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Push {
+pub(super) struct PushCallbacks {
     started: Option<Instant>,
     closed: Option<Instant>,
     sequence: Option<String>,
@@ -27,7 +27,7 @@ pub(super) struct Push {
 #[derive(Default)]
 pub(super) struct Matcher {
     by_stream: HashMap<String, Vec<usize>>,
-    pushes: HashMap<usize, Push>,
+    pushes: HashMap<usize, PushCallbacks>,
     pub(super) latencies: Vec<(CallbackKind, Duration)>,
     pub(super) unmatched: u64,
     duplicates: u64,
@@ -79,7 +79,8 @@ impl Matcher {
             .copied()
             .filter(|s| self.pushes.get(s).is_some_and(|p| p.started.is_some()))
             .collect();
-        let find = |pushes: &HashMap<usize, Push>, want: &dyn Fn(&Push) -> bool| {
+        let find = |pushes: &HashMap<usize, PushCallbacks>,
+                    want: &dyn Fn(&PushCallbacks) -> bool| {
             candidates
                 .iter()
                 .copied()

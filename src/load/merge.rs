@@ -310,7 +310,7 @@ mod tests {
     use super::*;
     use crate::classify::Outcome;
     use crate::load::aggregate::Aggregator;
-    use crate::load::aggregate::tests::{aggregate, meta, ms, record};
+    use crate::load::aggregate::tests::{aggregate, meta, millis, record};
     use crate::load::record::{CallbackKind, Sample};
     use crate::load::summary::{CallbackCounts, Coverage, IndexRange};
 
@@ -470,7 +470,7 @@ mod tests {
         let mut shards = Vec::new();
         for (k, range) in [0..100u64, 100..250, 250..300].into_iter().enumerate() {
             let mut a = aggregate(range);
-            a.add_callback_latency(CallbackKind::Push, ms(10 * k as u64 + 1));
+            a.add_callback_latency(CallbackKind::Push, millis(10 * k as u64 + 1));
             a.set_callback_counts(CallbackCounts {
                 push: 1,
                 ..Default::default()
@@ -479,7 +479,7 @@ mod tests {
         }
         let mut whole = whole;
         for k in 0..3 {
-            whole.add_callback_latency(CallbackKind::Push, ms(10 * k + 1));
+            whole.add_callback_latency(CallbackKind::Push, millis(10 * k + 1));
         }
         whole.set_callback_counts(CallbackCounts {
             push: 3,

@@ -147,7 +147,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
     let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone()));
     let sampler = tokio::spawn(sample(live.clone(), tx.clone(), began));
 
-    let shared = Arc::new(Shared {
+    let settings = Arc::new(PublisherSettings {
         plan: cfg.plan,
         keys: cfg.keys,
         duration: cfg.duration,
@@ -171,13 +171,13 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         started += 1;
         live.scheduled.fetch_add(1, Relaxed);
         live.connecting.fetch_add(1, Relaxed);
-        let task = One {
+        let task = PublisherTask {
             slot_index: i,
             slot: *slot,
             url,
             scheduled: due,
         };
-        let fut = task.run(shared.clone(), live.clone(), tx.clone(), cancel.clone());
+        let fut = task.run(settings.clone(), live.clone(), tx.clone(), cancel.clone());
         tasks.push(workers.spawn(i, fut));
     }
     for t in tasks {
@@ -274,7 +274,9 @@ impl Drop for Workers {
     }
 }
 
-struct Shared {
+/// What every publisher of the run uses alike: the media, the keys, the
+/// timings and the connection options.
+struct PublisherSettings {
     plan: Arc<MediaPlan>,
     keys: Keys,
     duration: Duration,
@@ -286,7 +288,8 @@ struct Shared {
     expires_in: Duration,
 }
 
-struct One {
+/// One publisher of the run: its slot in the schedule and its URL.
+struct PublisherTask {
     slot_index: usize,
     slot: Slot,
     url: PushUrl,
@@ -299,17 +302,17 @@ struct Attempt {
     marks: Vec<(Phase, Duration)>,
 }
 
-impl One {
+impl PublisherTask {
     /// One publisher: one push, or with `--reconnect` a push and the
     /// reconnects after it, folded into one record.
     async fn run(
         self,
-        shared: Arc<Shared>,
+        settings: Arc<PublisherSettings>,
         live: Arc<Live>,
         events: mpsc::UnboundedSender<Event>,
         cancel: CancellationToken,
     ) {
-        let reconnecting = shared.reconnect && !self.slot.duplicate;
+        let reconnecting = settings.reconnect && !self.slot.duplicate;
         let mut url = self.url.clone();
         let mut jitter = Jitter::new(std::hash::BuildHasher::hash_one(
             &std::hash::RandomState::new(),
@@ -317,7 +320,7 @@ impl One {
         ));
         // Until the first Publish.Start, the publisher gives up retrying one
         // duration after its start; after it, one duration after that.
-        let mut deadline = Instant::now() + shared.duration;
+        let mut deadline = Instant::now() + settings.duration;
         let mut first_publish: Option<Instant> = None;
         let mut kept: Option<Attempt> = None;
         let mut last = None;
@@ -327,25 +330,25 @@ impl One {
         loop {
             let start = Instant::now();
             let mut cfg = PublishConfig::new(url.clone());
-            cfg.timeout = shared.timeout;
+            cfg.timeout = settings.timeout;
             cfg.duration = Some(match first_publish {
                 Some(_) => deadline.saturating_duration_since(start),
-                None => shared.duration,
+                None => settings.duration,
             });
-            cfg.chunk_size = shared.chunk_size;
-            cfg.insecure = shared.insecure;
-            cfg.tick = shared.tick;
-            cfg.start_index = shared.plan.start_index(self.slot.index);
+            cfg.chunk_size = settings.chunk_size;
+            cfg.insecure = settings.insecure;
+            cfg.tick = settings.tick;
+            cfg.start_index = settings.plan.start_index(self.slot.index);
             let mut obs = LiveObserver {
                 live: live.clone(),
                 events: events.clone(),
                 slot: self.slot_index,
                 start,
             };
-            let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+            let result = publish::publish(&cfg, &settings.plan, &cancel, &mut obs).await;
             let facts = local_facts(
                 &cfg.url,
-                &shared.keys,
+                &settings.keys,
                 crate::cli::now_unix(),
                 self.slot.duplicate,
             );
@@ -379,7 +382,7 @@ impl One {
             if let Some(p) = attempt.marks.iter().find(|(p, _)| *p == Phase::Publish) {
                 if first_publish.is_none() {
                     first_publish = Some(start + p.1);
-                    deadline = start + p.1 + shared.duration;
+                    deadline = start + p.1 + settings.duration;
                     kept = Some(attempt);
                 } else {
                     last = Some(attempt);
@@ -394,9 +397,9 @@ impl One {
             match reconnect::before_retry(
                 &url,
                 outcome == Outcome::ExpiredUrl,
-                &shared.keys,
+                &settings.keys,
                 crate::cli::now_unix(),
-                shared.expires_in,
+                settings.expires_in,
             ) {
                 Next::Same => {}
                 Next::Resigned(u) => url = u,
@@ -595,7 +598,7 @@ mod tests {
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1536, "publish future grew to {size} bytes");
         // The whole task: one publisher with its reconnect loop.
-        let one = One {
+        let task = PublisherTask {
             slot_index: 0,
             slot: Slot {
                 index: 0,
@@ -605,7 +608,7 @@ mod tests {
             url: cfg.url.clone(),
             scheduled: Instant::now(),
         };
-        let shared = Arc::new(Shared {
+        let settings = Arc::new(PublisherSettings {
             plan: plan.clone(),
             keys: Keys::default(),
             duration: Duration::from_secs(1),
@@ -617,7 +620,7 @@ mod tests {
             expires_in: Duration::from_secs(60),
         });
         let (tx, _rx) = mpsc::unbounded_channel();
-        let task = one.run(shared, Arc::new(Live::default()), tx, cancel.clone());
+        let task = task.run(settings, Arc::new(Live::default()), tx, cancel.clone());
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2560, "publisher task future grew to {size} bytes");
     }
