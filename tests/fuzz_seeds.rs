@@ -16,6 +16,7 @@ use pushprobe::flv;
 use pushprobe::ingest::{self, IngestConfig};
 use pushprobe::load::aggregate::{Aggregator, RunMeta};
 use pushprobe::load::record::{CallbackKind, PublisherRecord, Sample};
+use pushprobe::load::targets::Shard;
 use pushprobe::media::MediaPlan;
 use pushprobe::publish::{self, Phase, PublishConfig};
 use pushprobe::report;
@@ -189,7 +190,7 @@ fn report_seeds() {
         started_unix: 1_760_000_000,
         duration_s: 3.0,
         target: "rtmp://push.example.com/live/load-{i}?txSecret=***&txTime=68E7A600".into(),
-        shard: Some((1, 2)),
+        shard: Some(Shard { index: 1, count: 2 }),
         publishers_planned: 6,
         interrupted_by_user: false,
     });

@@ -8,6 +8,7 @@ use std::time::Duration;
 use pushprobe::classify::Outcome;
 use pushprobe::load::aggregate::{Aggregator, CallbackCounts, RunMeta, Summary, merge};
 use pushprobe::load::record::{CallbackKind, PublisherRecord, Sample};
+use pushprobe::load::targets::Shard;
 use pushprobe::publish::Phase;
 use pushprobe::report;
 use serde_json::Value;
@@ -59,7 +60,7 @@ fn record(i: u64) -> PublisherRecord {
     }
 }
 
-fn run(range: std::ops::Range<u64>, shard: Option<(u32, u32)>) -> Summary {
+fn run(range: std::ops::Range<u64>, shard: Option<Shard>) -> Summary {
     let mut a = Aggregator::new();
     for i in range.clone() {
         a.add(&record(i));
@@ -121,8 +122,8 @@ fn schema_is_valid_json_schema() {
 #[test]
 fn reports_validate_against_the_schema() {
     let schema = schema();
-    let a = run(0..10, Some((0, 2)));
-    let b = run(10..20, Some((1, 2)));
+    let a = run(0..10, Some(Shard { index: 0, count: 2 }));
+    let b = run(10..20, Some(Shard { index: 1, count: 2 }));
     for report in [&a, &b, &merge(&[a.clone(), b.clone()]).unwrap()] {
         let json = rendered(report);
         assert_eq!(errors(&schema, &json), Vec::<String>::new());

@@ -183,7 +183,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         started_unix,
         duration_s: out.elapsed.as_secs_f64(),
         target: template.describe(),
-        shard: (shard.count > 1).then_some((shard.index, shard.count)),
+        shard: (shard.count > 1).then_some(shard),
         publishers_planned: planned,
         interrupted_by_user: out.interrupted_by_user,
     };

@@ -1,6 +1,8 @@
 //! The ingest's HTTP view: `GET /streams` (live pushes), `GET /records`
-//! (refusals and interruptions) and `GET /health`, as JSON.
+//! (refusals and interruptions) and `GET /health`, as JSON, served with a
+//! lingering close after early answers.
 
+use std::io;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,6 +11,7 @@ use axum::{Json, Router};
 
 use super::IngestState;
 use super::registry::{Record, StreamView};
+use crate::callback::{ServeOptions, serve_router};
 
 pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
@@ -16,6 +19,18 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .route("/records", get(records))
         .route("/health", get(health))
         .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, on the callback
+/// receiver's server: header timeout, connection cap, and a lingering close so
+/// a 404 or 405 reaches a client still sending a body.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<IngestState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let opts = ServeOptions::default();
+    serve_router(listener, router(state), opts, shutdown, |_, _| {}).await
 }
 
 async fn streams(State(state): State<Arc<IngestState>>) -> Json<Vec<StreamView>> {

@@ -140,14 +140,10 @@ async fn run_state(
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let http_task = http.map(|l| {
         let mut stop = stop_rx.clone();
-        let app = http::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::spawn(http::serve(l, state.clone(), stopped))
     });
     tokio::pin!(shutdown);
     let mut next_id: u64 = 1;

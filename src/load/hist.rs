@@ -68,14 +68,14 @@ impl Hist {
         if self.0.is_empty() {
             return 0.0;
         }
-        ms(self.0.value_at_quantile(quantile))
+        us_to_ms(self.0.value_at_quantile(quantile))
     }
 
     pub fn max_ms(&self) -> f64 {
         if self.0.is_empty() {
             return 0.0;
         }
-        ms(self.0.max())
+        us_to_ms(self.0.max())
     }
 
     pub fn percentiles(&self) -> Percentiles {
@@ -111,7 +111,7 @@ impl Hist {
 }
 
 /// A value in µs as ms (3 decimals, exact in decimal).
-pub fn ms(us: u64) -> f64 {
+pub fn us_to_ms(us: u64) -> f64 {
     us as f64 / MICROS_PER_MS
 }
 

@@ -1,14 +1,169 @@
-//! `pushprobe report merge`: reads the JSON reports of a run's shards, adds
-//! them exactly, prints the text summary and writes `--json` / `--hgrm`.
+//! Merging load reports: the exact sum of summaries written by shards of one
+//! run (or by separate runs), reading reports from files, and the `pushprobe
+//! report merge` command (its args and main, to move to the command layer).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::aggregate::{FORMAT, Histograms, Summary, VERSION, merge};
-use crate::cli::MergeArgs;
+use std::collections::BTreeMap;
+
+use super::aggregate::{Header, Parts, finish, finite};
+use super::hist::Hist;
+use super::record::Sample;
+use super::summary::{FORMAT, Histograms, Summary, VERSION};
+use super::targets::Shard;
 use crate::report;
+
+/// Why summaries could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error(
+        "report {index} has format {format:?} version {version}; this build reads {FORMAT:?} version {VERSION}"
+    )]
+    Version {
+        index: usize,
+        format: String,
+        version: u32,
+    },
+    #[error("histogram {name} of report {index} does not add: {source}")]
+    Histogram {
+        index: usize,
+        name: String,
+        source: hdrhistogram::AdditionError,
+    },
+}
+
+/// Adds summaries of shards (or of separate runs) into one: histograms added
+/// exactly, counts summed, timelines summed per second of wall time, stream
+/// coverage joined with overlaps flagged in `coverage.overlaps`.
+pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
+    if summaries.is_empty() {
+        return Err(MergeError::Empty);
+    }
+    for (index, s) in summaries.iter().enumerate() {
+        if s.format != FORMAT || s.version != VERSION {
+            return Err(MergeError::Version {
+                index,
+                format: s.format.clone(),
+                version: s.version,
+            });
+        }
+    }
+    let started = summaries.iter().map(|s| s.started_unix).min().unwrap_or(0);
+    let mut parts = Parts::new();
+    let mut timeline: BTreeMap<u64, Sample> = BTreeMap::new();
+    for (index, s) in summaries.iter().enumerate() {
+        parts.publishers = parts.publishers.saturating_add(s.publishers);
+        for (o, n) in &s.outcomes {
+            let c = parts.outcomes.entry(*o).or_default();
+            *c = c.saturating_add(*n);
+        }
+        let e = &mut parts.expected;
+        e.refused = e.refused.saturating_add(s.expected_refusals.refused);
+        e.accepted = e.accepted.saturating_add(s.expected_refusals.accepted);
+        for (o, n) in &s.expected_refusals.outcomes {
+            let c = e.outcomes.entry(*o).or_default();
+            *c = c.saturating_add(*n);
+        }
+        add_hists(&mut parts.hists, &s.histograms, index)?;
+        parts.callbacks.add(&s.callbacks.counts);
+        parts.callbacks_measured |= s.callbacks.measured;
+        parts.bytes_sent = parts.bytes_sent.saturating_add(s.bytes_sent);
+        parts.stream_seconds += s.stream_seconds;
+        parts.reconnects = parts.reconnects.saturating_add(s.reconnects);
+        super::by_address::merge(&mut parts.by_address, &s.by_address);
+        parts.ranges.extend_from_slice(&s.streams);
+        parts.overlaps.extend_from_slice(&s.coverage.overlaps);
+        add_timeline(&mut timeline, &s.timeline, s.started_unix - started);
+    }
+    parts.timeline = timeline.into_values().collect();
+
+    let end = summaries
+        .iter()
+        .map(|s| s.started_unix as f64 + s.duration_s)
+        .fold(started as f64, f64::max);
+    let mut targets: Vec<&str> = Vec::new();
+    for s in summaries {
+        if !targets.contains(&s.target.as_str()) {
+            targets.push(&s.target);
+        }
+    }
+    let mut shards: Vec<Shard> = summaries
+        .iter()
+        .flat_map(|s| s.shards.iter().copied())
+        .collect();
+    shards.sort_unstable();
+    let header = Header {
+        started_unix: started,
+        duration_s: finite(end - started as f64),
+        target: targets.join(" | "),
+        shards,
+        runs: summaries.iter().fold(0u64, |n, s| n.saturating_add(s.runs)),
+        interrupted_by_user: summaries.iter().any(|s| s.interrupted_by_user),
+        publishers_planned: summaries
+            .iter()
+            .fold(0u64, |n, s| n.saturating_add(s.publishers_planned)),
+    };
+    Ok(finish(&parts, header))
+}
+
+fn add_hists(into: &mut Histograms, from: &Histograms, index: usize) -> Result<(), MergeError> {
+    let add = |into: &mut Hist, from: &Hist, name: &str| {
+        into.add(from).map_err(|source| MergeError::Histogram {
+            index,
+            name: name.to_owned(),
+            source,
+        })
+    };
+    for (name, h) in &from.phases {
+        add(into.phases.entry(name.clone()).or_default(), h, name)?;
+    }
+    for (name, h) in &from.phases_from_schedule {
+        add(
+            into.phases_from_schedule.entry(name.clone()).or_default(),
+            h,
+            &format!("{name}.from_schedule"),
+        )?;
+    }
+    add(&mut into.lag, &from.lag, "lag")?;
+    add(
+        &mut into.callback_push,
+        &from.callback_push,
+        "callback_push",
+    )?;
+    add(
+        &mut into.callback_interrupt,
+        &from.callback_interrupt,
+        "callback_interrupt",
+    )
+}
+
+/// Adds one run's samples into per-second buckets of wall time since
+/// `offset_s` before the run started. Within one run, the last sample of a
+/// second stands for it (the counts are gauges); across runs they add.
+fn add_timeline(into: &mut BTreeMap<u64, Sample>, samples: &[Sample], offset_s: u64) {
+    let mut own: BTreeMap<u64, Sample> = BTreeMap::new();
+    for s in samples {
+        // `as` saturates: a negative or NaN time lands in second 0.
+        let second = (s.t_s.floor() as u64).saturating_add(offset_s);
+        own.insert(second, *s);
+    }
+    for (second, s) in own {
+        let b = into.entry(second).or_insert(Sample {
+            t_s: second as f64,
+            publishing: 0,
+            failed: 0,
+            bitrate_bps: 0,
+        });
+        b.publishing = b.publishing.saturating_add(s.publishing);
+        b.failed = b.failed.saturating_add(s.failed);
+        b.bitrate_bps = b.bitrate_bps.saturating_add(s.bitrate_bps);
+    }
+}
 
 /// Why a file is not a report we can merge. Always names the file; the
 /// underlying error is the `source`, printed once by `{:#}`.
@@ -96,21 +251,34 @@ fn check_names(h: &Histograms) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads, merges, writes the text summary to `out` and the files asked for.
-/// Returns the merged summary; bad input is an error naming the file.
-pub fn run_merge(args: &MergeArgs, out: &mut impl Write) -> anyhow::Result<Summary> {
-    let summaries = args
-        .files
+/// Where a merged report goes besides the summary returned: the JSON or
+/// the text on `out`, a JSON file, `.hgrm` files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeOutput<'a> {
+    /// The JSON report on `out` instead of the text.
+    pub json: bool,
+    pub json_out: Option<&'a Path>,
+    pub hgrm: Option<&'a Path>,
+}
+
+/// Reads and merges `files`, writes the report to `out` and the files asked
+/// for. Returns the merged summary; bad input is an error naming the file.
+pub fn run_merge(
+    files: &[PathBuf],
+    output: MergeOutput<'_>,
+    out: &mut impl Write,
+) -> anyhow::Result<Summary> {
+    let summaries = files
         .iter()
         .map(|p| read_summary(p))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = merge(&summaries).context("cannot merge the reports")?;
-    if args.json {
+    if output.json {
         report::json(&merged, out)?;
     } else {
         report::text(&merged, out)?;
     }
-    if let Some(path) = &args.json_out {
+    if let Some(path) = output.json_out {
         let write = || -> io::Result<()> {
             let mut f = io::BufWriter::new(std::fs::File::create(path)?);
             report::json(&merged, &mut f)?;
@@ -118,7 +286,7 @@ pub fn run_merge(args: &MergeArgs, out: &mut impl Write) -> anyhow::Result<Summa
         };
         write().with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let Some(dir) = &args.hgrm {
+    if let Some(dir) = output.hgrm {
         report::write_hgrm(&merged, dir)
             .with_context(|| format!("cannot write .hgrm files into {}", dir.display()))?;
     }
@@ -128,8 +296,11 @@ pub fn run_merge(args: &MergeArgs, out: &mut impl Write) -> anyhow::Result<Summa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::aggregate::tests::{meta, record};
-    use crate::load::aggregate::{Aggregator, IndexRange};
+    use crate::classify::Outcome;
+    use crate::load::aggregate::Aggregator;
+    use crate::load::aggregate::tests::{aggregate, meta, millis, record};
+    use crate::load::record::{CallbackKind, Sample};
+    use crate::load::summary::{CallbackCounts, Coverage, IndexRange};
 
     fn shard(range: std::ops::Range<u64>, k: u32) -> Summary {
         let mut a = Aggregator::new();
@@ -146,11 +317,25 @@ mod tests {
         path
     }
 
-    fn args(files: Vec<PathBuf>) -> MergeArgs {
-        MergeArgs {
-            files,
+    struct Args {
+        files: Vec<PathBuf>,
+        json: Option<PathBuf>,
+        hgrm: Option<PathBuf>,
+    }
+
+    fn run_merge_with(a: &Args, out: &mut Vec<u8>) -> anyhow::Result<Summary> {
+        let output = MergeOutput {
             json: false,
-            json_out: None,
+            json_out: a.json.as_deref(),
+            hgrm: a.hgrm.as_deref(),
+        };
+        run_merge(&a.files, output, out)
+    }
+
+    fn args(files: Vec<PathBuf>) -> Args {
+        Args {
+            files,
+            json: None,
             hgrm: None,
         }
     }
@@ -164,10 +349,10 @@ mod tests {
             write(dir.path(), "c.json", &shard(200..300, 2)),
         ];
         let mut a = args(files);
-        a.json_out = Some(dir.path().join("merged.json"));
+        a.json = Some(dir.path().join("merged.json"));
         a.hgrm = Some(dir.path().join("hgrm"));
         let mut out = Vec::new();
-        let merged = run_merge(&a, &mut out).unwrap();
+        let merged = run_merge_with(&a, &mut out).unwrap();
 
         let mut whole = Aggregator::new();
         for i in 0..300 {
@@ -190,7 +375,7 @@ mod tests {
             text.contains("shards 0/3 1/3 2/3, merged from 3 runs"),
             "{text}"
         );
-        assert_eq!(read_summary(a.json_out.as_ref().unwrap()).unwrap(), merged);
+        assert_eq!(read_summary(a.json.as_ref().unwrap()).unwrap(), merged);
         assert!(dir.path().join("hgrm/publish.hgrm").exists());
     }
 
@@ -198,7 +383,7 @@ mod tests {
     fn overlap_is_exit_1() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.json", &shard(0..100, 0));
-        let merged = run_merge(&args(vec![a.clone(), a.clone()]), &mut Vec::new()).unwrap();
+        let merged = run_merge_with(&args(vec![a.clone(), a.clone()]), &mut Vec::new()).unwrap();
         assert_eq!(
             merged.coverage.overlaps,
             vec![IndexRange { start: 0, end: 99 }]
@@ -211,7 +396,7 @@ mod tests {
         if let Some(c) = content {
             std::fs::write(&path, c).unwrap();
         }
-        let err = run_merge(&args(vec![path]), &mut Vec::new()).unwrap_err();
+        let err = run_merge_with(&args(vec![path]), &mut Vec::new()).unwrap_err();
         format!("{err:#}")
     }
 
@@ -276,5 +461,202 @@ mod tests {
             e.contains("name.json: not a pushprobe load report: phase name \"../../x\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn merge_equals_the_aggregation_of_the_union() {
+        let whole = aggregate(0..300);
+        let mut shards = Vec::new();
+        for (k, range) in [0..100u64, 100..250, 250..300].into_iter().enumerate() {
+            let mut a = aggregate(range);
+            a.add_callback_latency(CallbackKind::Push, millis(10 * k as u64 + 1));
+            a.set_callback_counts(CallbackCounts {
+                push: 1,
+                ..Default::default()
+            });
+            shards.push(a.summary(meta(Some((k as u32, 3)), 100)));
+        }
+        let mut whole = whole;
+        for k in 0..3 {
+            whole.add_callback_latency(CallbackKind::Push, millis(10 * k + 1));
+        }
+        whole.set_callback_counts(CallbackCounts {
+            push: 3,
+            ..Default::default()
+        });
+        let want = whole.summary(meta(None, 300));
+        let got = merge(&shards).unwrap();
+
+        assert_eq!(got.histograms, want.histograms);
+        for (name, h) in &want.histograms.phases {
+            assert_eq!(got.histograms.phases[name].count(), h.count(), "{name}");
+        }
+        assert_eq!(got.phases_ms, want.phases_ms);
+        assert_eq!(got.phases_from_schedule_ms, want.phases_from_schedule_ms);
+        assert_eq!(got.lag_ms, want.lag_ms);
+        assert_eq!(got.callbacks, want.callbacks);
+        assert_eq!(got.outcomes, want.outcomes);
+        assert_eq!(got.publishers, want.publishers);
+        assert_eq!(got.bytes_sent, want.bytes_sent);
+        assert_eq!(got.reconnects, want.reconnects);
+        assert_eq!(want.reconnects, (0..300).map(|i| i % 3).sum::<u64>());
+        assert_eq!(got.streams, want.streams);
+        assert_eq!(
+            got.coverage,
+            Coverage {
+                covered: 300,
+                overlaps: vec![],
+                gaps: vec![]
+            }
+        );
+        assert!(got.callbacks.measured);
+        assert_eq!(got.runs, 3);
+        assert_eq!(got.publishers_planned, 300);
+        assert_eq!(got.shards.len(), 3);
+        assert_eq!(got.target, want.target);
+    }
+
+    #[test]
+    fn merge_flags_overlaps_and_gaps() {
+        let a = aggregate(0..100).summary(meta(Some((0, 3)), 100));
+        let b = aggregate(90..150).summary(meta(Some((1, 3)), 100));
+        let c = aggregate(200..300).summary(meta(Some((2, 3)), 100));
+        let m = merge(&[a.clone(), b, c]).unwrap();
+        assert_eq!(m.coverage.overlaps, vec![IndexRange { start: 90, end: 99 }]);
+        assert_eq!(
+            m.coverage.gaps,
+            vec![IndexRange {
+                start: 150,
+                end: 199
+            }]
+        );
+        assert_eq!(m.coverage.covered, 250);
+        assert_eq!(
+            m.streams,
+            vec![
+                IndexRange { start: 0, end: 149 },
+                IndexRange {
+                    start: 200,
+                    end: 299
+                }
+            ]
+        );
+
+        // The same report twice covers everything twice.
+        let twice = merge(&[a.clone(), a.clone()]).unwrap();
+        assert_eq!(
+            twice.coverage.overlaps,
+            vec![IndexRange { start: 0, end: 99 }]
+        );
+        // An overlap found earlier survives a later merge.
+        let again = merge(&[twice]).unwrap();
+        assert_eq!(
+            again.coverage.overlaps,
+            vec![IndexRange { start: 0, end: 99 }]
+        );
+    }
+
+    #[test]
+    fn merge_sums_timelines_per_second_of_wall_time() {
+        let mut a = Aggregator::new();
+        a.add_sample(Sample {
+            t_s: 0.2,
+            publishing: 1,
+            failed: 0,
+            bitrate_bps: 100,
+        });
+        a.add_sample(Sample {
+            t_s: 0.9,
+            publishing: 2,
+            failed: 0,
+            bitrate_bps: 200,
+        });
+        a.add_sample(Sample {
+            t_s: 1.1,
+            publishing: 3,
+            failed: 1,
+            bitrate_bps: 300,
+        });
+        let mut b = Aggregator::new();
+        b.add_sample(Sample {
+            t_s: 0.5,
+            publishing: 10,
+            failed: 0,
+            bitrate_bps: 1000,
+        });
+        let sa = a.summary(meta(None, 0));
+        let mut mb = meta(None, 0);
+        mb.started_unix += 1; // b started one second after a
+        let sb = b.summary(mb);
+        let m = merge(&[sa, sb]).unwrap();
+        assert_eq!(
+            m.timeline,
+            vec![
+                Sample {
+                    t_s: 0.0,
+                    publishing: 2,
+                    failed: 0,
+                    bitrate_bps: 200
+                },
+                Sample {
+                    t_s: 1.0,
+                    publishing: 13,
+                    failed: 1,
+                    bitrate_bps: 1300
+                },
+            ]
+        );
+        assert_eq!(m.started_unix, 1_700_000_000);
+        assert_eq!(m.duration_s, 21.0);
+    }
+
+    #[test]
+    fn merge_refuses_nothing_and_other_versions() {
+        assert!(matches!(merge(&[]), Err(MergeError::Empty)));
+        let mut s = Aggregator::new().summary(meta(None, 0));
+        s.version = 99;
+        assert!(matches!(
+            merge(&[s]),
+            Err(MergeError::Version { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn merge_saturates_hostile_counts() {
+        let mut s = aggregate(0..3).summary(meta(None, u64::MAX));
+        s.publishers = u64::MAX;
+        s.bytes_sent = u64::MAX;
+        s.reconnects = u64::MAX;
+        s.expected_refusals.refused = u64::MAX;
+        s.callbacks.counts.forged = u64::MAX;
+        s.outcomes.insert(Outcome::Timeout, u64::MAX);
+        s.streams = vec![IndexRange {
+            start: 0,
+            end: u64::MAX,
+        }];
+        s.timeline = vec![Sample {
+            t_s: -1.0,
+            publishing: u64::MAX,
+            failed: 0,
+            bitrate_bps: u64::MAX,
+        }];
+        let mut late = s.clone();
+        late.started_unix = u64::MAX;
+        late.duration_s = f64::MAX;
+        let m = merge(&[s.clone(), late]).unwrap();
+        assert_eq!(m.publishers, u64::MAX);
+        assert_eq!(m.reconnects, u64::MAX);
+        assert_eq!(m.publishers_planned, u64::MAX);
+        assert_eq!(m.outcomes[&Outcome::Timeout], u64::MAX);
+        assert_eq!(m.coverage.covered, u64::MAX);
+        assert_eq!(
+            m.coverage.overlaps,
+            vec![IndexRange {
+                start: 0,
+                end: u64::MAX
+            }]
+        );
+        assert!(m.duration_s.is_finite());
+        serde_json::to_string(&m).unwrap();
     }
 }

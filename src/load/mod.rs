@@ -3,18 +3,24 @@
 //!
 //! - `record`: the plain records a run produces.
 //! - `targets`: shards, URL templates and the open-model schedule; pure.
-//! - `runner`: one task per publisher, live counters, timeline, callback matching.
+//! - `runner`: one task per publisher, live counters, timeline, the collector.
+//! - `matcher`: callbacks matched to our pushes by stream and sequence.
 //! - `reconnect`: what `--reconnect` retries, backoff with jitter, re-signing; pure.
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
-//! - `aggregate`: records -> `Summary`; exact merge of summaries.
+//! - `summary`: the report model (`Summary` and its serde types).
+//! - `aggregate`: the fold, records -> `Summary`.
+//! - `coverage`: which publisher indices were measured; overlaps and gaps.
 //! - `by_address`: per remote address counts (publishers, failures, dial failures).
-//! - `merge`: `pushprobe report merge` (reads reports, merges, renders).
+//! - `merge`: exact merge of summaries, reading reports, and `pushprobe report merge`.
 
 pub mod aggregate;
 pub mod by_address;
+mod coverage;
 pub mod hist;
+mod matcher;
 pub mod merge;
 pub mod reconnect;
 pub mod record;
 pub mod runner;
+pub mod summary;
 pub mod targets;

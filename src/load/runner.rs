@@ -1,8 +1,7 @@
 //! The load runner: one small task per publisher started on an open-model
 //! schedule, live counters for progress, a once-a-second timeline, and one
-//! collector task that folds records and matches push callbacks.
+//! collector task that folds records and hands callbacks to the `matcher`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,12 +11,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate::{Aggregator, CallbackCounts};
+use super::aggregate::Aggregator;
 use super::by_address::PublisherAddrs;
+use super::matcher::Matcher;
 use super::reconnect::{self, Jitter, Next};
-use super::record::{CallbackKind, PublisherRecord, Sample};
+use super::record::{PublisherRecord, Sample};
 use super::targets::Slot;
-use crate::callback::{EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverState};
+use crate::callback::{Received, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::media::MediaPlan;
 use crate::probe::local_facts;
@@ -152,7 +152,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
     let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone()));
     let sampler = tokio::spawn(sample(live.clone(), tx.clone(), began));
 
-    let shared = Arc::new(Shared {
+    let settings = Arc::new(PublisherSettings {
         plan: cfg.plan,
         keys: cfg.keys,
         duration: cfg.duration,
@@ -178,13 +178,13 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         started += 1;
         live.scheduled.fetch_add(1, Relaxed);
         live.connecting.fetch_add(1, Relaxed);
-        let task = One {
+        let task = PublisherTask {
             slot_index: i,
             slot: *slot,
             url,
             scheduled: due,
         };
-        let fut = task.run(shared.clone(), live.clone(), tx.clone(), cancel.clone());
+        let fut = task.run(settings.clone(), live.clone(), tx.clone(), cancel.clone());
         tasks.push(workers.spawn(i, fut));
     }
     for t in tasks {
@@ -281,7 +281,9 @@ impl Drop for Workers {
     }
 }
 
-struct Shared {
+/// What every publisher of the run uses alike: the media, the keys, the
+/// timings and the connection options.
+struct PublisherSettings {
     plan: Arc<MediaPlan>,
     keys: Keys,
     duration: Duration,
@@ -295,7 +297,8 @@ struct Shared {
     expires_in: Duration,
 }
 
-struct One {
+/// One publisher of the run: its slot in the schedule and its URL.
+struct PublisherTask {
     slot_index: usize,
     slot: Slot,
     url: PushUrl,
@@ -308,17 +311,17 @@ struct Attempt {
     marks: Vec<(Phase, Duration)>,
 }
 
-impl One {
+impl PublisherTask {
     /// One publisher: one push, or with `--reconnect` a push and the
     /// reconnects after it, folded into one record.
     async fn run(
         self,
-        shared: Arc<Shared>,
+        settings: Arc<PublisherSettings>,
         live: Arc<Live>,
         events: mpsc::UnboundedSender<Event>,
         cancel: CancellationToken,
     ) {
-        let reconnecting = shared.reconnect && !self.slot.duplicate;
+        let reconnecting = settings.reconnect && !self.slot.duplicate;
         let mut url = self.url.clone();
         let mut jitter = Jitter::new(std::hash::BuildHasher::hash_one(
             &std::hash::RandomState::new(),
@@ -326,7 +329,7 @@ impl One {
         ));
         // Until the first Publish.Start, the publisher gives up retrying one
         // duration after its start; after it, one duration after that.
-        let mut deadline = Instant::now() + shared.duration;
+        let mut deadline = Instant::now() + settings.duration;
         let mut first_publish: Option<Instant> = None;
         let mut kept: Option<Attempt> = None;
         let mut last = None;
@@ -338,21 +341,21 @@ impl One {
         loop {
             let start = Instant::now();
             let mut cfg = PublishConfig::new(url.clone());
-            cfg.timeout = shared.timeout;
+            cfg.timeout = settings.timeout;
             cfg.duration = Some(match first_publish {
                 Some(_) => deadline.saturating_duration_since(start),
-                None => shared.duration,
+                None => settings.duration,
             });
-            cfg.chunk_size = shared.chunk_size;
-            cfg.insecure = shared.insecure;
-            cfg.dial = if shared.dial.spreads() {
-                Arc::new(shared.dial.rotated(self.slot.index))
+            cfg.chunk_size = settings.chunk_size;
+            cfg.insecure = settings.insecure;
+            cfg.dial = if settings.dial.spreads() {
+                Arc::new(settings.dial.rotated(self.slot.index))
             } else {
-                shared.dial.clone()
+                settings.dial.clone()
             };
-            cfg.tick = shared.tick;
-            cfg.refusal_window = shared.refusal_window;
-            cfg.start_index = shared.plan.start_index(self.slot.index);
+            cfg.tick = settings.tick;
+            cfg.refusal_window = settings.refusal_window;
+            cfg.start_index = settings.plan.start_index(self.slot.index);
             let mut obs = LiveObserver {
                 live: live.clone(),
                 events: events.clone(),
@@ -362,10 +365,10 @@ impl One {
             // The result is dropped at the end of this block, before the
             // backoff's await: the task future stays small (issue 6).
             let attempt = {
-                let result = publish::publish(&cfg, &shared.plan, &cancel, &mut obs).await;
+                let result = publish::publish(&cfg, &settings.plan, &cancel, &mut obs).await;
                 let facts = local_facts(
                     &cfg.url,
-                    &shared.keys,
+                    &settings.keys,
                     crate::clock::now_unix(),
                     self.slot.duplicate,
                 );
@@ -408,7 +411,7 @@ impl One {
             if let Some(p) = attempt.marks.iter().find(|(p, _)| *p == Phase::Publish) {
                 if first_publish.is_none() {
                     first_publish = Some(start + p.1);
-                    deadline = start + p.1 + shared.duration;
+                    deadline = start + p.1 + settings.duration;
                     kept = Some(attempt);
                 } else {
                     last = Some(attempt);
@@ -423,9 +426,9 @@ impl One {
             match reconnect::before_retry(
                 &url,
                 outcome == Outcome::ExpiredUrl,
-                &shared.keys,
+                &settings.keys,
                 crate::clock::now_unix(),
-                shared.expires_in,
+                settings.expires_in,
             ) {
                 Next::Same => {}
                 Next::Resigned(u) => url = u,
@@ -524,173 +527,6 @@ async fn sample(live: Arc<Live>, tx: mpsc::UnboundedSender<Event>, began: Instan
     }
 }
 
-/// One push of one stream, for matching its callbacks.
-#[derive(Debug, Default, Clone)]
-struct Push {
-    started: Option<Instant>,
-    closed: Option<Instant>,
-    sequence: Option<String>,
-    push_cb: Option<Instant>,
-    interrupt_cb: Option<Instant>,
-}
-
-/// Matches callbacks to our pushes by stream_id and sequence.
-#[derive(Default)]
-struct Matcher {
-    by_stream: HashMap<String, Vec<usize>>,
-    pushes: HashMap<usize, Push>,
-    latencies: Vec<(CallbackKind, Duration)>,
-    unmatched: u64,
-    duplicates: u64,
-    events: Option<mpsc::UnboundedReceiver<Received>>,
-}
-
-impl Matcher {
-    fn new(streams: Vec<String>) -> Matcher {
-        let mut by_stream: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, s) in streams.iter().enumerate() {
-            by_stream.entry(s.clone()).or_default().push(i);
-        }
-        Matcher {
-            by_stream,
-            ..Matcher::default()
-        }
-    }
-
-    fn started(&mut self, slot: usize, at: Instant) {
-        self.pushes.entry(slot).or_default().started = Some(at);
-    }
-
-    fn closed(&mut self, slot: usize, started: Option<Instant>, closed: Instant) {
-        if started.is_none() {
-            return;
-        }
-        let p = self.pushes.entry(slot).or_default();
-        p.closed = Some(closed);
-        if let Some(a) = p.interrupt_cb {
-            self.latencies
-                .push((CallbackKind::Interrupt, a.saturating_duration_since(closed)));
-        }
-    }
-
-    fn on_callback(&mut self, r: Received) {
-        if r.duplicate {
-            self.duplicates += 1;
-            return;
-        }
-        let arrived = Instant::from_std(r.arrived);
-        let ev = &r.event;
-        let Some(slots) = self.by_stream.get(&ev.stream_id) else {
-            self.unmatched += 1;
-            return;
-        };
-        let seq = Some(ev.sequence.clone()).filter(|s| !s.is_empty());
-        let candidates: Vec<usize> = slots
-            .iter()
-            .copied()
-            .filter(|s| self.pushes.get(s).is_some_and(|p| p.started.is_some()))
-            .collect();
-        let find = |pushes: &HashMap<usize, Push>, want: &dyn Fn(&Push) -> bool| {
-            candidates
-                .iter()
-                .copied()
-                .find(|s| pushes.get(s).is_some_and(want))
-        };
-        match ev.event_type {
-            Some(EVENT_PUSH) => {
-                let slot = find(&self.pushes, &|p| {
-                    seq.is_some() && p.sequence == seq && p.push_cb.is_none()
-                })
-                .or_else(|| {
-                    find(&self.pushes, &|p| {
-                        p.sequence.is_none() && p.push_cb.is_none()
-                    })
-                });
-                let Some(slot) = slot else {
-                    self.unmatched += 1;
-                    return;
-                };
-                let p = self.pushes.get_mut(&slot).expect("candidate exists");
-                p.push_cb = Some(arrived);
-                p.sequence = p.sequence.take().or(seq);
-                if let Some(s) = p.started {
-                    self.latencies
-                        .push((CallbackKind::Push, arrived.saturating_duration_since(s)));
-                }
-            }
-            Some(EVENT_INTERRUPT) => {
-                let slot = find(&self.pushes, &|p| {
-                    seq.is_some() && p.sequence == seq && p.interrupt_cb.is_none()
-                })
-                .or_else(|| {
-                    find(&self.pushes, &|p| {
-                        p.interrupt_cb.is_none() && p.closed.is_some()
-                    })
-                })
-                .or_else(|| find(&self.pushes, &|p| p.interrupt_cb.is_none()));
-                let Some(slot) = slot else {
-                    self.unmatched += 1;
-                    return;
-                };
-                let p = self.pushes.get_mut(&slot).expect("candidate exists");
-                p.interrupt_cb = Some(arrived);
-                p.sequence = p.sequence.take().or(seq);
-                if let Some(c) = p.closed {
-                    self.latencies.push((
-                        CallbackKind::Interrupt,
-                        arrived.saturating_duration_since(c),
-                    ));
-                }
-            }
-            _ => self.unmatched += 1,
-        }
-    }
-
-    fn missing(&self) -> u64 {
-        self.pushes
-            .values()
-            .filter(|p| p.started.is_some())
-            .map(|p| {
-                u64::from(p.push_cb.is_none())
-                    + u64::from(p.closed.is_some() && p.interrupt_cb.is_none())
-            })
-            .sum()
-    }
-
-    fn has_outstanding(&self) -> bool {
-        self.missing() > 0
-    }
-
-    async fn wait(&mut self, until: Instant, cancel: &CancellationToken) {
-        let Some(mut events) = self.events.take() else {
-            return;
-        };
-        while self.has_outstanding() {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(until) => break,
-                r = events.recv() => match r {
-                    Some(r) => self.on_callback(r),
-                    None => break,
-                },
-            }
-        }
-        self.events = Some(events);
-    }
-
-    fn counts(&self, c: &crate::callback::Counters) -> CallbackCounts {
-        CallbackCounts {
-            push: c.accepted_push,
-            interrupt: c.accepted_interrupt,
-            missing: self.missing(),
-            duplicate: c.duplicates.max(self.duplicates),
-            forged: c.forged + c.stale,
-            unmatched: self.unmatched,
-        }
-    }
-}
-
 /// The collector: folds records into the aggregator and matches callbacks.
 async fn collect(
     mut rx: mpsc::UnboundedReceiver<Event>,
@@ -737,7 +573,7 @@ async fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callback::CallbackEvent;
+    use crate::callback::{CallbackEvent, EVENT_PUSH};
 
     fn push_callback(stream: &str) -> Received {
         Received {
@@ -792,7 +628,7 @@ mod tests {
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1536, "publish future grew to {size} bytes");
         // The whole task: one publisher with its reconnect loop.
-        let one = One {
+        let task = PublisherTask {
             slot_index: 0,
             slot: Slot {
                 index: 0,
@@ -802,7 +638,7 @@ mod tests {
             url: cfg.url.clone(),
             scheduled: Instant::now(),
         };
-        let shared = Arc::new(Shared {
+        let settings = Arc::new(PublisherSettings {
             plan: plan.clone(),
             keys: Keys::default(),
             duration: Duration::from_secs(1),
@@ -816,7 +652,7 @@ mod tests {
             expires_in: Duration::from_secs(60),
         });
         let (tx, _rx) = mpsc::unbounded_channel();
-        let task = one.run(shared, Arc::new(Live::default()), tx, cancel.clone());
+        let task = task.run(settings, Arc::new(Live::default()), tx, cancel.clone());
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2560, "publisher task future grew to {size} bytes");
     }

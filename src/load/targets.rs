@@ -20,8 +20,12 @@ pub enum TargetError {
     Url { index: u64, source: UrlError },
 }
 
-/// `i/n`: this process runs the i-th of n slices (0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `i/n`: this process runs the i-th of n slices (0-based). The one shard
+/// type: parsed from `--shard I/N`, carried in `RunMeta`, written in the
+/// report's `shards` as `{"index": I, "count": N}`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,
