@@ -9,42 +9,22 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, have, spawn};
+use common::{Proc, bin, have, printed_port, spawn};
 
 /// The body every client sends: 2 MiB, 32 times the receiver's 64 KiB limit.
 const BODY: usize = 2 * 1024 * 1024;
 
-/// Starts `cmd` and returns it with the address it printed on stderr after
-/// `prefix` (`http://ADDR...`); stderr is drained afterwards.
+/// Starts `cmd` (listening on 127.0.0.1) and returns it with the address it
+/// printed on stderr after `prefix` (`http://127.0.0.1:PORT...`).
 fn start(cmd: &mut std::process::Command, prefix: &'static str) -> (Proc, SocketAddr) {
-    let mut p = spawn(cmd);
-    let stderr = p.0.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix(prefix) {
-                let addr = rest.split('/').next().and_then(|a| a.parse().ok());
-                let _ = tx.send(addr.ok_or(line));
-                for _ in lines {}
-                return;
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        let _ = tx.send(Err(seen));
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(addr)) => (p, addr),
-        other => panic!("no `{prefix}ADDR` line on stderr: {other:?}"),
-    }
+    let p = spawn(cmd);
+    let port = printed_port(&p, &format!("{prefix}127.0.0.1:"));
+    (p, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn callbacks() -> (Proc, SocketAddr) {
