@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
 pub mod script;
 
 use std::io::{Read, Write};
