@@ -188,7 +188,7 @@ fn callbacks(hook: &HookServer) -> Vec<Value> {
 
 /// Accepted, listed at 640x360, ended clean (errcode 1), callbacks sent.
 fn accepted_listed_and_called_back(e: &Encoder) {
-    let check = Check::begin("client", e.name, &e.version, "accepted", "");
+    let check = Check::begin(e.name, &e.version, "accepted");
     let hook = HookServer::start(|_| 200);
     let ingest = Ingest::start(KEY, CALLBACK_KEY, &hook.url);
     let url = signed(ingest.rtmp_port, "enc", KEY, now() + 3600);
@@ -224,7 +224,7 @@ fn accepted_listed_and_called_back(e: &Encoder) {
 /// Expired, unsigned, mis-signed and duplicate pushes: the encoder fails
 /// and /records holds 18/501, 18/500, 18/503 and 18/601.
 fn refusals_recorded_with_sub_codes(e: &Encoder) {
-    let check = Check::begin("client", e.name, &e.version, "refusals", "");
+    let check = Check::begin(e.name, &e.version, "refusals");
     let hook = HookServer::start(|_| 200);
     let ingest = Ingest::start(KEY, CALLBACK_KEY, &hook.url);
     let port = ingest.rtmp_port;

@@ -109,7 +109,7 @@ fn tshark_decodes_every_message_of_a_push_and_an_ingest_session() {
     .lines()
     .find_map(|l| l.strip_prefix("TShark (Wireshark) ").map(major_minor))
     .unwrap_or_default();
-    let check = Check::begin("dissector", "tshark", &version, "packets", "");
+    let check = Check::begin("tshark", &version, "packets");
     let hook = HookServer::start(|_| 200);
     let ingest = Ingest::start(KEY, "unused", &hook.url);
     let port = ingest.rtmp_port;

@@ -69,12 +69,21 @@ pub struct Peer {
     pub rtmp_port: u16,
     /// HTTP-FLV play port, for servers that have one.
     pub http_port: Option<u16>,
+    /// What ffprobe logs when this server has registered a player (for a
+    /// server without a GOP cache, where a late player misses the headers).
+    pub play_answer: Option<&'static str>,
     pub dir: tempfile::TempDir,
     _proc: Option<Proc>,
     _nginx: Option<Nginx>,
 }
 
 impl Peer {
+    /// Records that the peer ran here, with its version, then returns it.
+    fn started(self) -> Option<Peer> {
+        Check::begin(self.name, &self.version, "started").pass("");
+        Some(self)
+    }
+
     pub fn url(&self, stream: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{stream}", self.rtmp_port)
     }
@@ -88,15 +97,17 @@ impl Peer {
             .map(|v| major_minor(&v))
             .unwrap_or_default();
         let ng = Nginx::start(on_publish);
-        Some(Peer {
+        Peer {
             name: "nginx-rtmp",
             version,
             rtmp_port: ng.port,
             http_port: None,
+            play_answer: None,
             dir: tempfile::tempdir().unwrap(),
             _proc: None,
             _nginx: Some(ng),
-        })
+        }
+        .started()
     }
 
     /// node-media-server 4 (Node.js). With `secret`, publishing needs
@@ -139,21 +150,23 @@ impl Peer {
             "node-media-server did not start: {}",
             log_of(dir.path())
         );
-        Some(Peer {
+        Peer {
             name: "node-media-server",
             version: pkg["version"].as_str().unwrap_or_default().to_string(),
             rtmp_port,
             http_port: Some(http_port),
+            play_answer: None,
             dir,
             _proc: Some(proc),
             _nginx: None,
-        })
+        }
+        .started()
     }
 
     /// rtmplite3 (Python, PyPI): no publish auth of its own.
     pub fn rtmplite() -> Option<Peer> {
         let version = python_module_version("rtmplite3");
-        if !have("rtmplite3") || !require("rtmplite3 (PyPI)", version.is_some()) {
+        if !have("python3") || !require("rtmplite3 (PyPI)", version.is_some()) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -175,15 +188,18 @@ impl Peer {
             "rtmplite3 did not start: {}",
             log_of(dir.path())
         );
-        Some(Peer {
+        Peer {
             name: "rtmplite3",
             version: version.unwrap(),
             rtmp_port: port,
             http_port: None,
+            // rtmplite3 sends SetChunkSize once the player is registered.
+            play_answer: Some("New incoming chunk size"),
             dir,
             _proc: Some(proc),
             _nginx: None,
-        })
+        }
+        .started()
     }
 
     /// An ingest on pyrtmp (Python, PyPI), tests/peers/pyrtmp_ingest.py:
@@ -211,15 +227,17 @@ impl Peer {
         let port = line_after(p.0.stdout.take().unwrap(), "listening ")
             .and_then(|l| l.trim().parse::<u16>().ok())
             .expect("pyrtmp ingest printed its port");
-        Some(Peer {
+        Peer {
             name: "pyrtmp",
             version: version.unwrap(),
             rtmp_port: port,
             http_port: None,
+            play_answer: None,
             dir,
             _proc: Some(p),
             _nginx: None,
-        })
+        }
+        .started()
     }
 }
 
@@ -275,8 +293,10 @@ pub struct Player {
 
 impl Player {
     /// Returns once ffprobe has sent its play command (read from its debug
-    /// log), so a push started after this cannot outrun it.
-    pub fn subscribe(url: &str) -> Player {
+    /// log) and, when `answer` is given, has then logged a line containing
+    /// it (the server's reply that shows the play was registered), so a push
+    /// started after this cannot outrun it.
+    pub fn subscribe(url: &str, answer: Option<&'static str>) -> Player {
         let mut p = Proc(
             Command::new("ffprobe")
                 .args(["-loglevel", "debug", "-rw_timeout", "15000000"])
@@ -293,10 +313,17 @@ impl Player {
         let keep = log.clone();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut played = false;
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { return };
-                if line.contains("Sending play command") {
+                if played && answer.is_some_and(|a| line.contains(a)) {
                     let _ = tx.send(());
+                }
+                if line.contains("Sending play command") {
+                    played = true;
+                    if answer.is_none() {
+                        let _ = tx.send(());
+                    }
                 }
                 // Keep the RTMP and error lines for the failure message.
                 if line.starts_with("[rtmp") || line.contains("rror") {
@@ -306,7 +333,8 @@ impl Player {
         });
         assert!(
             rx.recv_timeout(Duration::from_secs(20)).is_ok(),
-            "ffprobe did not send its play command within 20 s"
+            "ffprobe's play was not answered within 20 s: {}",
+            log.lock().unwrap().join("\n")
         );
         Player { proc: p, log }
     }
@@ -336,9 +364,9 @@ pub fn probe_until_video(url: &str, within: Duration) -> String {
     }
 }
 
-/// One row of the interop matrix: a check of one peer, written as
-/// `fail` when begun and `pass` when the test reaches `pass()`, so a test
-/// that panics leaves its failure on record.
+/// One cell of the interop matrix (tests/peers/matrix.json names the rows
+/// and columns): written as `fail` when begun and `pass` when the test
+/// reaches `pass()`, so a test that panics leaves its failure on record.
 pub struct Check {
     path: PathBuf,
     record: serde_json::Value,
@@ -354,22 +382,41 @@ pub fn results_dir() -> PathBuf {
 }
 
 impl Check {
-    /// `kind` is `server` or `client`; `style` how the peer refuses.
-    pub fn begin(kind: &str, peer: &str, version: &str, check: &str, style: &str) -> Check {
+    /// `peer` and `check` as named in tests/peers/matrix.json.
+    pub fn begin(peer: &str, version: &str, check: &str) -> Check {
         let dir = results_dir();
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{peer}--{check}.json"));
+        let file: String = format!("{peer}--{check}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{file}.json"));
         let record = serde_json::json!({
-            "kind": kind, "peer": peer, "version": version,
-            "check": check, "style": style, "result": "fail", "detail": "",
+            "peer": peer, "version": version, "check": check,
+            "result": "fail", "measured": "",
         });
         std::fs::write(&path, record.to_string()).unwrap();
         Check { path, record }
     }
 
-    pub fn pass(mut self, detail: &str) {
+    /// A fact of this check that the README table shows (fixed by the test,
+    /// never a measurement), e.g. the load's scale.
+    pub fn note(mut self, key: &str, value: &str) -> Check {
+        self.record[key] = value.into();
+        self
+    }
+
+    /// `measured`: figures of this run (not rendered in the README table,
+    /// which must not change from run to run).
+    pub fn pass(mut self, measured: &str) {
         self.record["result"] = "pass".into();
-        self.record["detail"] = detail.into();
+        self.record["measured"] = measured.into();
         std::fs::write(&self.path, self.record.to_string()).unwrap();
     }
 }
