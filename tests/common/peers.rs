@@ -203,9 +203,9 @@ impl Peer {
     }
 
     /// An ingest on pyrtmp (Python, PyPI), tests/peers/pyrtmp_ingest.py:
-    /// `token=TOKEN` in the query when `token` is given; every accepted
-    /// stream recorded to `dir/NAME.flv`.
-    pub fn pyrtmp(token: Option<&str>) -> Option<Peer> {
+    /// `token=TOKEN` in the query when `token` is given; with `record`,
+    /// every accepted stream recorded to `dir/NAME.flv`.
+    pub fn pyrtmp(token: Option<&str>, record: bool) -> Option<Peer> {
         let version = python_module_version("pyrtmp");
         if !have("python3") || !require("pyrtmp (PyPI)", version.is_some()) {
             return None;
@@ -213,7 +213,10 @@ impl Peer {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pyrtmp_ingest.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(script).arg("--record-dir").arg(dir.path());
+        cmd.arg(script);
+        if record {
+            cmd.arg("--record-dir").arg(dir.path());
+        }
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
