@@ -85,6 +85,9 @@ fn debian_ffmpeg() -> Option<Encoder> {
 }
 
 fn wheel_ffmpeg() -> Option<Encoder> {
+    if !have("python3") {
+        return None;
+    }
     let o = run(
         Command::new("python3").args([
             "-c",
@@ -144,7 +147,7 @@ fn push(e: &Encoder, url: &str) -> Proc {
     spawn(&mut (e.push)(e, url))
 }
 
-/// Polls `cond` every 100 ms for at most `within`; the last value.
+/// Polls `f` every 100 ms until it gives a value, for at most `within`.
 fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + within;
     loop {

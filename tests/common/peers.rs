@@ -57,6 +57,7 @@ pub fn major_minor(v: &str) -> String {
         .join(".")
 }
 
+/// node-media-server's package folder.
 pub fn nms_dir() -> PathBuf {
     std::env::var_os("PUSHPROBE_NMS_DIR").map_or_else(|| PathBuf::from(NMS_DIR), PathBuf::from)
 }
@@ -165,8 +166,11 @@ impl Peer {
 
     /// rtmplite3 (Python, PyPI): no publish auth of its own.
     pub fn rtmplite() -> Option<Peer> {
+        if !have("python3") {
+            return None;
+        }
         let version = python_module_version("rtmplite3");
-        if !have("python3") || !require("rtmplite3 (PyPI)", version.is_some()) {
+        if !require("rtmplite3 (PyPI)", version.is_some()) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -206,8 +210,11 @@ impl Peer {
     /// `token=TOKEN` in the query when `token` is given; with `record`,
     /// every accepted stream recorded to `dir/NAME.flv`.
     pub fn pyrtmp(token: Option<&str>, record: bool) -> Option<Peer> {
+        if !have("python3") {
+            return None;
+        }
         let version = python_module_version("pyrtmp");
-        if !have("python3") || !require("pyrtmp (PyPI)", version.is_some()) {
+        if !require("pyrtmp (PyPI)", version.is_some()) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
