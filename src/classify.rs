@@ -178,6 +178,9 @@ pub struct LocalFacts {
     pub expiry: Option<Expiry>,
     pub has_tx_time: bool,
     pub has_tx_secret: bool,
+    /// Names of the URL's other query parameters (not txSecret, txTime or
+    /// txHost): a `token=` or `sign=` may be another auth scheme's signature.
+    pub other_params: Vec<String>,
     pub secret: SecretCheck,
     /// Another of our publishers was streaming on this very URL (same
     /// query) at the time: the server accepted that URL's signature and
@@ -425,6 +428,22 @@ fn refusal_from_facts(
             _ => "txTime",
         };
         evidence.push(format!("the URL has no {missing}"));
+        if !facts.has_tx_time && !facts.has_tx_secret && !facts.other_params.is_empty() {
+            // Signed for another scheme (`token=`, `sign=`): whether that
+            // signature or something else was refused, nothing here says.
+            evidence.push(format!(
+                "but it carries other query parameters ({}), perhaps another auth scheme's signature: the wire cannot tell why it was refused",
+                facts.other_params.join(", ")
+            ));
+            return Verdict {
+                outcome: Outcome::Refused,
+                step: None,
+                fix: Outcome::Refused.fix(),
+                evidence,
+                phase,
+                certain: false,
+            };
+        }
         return decided(Outcome::UnsignedUrl, evidence);
     }
     if facts.secret == SecretCheck::Mismatch {
@@ -517,6 +536,7 @@ mod tests {
             expiry: Some(Expiry::Valid(86_400)),
             has_tx_time: true,
             has_tx_secret: true,
+            other_params: vec![],
             secret: SecretCheck::NoKey,
             our_other_publisher: false,
         }
@@ -554,6 +574,7 @@ mod tests {
             expiry: None,
             has_tx_time: false,
             has_tx_secret: false,
+            other_params: vec![],
             secret: SecretCheck::NoTxTime,
             our_other_publisher: true,
         };
@@ -563,7 +584,25 @@ mod tests {
             our_other_publisher: true,
             ..good_facts()
         };
+        // Issue 11 (interop): a URL signed for another scheme (`token=`),
+        // refused silently: nothing decides why.
+        let foreign_token = LocalFacts {
+            other_params: vec!["token".into()],
+            ..unsigned.clone()
+        };
         let cases: Vec<(PublishResult, LocalFacts, Outcome, bool)> = vec![
+            (
+                failed(closed_after_publish()),
+                foreign_token.clone(),
+                Outcome::Refused,
+                false,
+            ),
+            (
+                failed(closed_after_publish()),
+                unsigned.clone(),
+                Outcome::UnsignedUrl,
+                true,
+            ),
             // issue 10 part 1: cancelled is never accepted before Publish.Start.
             (
                 result(Ending::Cancelled {

@@ -62,22 +62,6 @@ fn dup_passes(peer: &Peer, url: &str) {
     check.pass("dup: PASS, second push already_in_use");
 }
 
-/// The load flag that writes the JSON report to a file: `--json-out` since
-/// main's "cli: one meaning per flag" (9aa3610), `--json FILE` before it,
-/// read from the binary's help so this file passes on either side of that
-/// merge (drop the probe once merged).
-fn report_file_flag() -> &'static str {
-    let help = text(&run(
-        bin().args(["load", "--help"]),
-        Duration::from_secs(20),
-    ));
-    if help.contains("--json-out") {
-        "--json-out"
-    } else {
-        "--json"
-    }
-}
-
 /// One load at a time in this file: two servers each taking 200 publishers
 /// on 2 cores would measure each other.
 static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -96,7 +80,7 @@ fn load_all_accepted(peer: &Peer, template: &str, n: u32, rate: u32) {
             .args(["load", "--url-template", template, "--duration", "10s"])
             .args(["--timeout", "30s"])
             .args(["--publishers", &n.to_string(), "--rate", &rate.to_string()])
-            .args(["--progress", "none", report_file_flag()])
+            .args(["--progress", "none", "--json-out"])
             .arg(&report),
         Duration::from_secs(180),
     );
@@ -190,7 +174,6 @@ fn nginx_on_publish_hook_refusal_is_named_without_a_guess() {
 /// word: nothing decides why, so the verdict must not be a certain
 /// `unsigned_url` ("add txSecret and txTime"), as it is today.
 #[test]
-#[ignore = "needs verdict fix: a URL with another auth's token is not certainly unsigned (interop report)"]
 fn refusal_of_a_foreign_token_is_not_certain() {
     let hook = HookServer::start(|_| 403);
     let (Some(ng), Some(nms)) = (
@@ -262,7 +245,6 @@ fn nms_signed_push_is_accepted() {
 }
 
 #[test]
-#[ignore = "needs verdict fix (issue 10.3)"]
 fn nms_auth_refusals_after_publish_start_are_refusals() {
     let Some(peer) = Peer::node_media_server(Some(NMS_SECRET)) else {
         return;
@@ -292,7 +274,6 @@ fn nms_auth_refusals_after_publish_start_are_refusals() {
 }
 
 #[test]
-#[ignore = "needs verdict fix (issue 10.3)"]
 fn nms_duplicate_closed_after_publish_start_passes_dup() {
     let Some(peer) = Peer::node_media_server(Some(NMS_SECRET)) else {
         return;
@@ -340,7 +321,6 @@ fn rtmplite_load_20_publishers_at_10_per_s() {
 // ---- pyrtmp (Python) -----------------------------------------------------
 
 #[test]
-#[ignore = "needs chunk decoder fix: fmt 1 on a new chunk stream (interop report)"]
 fn pyrtmp_push_is_recorded_and_decodes() {
     let Some(peer) = Peer::pyrtmp(Some(PY_TOKEN), true) else {
         return;
@@ -383,7 +363,6 @@ fn pyrtmp_ingest_takes_an_ffmpeg_push() {
 }
 
 #[test]
-#[ignore = "needs chunk decoder fix: fmt 1 on a new chunk stream (interop report)"]
 fn pyrtmp_token_refusal_and_duplicate_are_named_from_its_words() {
     let Some(peer) = Peer::pyrtmp(Some(PY_TOKEN), true) else {
         return;
@@ -405,7 +384,6 @@ fn pyrtmp_token_refusal_and_duplicate_are_named_from_its_words() {
 /// lag under 40 ms when it does not record, but lag reached 2.0 s when it
 /// also wrote every stream to disk; so the load runs without recording.
 #[test]
-#[ignore = "needs chunk decoder fix: fmt 1 on a new chunk stream (interop report)"]
 fn pyrtmp_load_20_publishers_at_10_per_s() {
     let Some(peer) = Peer::pyrtmp(None, false) else {
         return;

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::peers::{Check, Ingest, major_minor};
-use common::{HookServer, Proc, fixture, have, now, run, signed, text};
+use common::{HookServer, Printed, Proc, fixture, have, now, run, signed, text};
 
 const KEY: &str = "packet-check-key";
 
@@ -32,6 +32,7 @@ fn capture(port: u16, file: &std::path::Path) -> Proc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tshark"),
+        Printed::default(),
     );
     let (tx, rx) = mpsc::channel();
     let out = p.0.stdout.take().unwrap();

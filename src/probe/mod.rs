@@ -205,6 +205,12 @@ pub fn local_facts(url: &PushUrl, keys: &Keys, now: u64, our_other_publisher: bo
             .map(|e| sign::expiry_status(e, now)),
         has_tx_time: url.tx_time().is_some(),
         has_tx_secret: url.tx_secret().is_some(),
+        other_params: url
+            .query
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !["txSecret", "txTime", "txHost"].contains(&k.as_str()))
+            .collect(),
         secret: sign::check_secret(url, keys),
         our_other_publisher,
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
-use super::{Nginx, Proc, free_port, have, run, wait_port};
+use super::{Nginx, Printed, Proc, accepts, free_port, have, run};
 
 /// Where `.ci/run` installs node-media-server (override: PUSHPROBE_NMS_DIR).
 const NMS_DIR: &str = "/opt/pushprobe-peers/npm/node_modules/node-media-server";
@@ -233,6 +233,7 @@ impl Peer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn python3"),
+            Printed::default(),
         );
         let port = line_after(p.0.stdout.take().unwrap(), "listening ")
             .and_then(|l| l.trim().parse::<u16>().ok())
@@ -261,6 +262,7 @@ fn spawn_logged(cmd: &mut Command, dir: &Path) -> Proc {
             .stderr(log)
             .spawn()
             .expect("spawn peer"),
+        Printed::default(),
     )
 }
 
@@ -317,6 +319,7 @@ impl Player {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn ffprobe"),
+            Printed::default(),
         );
         let err = p.0.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -505,4 +508,17 @@ impl Ingest {
             .and_then(|(_, body)| serde_json::from_str(body).ok())
             .unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// Polls until something accepts TCP on `port`, up to `within`. Peers log to
+/// files: their callers print the log when this gives up.
+fn wait_port(port: u16, within: Duration) -> bool {
+    let end = std::time::Instant::now() + within;
+    while std::time::Instant::now() < end {
+        if accepts(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
