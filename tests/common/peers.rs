@@ -300,7 +300,6 @@ pub fn nms_sign(stream: &str, expiry: u64, secret: &str) -> String {
 /// without a GOP cache (rtmplite3) still hand it the sequence headers.
 pub struct Player {
     proc: Proc,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Player {
@@ -309,54 +308,34 @@ impl Player {
     /// it (the server's reply that shows the play was registered), so a push
     /// started after this cannot outrun it.
     pub fn subscribe(url: &str, answer: Option<&'static str>) -> Player {
-        let mut p = Proc(
+        let p = super::spawn(
             Command::new("ffprobe")
                 .args(["-loglevel", "debug", "-rw_timeout", "15000000"])
                 .args(["-show_entries", "stream=codec_name,width,height"])
-                .args(["-of", "csv=p=0", url])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn ffprobe"),
-            Printed::default(),
+                .args(["-of", "csv=p=0", url]),
         );
-        let err = p.0.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = log.clone();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut played = false;
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { return };
-                if played && answer.is_some_and(|a| line.contains(a)) {
-                    let _ = tx.send(());
-                }
-                if line.contains("Sending play command") {
-                    played = true;
-                    if answer.is_none() {
-                        let _ = tx.send(());
-                    }
-                }
-                // Keep the RTMP and error lines for the failure message.
-                if line.starts_with("[rtmp") || line.contains("rror") {
-                    keep.lock().unwrap().push(line);
-                }
+        let printed = p.1.clone();
+        p.wait_for("ffprobe's play answered", Duration::from_secs(20), || {
+            let err = printed.stderr();
+            let (_, after_play) = err.split_once("Sending play command")?;
+            match answer {
+                None => Some(()),
+                Some(a) => after_play.contains(a).then_some(()),
             }
         });
-        assert!(
-            rx.recv_timeout(Duration::from_secs(20)).is_ok(),
-            "ffprobe's play was not answered within 20 s: {}",
-            log.lock().unwrap().join("\n")
-        );
-        Player { proc: p, log }
+        Player { proc: p }
     }
 
     /// The `codec,width,height` lines ffprobe found (killed after `within`),
     /// and its RTMP log lines.
     pub fn streams(self, within: Duration) -> (String, String) {
         let out = self.proc.finish(within);
-        let log = self.log.lock().unwrap().join("\n");
+        // Keep the RTMP and error lines for the failure message.
+        let log = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.starts_with("[rtmp") || l.contains("rror"))
+            .collect::<Vec<_>>()
+            .join("\n");
         (
             String::from_utf8_lossy(&out.stdout).to_string(),
             format!("{:?}: {log}", out.status),
@@ -450,40 +429,10 @@ impl Ingest {
             .env("PUSHPROBE_CALLBACK_KEY", callback_key)
             .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(["--callback-url", callback_url]);
-        let mut p = super::spawn(&mut c);
-        let (tx, rx) = mpsc::channel();
-        let stderr = p.0.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let port_after = |line: &str, prefix: &str| {
-                let rest = line.strip_prefix(prefix)?;
-                rest.split(['/', ',']).next()?.parse::<u16>().ok()
-            };
-            let (mut rtmp, mut http) = (None, None);
-            let mut lines = BufReader::new(stderr).lines();
-            for line in lines.by_ref() {
-                let Ok(line) = line else { return };
-                rtmp = rtmp.or(port_after(
-                    &line,
-                    "pushprobe serve: RTMP on rtmp://127.0.0.1:",
-                ));
-                http = http.or(port_after(
-                    &line,
-                    "pushprobe serve: HTTP on http://127.0.0.1:",
-                ));
-                if let (Some(r), Some(h)) = (rtmp, http) {
-                    let _ = tx.send((r, h));
-                    break;
-                }
-            }
-            for _ in lines {}
-        });
-        let (rtmp_port, http_port) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve printed its RTMP and HTTP addresses");
-        assert!(
-            wait_port(rtmp_port, Duration::from_secs(10)),
-            "serve did not start"
-        );
+        let p = super::spawn(&mut c);
+        // serve prints both lines once both listeners are bound.
+        let rtmp_port = super::printed_port(&p, "pushprobe serve: RTMP on rtmp://127.0.0.1:");
+        let http_port = super::printed_port(&p, "pushprobe serve: HTTP on http://127.0.0.1:");
         Ingest {
             rtmp_port,
             http_port,
