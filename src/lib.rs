@@ -7,7 +7,7 @@
 //! - `classify`: (wire evidence, local facts) -> outcome, evidence, checklist step and fix; pure.
 //! - `cli`: clap derive structs and value parsers.
 //! - `cmd`: the subcommands, each returning an exit code.
-//! - `errcode`: Tencent interruption errcodes and errcode-18 sub-codes -> meanings.
+//! - `errcode`: the one typed table of Tencent interruption errcodes and errcode-18 sub-codes, with meanings.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `ingest`: the local Tencent-compatible RTMP ingest (`pushprobe serve`): rules, registry, records, HTTP view.
 //! - `load`: the load runner, its plain records and their aggregation.
@@ -15,7 +15,9 @@
 //! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record.
 //! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
-//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
+//! - `rtmp`: handshake glue, AMF0, chunk codec, message types and the session core
+//!   publisher and ingest share (control, acks, chunk-size policy, command encoding);
+//!   sans-I/O but for `rtmp::drive`, the handshake over a byte stream.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 

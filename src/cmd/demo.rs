@@ -18,6 +18,7 @@ use super::smoke::{Embedded, random_hex};
 use crate::callback::{self, EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverConfig, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::cli::{PushOptions, now_unix, parse_duration};
+use crate::errcode::SubErrcode;
 use crate::ingest::IngestConfig;
 use crate::notify::{Notifier, NotifyConfig};
 use crate::publish::{self, Observer, Phase};
@@ -223,7 +224,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     check(
         &mut out,
-        rec.is_some_and(|r| r.sub_errcode == 501),
+        rec.is_some_and(|r| r.sub_errcode == SubErrcode::TX_TIME_EXPIRED),
         "the ingest recorded errcode 18 / 501",
     )?;
 
