@@ -19,9 +19,7 @@ const NETWORK: &str = "Abnormal stream pushing link network.";
 /// An interruption errcode: the `errcode` of a callback or of an ingest
 /// record. Any number is representable (a receiver takes what it is sent);
 /// the consts name the ones pushprobe's ingest produces.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Errcode(pub i64);
 
@@ -168,8 +166,18 @@ mod tests {
         assert!(SubErrcode(501).meaning().unwrap().contains("expired"));
         assert!(SubErrcode(502).meaning().unwrap().contains("no txSecret"));
         assert!(SubErrcode(503).meaning().unwrap().contains("mismatch"));
-        assert!(SubErrcode(601).meaning().unwrap().contains("already in use"));
-        assert!(SubErrcode(602).meaning().unwrap().contains("lower priority"));
+        assert!(
+            SubErrcode(601)
+                .meaning()
+                .unwrap()
+                .contains("already in use")
+        );
+        assert!(
+            SubErrcode(602)
+                .meaning()
+                .unwrap()
+                .contains("lower priority")
+        );
         for s in 301..=303 {
             assert!(SubErrcode(s).meaning().unwrap().contains("domain"), "{s}");
         }
@@ -184,7 +192,12 @@ mod tests {
     fn named_codes_are_the_table_rows_they_name() {
         assert_eq!(Errcode::CLIENT_STOPPED.meaning(), Some(CLIENT_STOPPED));
         assert_eq!(Errcode::RTMP_CONTENT.meaning(), Some(RTMP_CONTENT));
-        assert!(Errcode::FRAME_TOO_LARGE.meaning().unwrap().contains("single RTMP frame"));
+        assert!(
+            Errcode::FRAME_TOO_LARGE
+                .meaning()
+                .unwrap()
+                .contains("single RTMP frame")
+        );
         assert_eq!(Errcode::NO_DATA.meaning(), Some(NO_DATA));
         assert_eq!(Errcode::ENDED_BY_COMMAND.meaning(), Some(INTERNAL));
         assert_eq!(Errcode::NETWORK.meaning(), Some(NETWORK));
@@ -205,6 +218,9 @@ mod tests {
         assert_eq!(SubErrcode::NONE.meaning(), None);
         // Records and callbacks carry them as plain numbers.
         assert_eq!(serde_json::to_string(&Errcode::REFUSED).unwrap(), "18");
-        assert_eq!(serde_json::to_string(&SubErrcode::STREAM_IN_USE).unwrap(), "601");
+        assert_eq!(
+            serde_json::to_string(&SubErrcode::STREAM_IN_USE).unwrap(),
+            "601"
+        );
     }
 }

@@ -446,7 +446,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         };
         tracing::info!(client = %self.peer, stream, "publish accepted");
-        self.session.send_control(&Control::User(UserControl::StreamBegin(stream_id)));
+        self.session
+            .send_control(&Control::User(UserControl::StreamBegin(stream_id)));
         let status = status_object(
             "status",
             "NetStream.Publish.Start",
@@ -522,16 +523,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             client: self.peer,
             flags,
         };
-        self.state
-            .registry
-            .record(Record::new(
-                of,
-                now,
-                errcode,
-                SubErrcode::NONE,
-                &errmsg,
-                duration_ms,
-            ));
+        self.state.registry.record(Record::new(
+            of,
+            now,
+            errcode,
+            SubErrcode::NONE,
+            &errmsg,
+            duration_ms,
+        ));
         tracing::info!(
             client = %self.peer,
             stream = %publisher.stream,

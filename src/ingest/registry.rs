@@ -478,7 +478,11 @@ mod tests {
         let kept: Vec<u64> = recs.iter().map(|r| r.push_duration_ms).collect();
         assert_eq!(kept, vec![2, 3, 4]);
         assert_eq!(recs[0].time, "1970-01-01T00:00:00.000Z");
-        let refused = Record::refusal(of, UNIX_EPOCH, &Refusal::new(SubErrcode(501), "txTime expired"));
+        let refused = Record::refusal(
+            of,
+            UNIX_EPOCH,
+            &Refusal::new(SubErrcode(501), "txTime expired"),
+        );
         assert_eq!(
             (refused.errcode, refused.sub_errcode),
             (Errcode(18), SubErrcode(501))

@@ -90,7 +90,10 @@ pub fn check(req: &Publish<'_>, policy: &Policy<'_>, now_unix: u64) -> Result<()
         ));
     }
     if policy.disabled.iter().any(|d| d == req.stream) {
-        return Err(Refusal::new(SubErrcode::STREAM_BANNED, "stream is disabled"));
+        return Err(Refusal::new(
+            SubErrcode::STREAM_BANNED,
+            "stream is disabled",
+        ));
     }
     if policy.keys.is_empty() {
         return Ok(());

@@ -221,7 +221,11 @@ async fn publish_is_accepted_listed_and_recorded_on_delete_stream() {
     .await;
     assert!(c.closed().await);
     let r = record_for(&h, "cam").await;
-    assert_eq!((r.errcode, r.sub_errcode), (Errcode(1), SubErrcode(0)), "{r:?}");
+    assert_eq!(
+        (r.errcode, r.sub_errcode),
+        (Errcode(1), SubErrcode(0)),
+        "{r:?}"
+    );
     assert!(r.errmsg.contains("deleteStream"), "{}", r.errmsg);
     assert!(h.state().registry().streams().is_empty());
     h.shutdown().await.unwrap();
@@ -415,7 +419,11 @@ async fn auth_refusals_are_recorded_with_their_sub_codes() {
         assert!(status.description.contains(words), "{status:?}");
         assert!(c.closed().await);
         let r = record_for(&h, &stream).await;
-        assert_eq!((r.errcode, r.sub_errcode), (Errcode(18), SubErrcode(sub)), "{r:?}");
+        assert_eq!(
+            (r.errcode, r.sub_errcode),
+            (Errcode(18), SubErrcode(sub)),
+            "{r:?}"
+        );
         assert!(!r.errmsg.contains("txSecret="), "{}", r.errmsg);
     }
     // The good URL is accepted, with the query from tcUrl as a fallback.

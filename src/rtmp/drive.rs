@@ -67,7 +67,9 @@ mod tests {
 
     #[tokio::test]
     async fn both_roles_complete_over_a_duplex_with_leftover() {
-        let (mut a, mut b) = tokio::io::duplex(64);
+        // Room for a whole handshake message each way, as any TCP socket
+        // has: both sides write before they read.
+        let (mut a, mut b) = tokio::io::duplex(8192);
         let client = async {
             let h = handshake(&mut a, Role::Client).await.unwrap();
             // The first chunk bytes go out right after C2.
@@ -83,7 +85,10 @@ mod tests {
             }
             h
         };
-        let (c, s) = tokio::join!(client, server);
+        let bound = std::time::Duration::from_secs(10);
+        let (c, s) = tokio::time::timeout(bound, async { tokio::join!(client, server) })
+            .await
+            .expect("the handshake finished");
         assert_eq!(c.bytes_written, 1537 + 1536);
         assert_eq!(s.bytes_written, 1 + 1536 * 2);
         assert!(c.leftover.is_empty());

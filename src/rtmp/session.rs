@@ -294,7 +294,11 @@ mod tests {
     fn chunk_size_is_applied_and_passed_up() {
         for (role, mut s) in sessions() {
             let got = feed(&mut s, &SET_CHUNK_SIZE_4096).unwrap();
-            assert_eq!(got, [Inbound::Control(Control::SetChunkSize(4096))], "{role:?}");
+            assert_eq!(
+                got,
+                [Inbound::Control(Control::SetChunkSize(4096))],
+                "{role:?}"
+            );
             assert_eq!(s.peer_chunk_size(), 4096, "{role:?}");
             assert!(s.outbound().is_empty(), "{role:?}");
         }
@@ -389,7 +393,12 @@ mod tests {
     #[test]
     fn commands_and_media_pass_up_split_at_any_byte() {
         let mut wire = BytesMut::new();
-        let cmd = Command::new("connect", 1.0, Value::obj(&[("app", Value::str("live"))]), vec![]);
+        let cmd = Command::new(
+            "connect",
+            1.0,
+            Value::obj(&[("app", Value::str("live"))]),
+            vec![],
+        );
         chunk::write_message(&mut wire, 128, 3, 0, COMMAND_AMF0, 0, &cmd.encode());
         chunk::write_message(&mut wire, 128, 6, 40, message::VIDEO, 1, &[0x17; 300]);
         for (role, _) in sessions() {
@@ -402,14 +411,22 @@ mod tests {
                 panic!("{role:?}: {got:?}");
             };
             assert_eq!(Command::parse(c.type_id, &c.payload).unwrap(), cmd);
-            assert_eq!((v.type_id, v.timestamp, v.payload.len()), (message::VIDEO, 40, 300));
+            assert_eq!(
+                (v.type_id, v.timestamp, v.payload.len()),
+                (message::VIDEO, 40, 300)
+            );
             assert_eq!(s.bytes_received(), wire.len() as u64);
         }
     }
 
     #[test]
     fn outbound_uses_our_chunk_size_once_announced() {
-        let cmd = Command::new("publish", 5.0, Value::Null, vec![Value::str(&"x".repeat(200))]);
+        let cmd = Command::new(
+            "publish",
+            5.0,
+            Value::Null,
+            vec![Value::str(&"x".repeat(200))],
+        );
         for (role, mut s) in sessions() {
             s.set_chunk_size(4096);
             assert_eq!(s.outbound(), SET_CHUNK_SIZE_4096, "{role:?}");
@@ -433,7 +450,12 @@ mod tests {
         server.send_control(&Control::User(UserControl::PingRequest(9)));
         let controls = server.outbound().len();
         assert_eq!(controls, 16 + 16 + 18);
-        let reply = Command::new("_result", 1.0, Value::Null, vec![Value::str(&"y".repeat(150))]);
+        let reply = Command::new(
+            "_result",
+            1.0,
+            Value::Null,
+            vec![Value::str(&"y".repeat(150))],
+        );
         server.send_command(0, &reply);
         let wire = server.outbound().to_vec();
         server.sent();
