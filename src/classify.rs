@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::publish::{Ending, Failure, Phase, PublishResult};
-use crate::rtmp::message::Status;
+use crate::rtmp::message::StatusReply;
 use crate::sign::{Expiry, SecretCheck};
 
 /// Every outcome a push can have. snake_case in JSON.
@@ -268,7 +268,7 @@ fn words_of(text: &str) -> String {
 }
 
 /// Reads a refusal's status text for a reason. Servers word these freely.
-fn wire_reason(s: &Status) -> Option<Outcome> {
+fn wire_reason(s: &StatusReply) -> Option<Outcome> {
     let text = words_of(&format!("{} {}", s.code, s.description)).to_ascii_lowercase();
     let has = |w: &[&str]| w.iter().any(|x| text.contains(x));
     if has(&[
@@ -523,7 +523,7 @@ mod tests {
     fn rejected(code: &str, desc: &str) -> Failure {
         Failure::Rejected {
             phase: Phase::Publish,
-            status: Status {
+            status: StatusReply {
                 code: code.into(),
                 level: "error".into(),
                 description: desc.into(),
@@ -665,7 +665,7 @@ mod tests {
                     5,
                     Failure::Rejected {
                         phase: Phase::Streaming,
-                        status: Status {
+                        status: StatusReply {
                             code: "NetStream.Publish.BadName".into(),
                             level: "error".into(),
                             description: "Already publishing".into(),
@@ -700,7 +700,7 @@ mod tests {
                     5,
                     Failure::Rejected {
                         phase: Phase::Streaming,
-                        status: Status {
+                        status: StatusReply {
                             code: "NetStream.Publish.Denied".into(),
                             level: "error".into(),
                             description: "stream disabled".into(),

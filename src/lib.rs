@@ -23,7 +23,7 @@
 //! - `cli`: clap derive structs, shared option groups and value parsers.
 //! - `clock`: `now_unix` for commands to pass down; time and duration formatting.
 //! - `cmd`: the subcommands, each returning an exit code.
-//! - `errcode`: Tencent interruption errcodes and errcode-18 sub-codes -> meanings.
+//! - `errcode`: the one typed table of Tencent interruption errcodes and errcode-18 sub-codes, with meanings.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `ingest`: the local Tencent-compatible RTMP ingest (`pushprobe serve`): rules, registry, records, HTTP view.
 //! - `load`: the load runner, its plain records and their aggregation.
@@ -32,7 +32,9 @@
 //! - `probe`: one classified push (prepare, run, local facts, verdict), its JSON and text, the embedded ingest, the dup check.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record; `publish::dial` races every address (Happy Eyeballs).
 //! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
-//! - `rtmp`: handshake glue, AMF0, chunk codec, message types; sans-I/O.
+//! - `rtmp`: handshake glue, AMF0, chunk codec, message types and the session core
+//!   publisher and ingest share (control, acks, chunk-size policy, command encoding);
+//!   sans-I/O but for `rtmp::drive`, the handshake over a byte stream.
 //! - `secret`: keys that never print; loading from env or file.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 //! - `signal`: a stop token for SIGINT/SIGTERM that remembers which came.

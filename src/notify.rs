@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::callback::{CallbackEvent, EVENT_INTERRUPT, EVENT_PUSH};
+use crate::errcode::Errcode;
 use crate::secret::Secret;
 use crate::sign;
 
@@ -184,7 +185,7 @@ fn bump(c: &AtomicU64) {
 enum Kind {
     Started,
     Ended {
-        errcode: i64,
+        errcode: Errcode,
         errmsg: String,
         duration_ms: u64,
     },
@@ -233,7 +234,7 @@ impl Notifier {
     pub fn push_ended(
         &self,
         info: &PushInfo,
-        errcode: i64,
+        errcode: Errcode,
         errmsg: &str,
         duration_ms: u64,
         now_unix: u64,
@@ -318,7 +319,7 @@ fn build_event(cfg: &NotifyConfig, job: &Job) -> CallbackEvent {
         None => sign::callback_sign(&Secret::new(String::new()), t),
     };
     let (event_type, errcode, errmsg, push_duration) = match &job.kind {
-        Kind::Started => (EVENT_PUSH, 0, "ok".to_string(), None),
+        Kind::Started => (EVENT_PUSH, Errcode::OK, "ok".to_string(), None),
         Kind::Ended {
             errcode,
             errmsg,
@@ -343,7 +344,7 @@ fn build_event(cfg: &NotifyConfig, job: &Job) -> CallbackEvent {
         user_ip: info.user_ip.clone(),
         stream_param: info.stream_param.clone(),
         push_duration,
-        errcode,
+        errcode: errcode.0,
         errmsg,
         set_id: SET_ID,
         width: i64::from(info.width),
@@ -507,7 +508,7 @@ mod tests {
         let job = Job {
             info: info("77"),
             kind: Kind::Ended {
-                errcode: 1,
+                errcode: Errcode(1),
                 errmsg: "The push client actively stopped the push".into(),
                 duration_ms: 12_300,
             },
@@ -596,7 +597,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        notifier.push_ended(&push, 1, "stopped", 12_300, NOW + 12);
+        notifier.push_ended(&push, Errcode(1), "stopped", 12_300, NOW + 12);
         let ended = tokio::time::timeout(wait, rx.recv())
             .await
             .unwrap()

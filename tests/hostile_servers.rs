@@ -164,6 +164,23 @@ fn issue7_chunk_size_zero() {
 }
 
 #[test]
+fn issue12_chunk_size_with_the_top_bit_set_is_a_protocol_error() {
+    // The RFC says the top bit of SetChunkSize must be 0. Publisher and
+    // ingest share one policy (`rtmp::session`): refuse it, do not mask it.
+    let srv = Server::start(|mut p| {
+        p.handshake()?;
+        p.expect("connect")?;
+        p.control(&Control::SetChunkSize(0x8000_1000))?;
+        p.answer_connect()?;
+        p.drain()
+    });
+    let r = push(&srv.url("s"), &[]);
+    assert_ends(&r, "protocol_error", "connect", MARGIN);
+    let ev = r.0["evidence"].to_string();
+    assert!(ev.contains("chunk size 2147487744"), "{ev}");
+}
+
+#[test]
 fn issue7_chunk_size_max_is_legal_and_a_huge_message_is_refused() {
     // 2^31-1 is the largest chunk size RTMP allows: a server may use it.
     let legal = Server::start(|mut p| {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use pushprobe::errcode::{Errcode, SubErrcode};
 use pushprobe::ingest::{self, IngestConfig, IngestHandle, Record};
 use pushprobe::secret::Secret;
 use pushprobe::sign::Keys;
@@ -163,7 +164,11 @@ async fn signed_ffmpeg_push_is_listed_with_its_size_and_ends_clean() {
     let (status, stderr) = finish(push, common::READY).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
     let r = wait_record(&h, "cam1").await;
-    assert_eq!((r.errcode, r.sub_errcode), (1, 0), "{r:?}");
+    assert_eq!(
+        (r.errcode, r.sub_errcode),
+        (Errcode(1), SubErrcode(0)),
+        "{r:?}"
+    );
     assert!(r.push_duration_ms >= 2000, "{r:?}");
     let records = get_json(h.http_addr, "/records").await;
     assert_eq!(records[0]["errcode"], 1);
@@ -201,7 +206,11 @@ async fn expired_unsigned_and_mis_signed_pushes_fail_and_are_recorded() {
         let status = status.unwrap_or_else(|| panic!("{stream}: ffmpeg hung"));
         assert!(!status.success(), "{stream}: ffmpeg succeeded: {stderr}");
         let r = wait_record(&h, stream).await;
-        assert_eq!((r.errcode, r.sub_errcode), (18, *sub), "{r:?}");
+        assert_eq!(
+            (r.errcode, r.sub_errcode),
+            (Errcode(18), SubErrcode(*sub)),
+            "{r:?}"
+        );
     }
     assert!(h.state().registry().streams().is_empty());
     h.shutdown().await.unwrap();
@@ -226,7 +235,11 @@ async fn duplicate_ffmpeg_push_is_refused_with_601_and_the_first_stays() {
     assert!(!status.success(), "the duplicate was accepted: {stderr}");
     assert!(stderr.contains("Already publishing"), "{stderr}");
     let r = wait_record(&h, "dup").await;
-    assert_eq!((r.errcode, r.sub_errcode), (18, 601), "{r:?}");
+    assert_eq!(
+        (r.errcode, r.sub_errcode),
+        (Errcode(18), SubErrcode(601)),
+        "{r:?}"
+    );
     let still = wait_listed(&h, "dup", &first, Duration::ZERO).await;
     assert_eq!(still["id"], listed["id"]);
     assert_eq!(still["client"], listed["client"]);

@@ -78,7 +78,7 @@ async fn rtmps_push_through_tls_with_insecure_and_refused_without() {
             .into_iter()
             .find(|r| r.stream == "secure")
     });
-    assert_eq!(record.errcode, 1, "{record:?}");
+    assert_eq!(record.errcode, pushprobe::errcode::Errcode(1), "{record:?}");
     assert!(record.push_duration_ms > 0, "{record:?}");
 
     let refused = tokio::task::spawn_blocking(move || {

@@ -20,11 +20,10 @@ use pushprobe::load::merge::parse_summary;
 use pushprobe::media::{Cursor, MediaPlan};
 use pushprobe::report;
 use pushprobe::rtmp::amf0::{self, Value};
-use pushprobe::rtmp::chunk::{self, ChunkDecoder, MEDIA_HEADER_MAX, Message, write_message};
+use pushprobe::rtmp::chunk::{ChunkDecoder, MEDIA_HEADER_MAX, Message, write_message};
 use pushprobe::rtmp::handshake::Handshaker;
-use pushprobe::rtmp::message::{
-    COMMAND_AMF0, COMMAND_AMF3, Command, Control, DATA_AMF0, parse_control,
-};
+use pushprobe::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, DATA_AMF0, parse_control};
+use pushprobe::rtmp::session::{Inbound, Limits, Session};
 use pushprobe::secret::Secret;
 use pushprobe::sign::{self, Keys, PushUrl, SecretCheck, UrlSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -330,10 +329,11 @@ fn pieces(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// What `ingest::conn` does with bytes after the handshake, minus the socket.
+/// What `ingest::conn` does with bytes after the handshake, minus the
+/// socket: the shared session core, then the ingest's parsing of commands
+/// and data.
 struct InboundPath {
-    dec: ChunkDecoder,
-    buf: BytesMut,
+    session: Session,
     messages: Vec<Message>,
     /// The chunk sizes in force when each message completed.
     sizes: Vec<u32>,
@@ -341,9 +341,13 @@ struct InboundPath {
 
 impl InboundPath {
     fn new() -> InboundPath {
+        let limits = Limits {
+            max_message: MAX_MESSAGE,
+            read_start: 4096,
+            read_grow: 4096,
+        };
         InboundPath {
-            dec: ChunkDecoder::new(MAX_MESSAGE),
-            buf: BytesMut::new(),
+            session: Session::new(limits, &[]),
             messages: Vec::new(),
             sizes: Vec::new(),
         }
@@ -351,25 +355,33 @@ impl InboundPath {
 
     /// False once the connection would be closed.
     fn feed(&mut self, piece: &[u8]) -> bool {
-        self.buf.extend_from_slice(piece);
+        self.session.read_buf().extend_from_slice(piece);
+        self.session.received(piece.len());
         loop {
-            let before = self.buf.len();
-            let m = match self.dec.decode(&mut self.buf) {
-                Ok(Some(m)) => m,
+            let m = match self.session.poll_message() {
+                Ok(Some(Inbound::Message(m))) => m,
+                Ok(Some(Inbound::Control(_))) => continue,
                 Ok(None) => break,
                 Err(_) => return false,
             };
-            assert!(self.buf.len() < before, "a message consumed no bytes");
             assert!(m.payload.len() <= MAX_MESSAGE as usize);
             if !self.on_message(&m) {
                 return false;
             }
             if self.messages.len() < 256 {
                 self.messages.push(m);
-                self.sizes.push(self.dec.chunk_size());
+                self.sizes.push(self.session.peer_chunk_size());
             }
         }
-        self.dec.buffered() <= 2 * MAX_MESSAGE as usize
+        // Whatever the session queued (acks, pongs) is well formed.
+        let mut queued = BytesMut::from(self.session.outbound());
+        let mut dec = ChunkDecoder::new(MAX_MESSAGE);
+        while let Some(m) = dec.decode(&mut queued).expect("our chunks decode") {
+            assert!(parse_control(m.type_id, &m.payload).is_ok_and(|c| c.is_some()));
+        }
+        assert!(queued.is_empty());
+        self.session.sent();
+        true
     }
 
     fn on_message(&mut self, m: &Message) -> bool {
@@ -386,20 +398,7 @@ impl InboundPath {
                 let _ = amf0::decode_all(&m.payload);
                 true
             }
-            t => match parse_control(t, &m.payload) {
-                Ok(Some(Control::SetChunkSize(size))) => {
-                    let raw = m
-                        .payload
-                        .first_chunk()
-                        .map_or(0, |b| u32::from_be_bytes(*b));
-                    if raw == 0 || raw > chunk::MAX_CHUNK_SIZE {
-                        return false;
-                    }
-                    self.dec.set_chunk_size(size).is_ok()
-                }
-                Ok(_) => true,
-                Err(_) => false,
-            },
+            _ => true,
         }
     }
 

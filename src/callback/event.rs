@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::Reject;
-use crate::errcode;
+use crate::errcode::{self, Errcode};
 use crate::secret::Secret;
 use crate::sign;
 
@@ -280,7 +280,7 @@ pub fn human_line(ev: &CallbackEvent) -> String {
         line.push_str(&format!(" {}x{}", ev.width, ev.height));
     }
     if ev.event_type != Some(EVENT_PUSH) {
-        let why = match errcode::meaning(ev.errcode) {
+        let why = match Errcode(ev.errcode).meaning() {
             Some(m) => Cow::Borrowed(m),
             None if !ev.errmsg.is_empty() => printable(&ev.errmsg),
             None => Cow::Borrowed(errcode::UNKNOWN),

@@ -16,6 +16,7 @@ use crate::callback::{self, EVENT_INTERRUPT, EVENT_PUSH, Received, ReceiverConfi
 use crate::classify::Outcome;
 use crate::cli::DemoArgs;
 use crate::clock::now_unix;
+use crate::errcode::SubErrcode;
 use crate::ingest::IngestConfig;
 use crate::notify::{Notifier, NotifyConfig};
 use crate::probe::dup::{self, DupFinding};
@@ -217,7 +218,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     check(
         &mut out,
-        rec.is_some_and(|r| r.sub_errcode == 501),
+        rec.is_some_and(|r| r.sub_errcode == SubErrcode::TX_TIME_EXPIRED),
         "the ingest recorded errcode 18 / 501",
     )?;
 

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -14,14 +13,16 @@ use super::IngestState;
 use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
 use super::rules::{self, Policy, Publish};
 use crate::avc::sps_dimensions;
+use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{self, PushInfo};
 use crate::rtmp::amf0::Value;
-use crate::rtmp::chunk::{ChunkDecoder, ChunkError, Message, write_message};
-use crate::rtmp::handshake::Handshaker;
+use crate::rtmp::chunk::{ChunkError, Message};
+use crate::rtmp::drive::{self, HandshakeIoError};
+use crate::rtmp::handshake::Role;
 use crate::rtmp::message::{
-    self, COMMAND_AMF0, COMMAND_AMF3, CSID_COMMAND, CSID_CONTROL, Command, Control, MessageError,
-    UserControl, encode_control, parse_control, status_object,
+    self, COMMAND_AMF0, COMMAND_AMF3, Command, Control, MessageError, UserControl, status_object,
 };
+use crate::rtmp::session::{Inbound, Limits, Session, SessionError};
 
 /// Smallest free space we read into; the buffer starts at this size.
 const READ_CHUNK: usize = 4096;
@@ -38,29 +39,6 @@ const BITRATE_WINDOW: Duration = Duration::from_secs(1);
 const STARTED_WITHOUT_HEADER: Duration = Duration::from_secs(1);
 /// Aggregate messages carry media too.
 const AGGREGATE: u8 = 22;
-
-/// Errcodes (seed 003's table) of the ways a push ends.
-pub mod errcode {
-    /// "The push client actively stopped the push."
-    pub const CLIENT_STOPPED: u32 = 1;
-    /// "Abnormal RTMP protocol content."
-    pub const RTMP_CONTENT: u32 = 6;
-    /// "The size of a single RTMP frame exceeds the maximum value allowed."
-    pub const FRAME_TOO_LARGE: u32 = 7;
-    /// "The system actively stopped the push with no data for a long time."
-    pub const NO_DATA: u32 = 8;
-    /// A push the platform ended by command: replaced by a new push, or the
-    /// ingest shutting down. Seed 003 has no code for a push replaced by
-    /// another; 21 is not in its table at all (it falls under "Other unknown
-    /// values"), so we use 10, which Tencent's Stream Interruption Records
-    /// page (CSS doc 267/31083) lists as "The proxy layer received an
-    /// interruption command" (seed 003 files 10 under internal errors).
-    pub const ENDED_BY_COMMAND: u32 = 10;
-    /// "Abnormal stream pushing link network."
-    pub const NETWORK: u32 = 12;
-    /// "Abnormal RTMP AMF data."
-    pub const AMF: u32 = 33;
-}
 
 /// How a connection (and its push, if live) ends.
 #[derive(Debug)]
@@ -82,15 +60,15 @@ enum End {
 }
 
 impl End {
-    fn errcode(&self) -> u32 {
+    fn errcode(&self) -> Errcode {
         match self {
-            End::Clean(_) | End::Refused => errcode::CLIENT_STOPPED,
-            End::Idle(_) => errcode::NO_DATA,
-            End::TooLarge { .. } => errcode::FRAME_TOO_LARGE,
-            End::Protocol(_) => errcode::RTMP_CONTENT,
-            End::Amf(_) => errcode::AMF,
-            End::Network(_) => errcode::NETWORK,
-            End::Replaced | End::Shutdown => errcode::ENDED_BY_COMMAND,
+            End::Clean(_) | End::Refused => Errcode::CLIENT_STOPPED,
+            End::Idle(_) => Errcode::NO_DATA,
+            End::TooLarge { .. } => Errcode::FRAME_TOO_LARGE,
+            End::Protocol(_) => Errcode::RTMP_CONTENT,
+            End::Amf(_) => Errcode::AMF,
+            End::Network(_) => Errcode::NETWORK,
+            End::Replaced | End::Shutdown => Errcode::ENDED_BY_COMMAND,
         }
     }
 
@@ -129,13 +107,33 @@ impl From<MessageError> for End {
     }
 }
 
+impl From<SessionError> for End {
+    fn from(e: SessionError) -> End {
+        match e {
+            SessionError::Chunk(c) => c.into(),
+            SessionError::Message(m) => m.into(),
+            other => End::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<HandshakeIoError> for End {
+    fn from(e: HandshakeIoError) -> End {
+        match e {
+            HandshakeIoError::Closed => End::Clean("client closed the connection"),
+            HandshakeIoError::Io(e) => End::Network(e.to_string()),
+            HandshakeIoError::Protocol(e) => End::Protocol(e.to_string()),
+        }
+    }
+}
+
 struct Connected {
     app: String,
     tc_url: String,
 }
 
-/// A live push of this connection.
-struct Push {
+/// The push this connection has live.
+struct LivePush {
     claim: Claim,
     sequence: String,
     /// push_started not yet sent: when to send it without a sequence header.
@@ -145,42 +143,49 @@ struct Push {
     window_bytes_at_start: u64,
 }
 
-struct Session<S> {
+/// One client connection: the socket (the only place the ingest touches
+/// it) and the shared session core that decodes and answers RTMP.
+struct Conn<S> {
     io: S,
-    buf: BytesMut,
-    out: BytesMut,
-    dec: ChunkDecoder,
+    session: Session,
     state: Arc<IngestState>,
     peer: SocketAddr,
     id: u64,
     shutdown: watch::Receiver<bool>,
     connected: Option<Connected>,
-    push: Option<Push>,
+    push: Option<LivePush>,
     flags: Flags,
-    out_chunk: u32,
-    ack_window: u32,
-    received: u64,
-    acked: u64,
 }
 
 /// Serves one connection until it ends; never panics on what the peer sends.
 /// `io` is any byte stream: the accepted socket, or an in-memory duplex in
 /// the fuzz target (`fuzz/`), which drives the whole session without sockets.
 pub async fn handle<S>(
-    io: S,
+    mut io: S,
     peer: SocketAddr,
     id: u64,
     state: Arc<IngestState>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = state.config.max_frame_bytes;
-    let mut s = Session {
+    let hs_timeout = state.config.handshake_timeout;
+    let handshaken = tokio::select! {
+        r = timeout(hs_timeout, drive::handshake(&mut io, Role::Server)) => match r {
+            Err(_) => Err(End::Idle(hs_timeout)),
+            Ok(r) => r.map_err(End::from),
+        },
+        _ = stopped(&mut shutdown) => Err(End::Shutdown),
+    };
+    let limits = Limits {
+        max_message: state.config.max_frame_bytes,
+        read_start: READ_CHUNK,
+        read_grow: READ_CHUNK,
+    };
+    let leftover = handshaken.as_ref().map_or(&[][..], |h| &h.leftover[..]);
+    let mut c = Conn {
         io,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        out: BytesMut::new(),
-        dec: ChunkDecoder::new(max),
+        session: Session::new(limits, leftover),
         state,
         peer,
         id,
@@ -188,60 +193,16 @@ pub async fn handle<S>(
         connected: None,
         push: None,
         flags: Flags::default(),
-        out_chunk: crate::rtmp::chunk::DEFAULT_CHUNK_SIZE,
-        ack_window: 0,
-        received: 0,
-        acked: 0,
-    };
-    let hs_timeout = s.state.config.handshake_timeout;
-    let mut stop = s.shutdown.clone();
-    let handshaken = tokio::select! {
-        r = timeout(hs_timeout, s.handshake()) => r,
-        _ = stopped(&mut stop) => Ok(Err(End::Shutdown)),
     };
     let end = match handshaken {
-        Err(_) => End::Idle(hs_timeout),
-        Ok(Err(e)) => e,
-        Ok(Ok(())) => s.session().await,
+        Err(end) => end,
+        Ok(_) => c.serve().await,
     };
-    s.finish(end).await;
+    c.finish(end).await;
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    async fn read_some(&mut self) -> Result<usize, End> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        match self.io.read_buf(&mut self.buf).await {
-            Ok(0) => Err(End::Clean("client closed the connection")),
-            Ok(n) => Ok(n),
-            Err(e) => Err(End::Network(e.to_string())),
-        }
-    }
-
-    async fn handshake(&mut self) -> Result<(), End> {
-        let mut hs = Handshaker::server();
-        loop {
-            let n = self.read_some().await?;
-            self.received += n as u64;
-            let step = hs
-                .feed(&self.buf)
-                .map_err(|e| End::Protocol(e.to_string()))?;
-            self.buf.clear();
-            if !step.send.is_empty() {
-                self.io
-                    .write_all(&step.send)
-                    .await
-                    .map_err(|e| End::Network(e.to_string()))?;
-            }
-            if let Some(rest) = step.done {
-                self.buf.extend_from_slice(&rest);
-                return Ok(());
-            }
-        }
-    }
-
-    async fn session(&mut self) -> End {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn serve(&mut self) -> End {
         let idle = self.state.config.idle_timeout;
         loop {
             if let Err(end) = self.drain_messages() {
@@ -249,9 +210,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if let Err(end) = self.flush().await {
                 return end;
-            }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
             }
             let started_due = self.push.as_ref().and_then(|p| p.started_due);
             let read = tokio::select! {
@@ -261,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.send_started();
                     continue;
                 }
-                r = timeout(idle, self.io.read_buf(&mut self.buf)) => r,
+                r = timeout(idle, self.io.read_buf(self.session.read_buf())) => r,
             };
             let n = match read {
                 Err(_) => return End::Idle(idle),
@@ -269,11 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return End::Network(e.to_string()),
             };
-            self.received += n as u64;
-            if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
-                self.acked = self.received;
-                self.send_control(&Control::Ack(self.received as u32));
-            }
+            self.session.received(n);
             if let Some(p) = &mut self.push {
                 let elapsed = p.window_start.elapsed();
                 if elapsed >= BITRATE_WINDOW {
@@ -289,61 +243,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Handles every whole message in the buffer.
+    /// Handles every whole message buffered. The session core applies and
+    /// answers control messages (chunk size, window, ping) and caps what
+    /// partial messages hold.
     fn drain_messages(&mut self) -> Result<(), End> {
-        while let Some(m) = self.dec.decode(&mut self.buf)? {
-            self.on_message(m)?;
-        }
-        // Each chunk stream may hold a partial message of up to the frame
-        // limit; a peer that opens many at once is not pushing media.
-        let limit = 2 * self.state.config.max_frame_bytes as usize;
-        if self.dec.buffered() > limit {
-            return Err(End::Protocol(format!(
-                "{} bytes of unfinished messages held, over {limit}",
-                self.dec.buffered()
-            )));
+        while let Some(inbound) = self.session.poll_message()? {
+            match inbound {
+                Inbound::Control(c) => self.on_control(&c),
+                Inbound::Message(m) => self.on_message(m)?,
+            }
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), End> {
-        if self.out.is_empty() {
+        let queued = self.session.outbound();
+        if queued.is_empty() {
             return Ok(());
         }
         let idle = self.state.config.idle_timeout;
-        match timeout(idle, self.io.write_all(&self.out)).await {
+        match timeout(idle, self.io.write_all(queued)).await {
             Ok(Ok(())) => {
-                self.out.clear();
+                self.session.sent();
                 Ok(())
             }
             Ok(Err(e)) => Err(End::Network(e.to_string())),
             Err(_) => Err(End::Network("peer does not read".to_string())),
         }
-    }
-
-    fn send_control(&mut self, c: &Control) {
-        let (type_id, payload) = encode_control(c);
-        write_message(
-            &mut self.out,
-            self.out_chunk,
-            CSID_CONTROL,
-            0,
-            type_id,
-            0,
-            &payload,
-        );
-    }
-
-    fn send_command(&mut self, stream_id: u32, c: &Command) {
-        write_message(
-            &mut self.out,
-            self.out_chunk,
-            CSID_COMMAND,
-            0,
-            COMMAND_AMF0,
-            stream_id,
-            &c.encode(),
-        );
     }
 
     fn on_message(&mut self, m: Message) -> Result<(), End> {
@@ -357,37 +283,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(())
             }
             COMMAND_AMF0 | COMMAND_AMF3 => self.on_command(&m),
-            t => match parse_control(t, &m.payload)? {
-                Some(c) => self.on_control(c, &m.payload),
-                // Shared objects and other types: nothing to do.
-                None => Ok(()),
-            },
+            // Shared objects and other types: nothing to do.
+            _ => Ok(()),
         }
     }
 
-    fn on_control(&mut self, c: Control, payload: &[u8]) -> Result<(), End> {
-        match c {
-            Control::SetChunkSize(size) => {
-                // parse_control masks the top bit; the raw value decides.
-                let raw = payload.first_chunk().map_or(0, |b| u32::from_be_bytes(*b));
-                if raw == 0 || raw > crate::rtmp::chunk::MAX_CHUNK_SIZE {
-                    return Err(End::Protocol(format!("peer set chunk size {raw}")));
-                }
-                self.dec.set_chunk_size(size)?;
-                if size > FLAG_CHUNK_SIZE_OVER {
-                    self.flags.insert(Flag::ChunkSizeOver8192);
-                    if let Some(p) = &self.push {
-                        p.claim.publisher.add_flag(Flag::ChunkSizeOver8192);
-                    }
-                }
+    /// Control the core already applied: flags what Tencent flags.
+    fn on_control(&mut self, c: &Control) {
+        if let Control::SetChunkSize(size) = *c
+            && size > FLAG_CHUNK_SIZE_OVER
+        {
+            self.flags.insert(Flag::ChunkSizeOver8192);
+            if let Some(p) = &self.push {
+                p.claim.publisher.add_flag(Flag::ChunkSizeOver8192);
             }
-            Control::WindowAckSize(n) => self.ack_window = n,
-            Control::User(UserControl::PingRequest(t)) => {
-                self.send_control(&Control::User(UserControl::PingResponse(t)));
-            }
-            _ => {}
         }
-        Ok(())
     }
 
     fn on_media(&mut self, m: &Message) {
@@ -418,13 +328,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match cmd.name.as_str() {
             "connect" => self.on_connect(&cmd)?,
             "releaseStream" | "FCPublish" => {
-                self.send_command(
+                self.session.send_command(
                     0,
                     &Command::new("_result", tid, Value::Null, vec![Value::Undefined]),
                 );
             }
             "createStream" => {
-                self.send_command(
+                self.session.send_command(
                     0,
                     &Command::new("_result", tid, Value::Null, vec![Value::Number(1.0)]),
                 );
@@ -448,10 +358,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             app: field("app"),
             tc_url: field("tcUrl"),
         });
-        self.send_control(&Control::WindowAckSize(OUR_WINDOW));
-        self.send_control(&Control::SetPeerBandwidth(OUR_WINDOW, 2));
-        self.send_control(&Control::SetChunkSize(OUR_CHUNK_SIZE));
-        self.out_chunk = OUR_CHUNK_SIZE;
+        self.session
+            .send_control(&Control::WindowAckSize(OUR_WINDOW));
+        self.session
+            .send_control(&Control::SetPeerBandwidth(OUR_WINDOW, 2));
+        self.session.set_chunk_size(OUR_CHUNK_SIZE);
         let props = Value::obj(&[
             ("fmsVer", Value::str("FMS/3,0,1,123")),
             ("capabilities", Value::Number(31.0)),
@@ -461,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             "NetConnection.Connect.Success",
             "Connection succeeded.",
         );
-        self.send_command(
+        self.session.send_command(
             0,
             &Command::new("_result", cmd.transaction_id, props, vec![info]),
         );
@@ -517,7 +428,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 tracing::info!(
                     client = %self.peer,
                     stream,
-                    sub_errcode = refusal.sub_errcode,
+                    sub_errcode = refusal.sub_errcode.0,
                     "publish refused: {}",
                     refusal.errmsg
                 );
@@ -526,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.state.config.reject_with_status {
                     let (code, description) = refusal.status();
                     let status = status_object("error", code, description);
-                    self.send_command(
+                    self.session.send_command(
                         stream_id,
                         &Command::new("onStatus", 0.0, Value::Null, vec![status]),
                     );
@@ -535,18 +446,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         tracing::info!(client = %self.peer, stream, "publish accepted");
-        self.send_control(&Control::User(UserControl::StreamBegin(stream_id)));
+        self.session
+            .send_control(&Control::User(UserControl::StreamBegin(stream_id)));
         let status = status_object(
             "status",
             "NetStream.Publish.Start",
             &format!("{stream} is now published."),
         );
-        self.send_command(
+        self.session.send_command(
             stream_id,
             &Command::new("onStatus", 0.0, Value::Null, vec![status]),
         );
         let started = Instant::now();
-        self.push = Some(Push {
+        self.push = Some(LivePush {
             sequence: notify::sequence_for(self.id, unix_secs(now)),
             started_due: self
                 .state
@@ -562,7 +474,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    fn push_info(&self, p: &Push) -> PushInfo {
+    fn push_info(&self, p: &LivePush) -> PushInfo {
         let publisher = &p.claim.publisher;
         let (width, height) = publisher.dimensions();
         PushInfo {
@@ -611,20 +523,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             client: self.peer,
             flags,
         };
-        self.state
-            .registry
-            .record(Record::new(of, now, errcode, 0, &errmsg, duration_ms));
+        self.state.registry.record(Record::new(
+            of,
+            now,
+            errcode,
+            SubErrcode::NONE,
+            &errmsg,
+            duration_ms,
+        ));
         tracing::info!(
             client = %self.peer,
             stream = %publisher.stream,
-            errcode,
+            errcode = errcode.0,
             duration_ms,
             "push ended: {errmsg}"
         );
         if let Some(notifier) = &self.state.config.notifier {
             notifier.push_ended(
                 &self.push_info(&p),
-                i64::from(errcode),
+                errcode,
                 &errmsg,
                 duration_ms,
                 unix_secs(now),
@@ -639,8 +556,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         tracing::debug!(client = %self.peer, id = self.id, "connection ends: {}", end.errmsg());
         self.end_push(&end);
         let _ = timeout(LINGER, async {
-            if !self.out.is_empty() {
-                self.io.write_all(&self.out).await?;
+            if !self.session.outbound().is_empty() {
+                self.io.write_all(self.session.outbound()).await?;
             }
             self.io.shutdown().await?;
             let mut sink = [0u8; 1024];
@@ -657,7 +574,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Resolves when another push replaced ours; never while nothing is live.
-async fn evicted(push: &mut Option<Push>) {
+async fn evicted(push: &mut Option<LivePush>) {
     match push {
         Some(p) => {
             let _ = (&mut p.claim.evicted).await;

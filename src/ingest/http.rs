@@ -101,7 +101,7 @@ mod tests {
             .record(super::super::registry::Record::refusal(
                 of,
                 SystemTime::now(),
-                &Refusal::new(601, "in use"),
+                &Refusal::new(crate::errcode::SubErrcode(601), "in use"),
             ));
 
         let app = router(state.clone());

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::rules::{Refusal, SUB_STREAM_IN_USE};
+use super::rules::Refusal;
+use crate::errcode::{Errcode, SubErrcode};
 use crate::sign::redact_query_in;
 
 /// Records kept; the oldest are dropped first.
 pub const RECORD_CAPACITY: usize = 10_000;
-
-/// Errcode of a refused push (the reason is in the sub-code).
-pub const ERRCODE_REFUSED: u32 = 18;
 
 /// What to do with a publish to a stream that is already live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
@@ -196,8 +194,8 @@ pub struct Record {
     pub stream: String,
     pub app: String,
     pub client: String,
-    pub errcode: u32,
-    pub sub_errcode: u32,
+    pub errcode: Errcode,
+    pub sub_errcode: SubErrcode,
     pub errmsg: String,
     pub push_duration_ms: u64,
     pub flags: Vec<&'static str>,
@@ -216,8 +214,8 @@ impl Record {
     pub fn new(
         of: RecordOf<'_>,
         now: SystemTime,
-        errcode: u32,
-        sub_errcode: u32,
+        errcode: Errcode,
+        sub_errcode: SubErrcode,
         errmsg: &str,
         push_duration_ms: u64,
     ) -> Record {
@@ -238,7 +236,7 @@ impl Record {
 
     /// A refusal: errcode 18 with the rule's sub-code.
     pub fn refusal(of: RecordOf<'_>, now: SystemTime, r: &Refusal) -> Record {
-        Record::new(of, now, ERRCODE_REFUSED, r.sub_errcode, &r.errmsg, 0)
+        Record::new(of, now, Errcode::REFUSED, r.sub_errcode, &r.errmsg, 0)
     }
 }
 
@@ -298,7 +296,7 @@ impl Registry {
             && mode == DuplicateMode::Reject
         {
             return Err(Refusal::new(
-                SUB_STREAM_IN_USE,
+                SubErrcode::STREAM_IN_USE,
                 format!(
                     "stream is already being pushed (from {})",
                     old.publisher.client
@@ -407,7 +405,7 @@ mod tests {
         let err = reg
             .claim(publisher(2, "s"), DuplicateMode::Reject)
             .unwrap_err();
-        assert_eq!(err.sub_errcode, SUB_STREAM_IN_USE);
+        assert_eq!(err.sub_errcode, SubErrcode::STREAM_IN_USE);
         assert!(err.errmsg.contains("127.0.0.1:1001"), "{}", err.errmsg);
         assert_eq!(reg.publisher("s").unwrap().id, 1);
         // Another stream is independent.
@@ -467,13 +465,27 @@ mod tests {
             flags: Flags::default(),
         };
         for i in 0..5 {
-            reg.record(Record::new(of, UNIX_EPOCH, 1, 0, &i.to_string(), i));
+            reg.record(Record::new(
+                of,
+                UNIX_EPOCH,
+                Errcode(1),
+                SubErrcode(0),
+                &i.to_string(),
+                i,
+            ));
         }
         let recs = reg.records();
         let kept: Vec<u64> = recs.iter().map(|r| r.push_duration_ms).collect();
         assert_eq!(kept, vec![2, 3, 4]);
         assert_eq!(recs[0].time, "1970-01-01T00:00:00.000Z");
-        let refused = Record::refusal(of, UNIX_EPOCH, &Refusal::new(501, "txTime expired"));
-        assert_eq!((refused.errcode, refused.sub_errcode), (18, 501));
+        let refused = Record::refusal(
+            of,
+            UNIX_EPOCH,
+            &Refusal::new(SubErrcode(501), "txTime expired"),
+        );
+        assert_eq!(
+            (refused.errcode, refused.sub_errcode),
+            (Errcode(18), SubErrcode(501))
+        );
     }
 }

@@ -4,26 +4,18 @@
 
 use std::time::Duration;
 
+use crate::errcode::SubErrcode;
 use crate::sign::{self, Keys, PushUrl, Scheme, SecretCheck};
-
-/// Sub-codes of errcode 18 (push refused), from Tencent's interruption records.
-pub const SUB_APP_NOT_SERVED: u32 = 304;
-pub const SUB_STREAM_DISABLED: u32 = 305;
-pub const SUB_NO_TX_TIME: u32 = 500;
-pub const SUB_TX_TIME_EXPIRED: u32 = 501;
-pub const SUB_NO_TX_SECRET: u32 = 502;
-pub const SUB_SIGNATURE_MISMATCH: u32 = 503;
-pub const SUB_STREAM_IN_USE: u32 = 601;
 
 /// Why a publish was refused: the errcode-18 sub-code and a message naming the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub sub_errcode: u32,
+    pub sub_errcode: SubErrcode,
     pub errmsg: String,
 }
 
 impl Refusal {
-    pub fn new(sub_errcode: u32, errmsg: impl Into<String>) -> Refusal {
+    pub fn new(sub_errcode: SubErrcode, errmsg: impl Into<String>) -> Refusal {
         Refusal {
             sub_errcode,
             errmsg: errmsg.into(),
@@ -34,7 +26,7 @@ impl Refusal {
     /// sends: `BadName` "Already publishing" for a stream in use (as
     /// nginx-rtmp does), `Denied` naming the rule for everything else.
     pub fn status(&self) -> (&'static str, &str) {
-        if self.sub_errcode == SUB_STREAM_IN_USE {
+        if self.sub_errcode == SubErrcode::STREAM_IN_USE {
             ("NetStream.Publish.BadName", "Already publishing")
         } else {
             ("NetStream.Publish.Denied", &self.errmsg)
@@ -93,12 +85,15 @@ pub fn check(req: &Publish<'_>, policy: &Policy<'_>, now_unix: u64) -> Result<()
     let app = bare_app(req.app);
     if app != policy.app {
         return Err(Refusal::new(
-            SUB_APP_NOT_SERVED,
+            SubErrcode::APP_DISABLED,
             format!("app {app:?} is not served (serving {:?})", policy.app),
         ));
     }
     if policy.disabled.iter().any(|d| d == req.stream) {
-        return Err(Refusal::new(SUB_STREAM_DISABLED, "stream is disabled"));
+        return Err(Refusal::new(
+            SubErrcode::STREAM_BANNED,
+            "stream is disabled",
+        ));
     }
     if policy.keys.is_empty() {
         return Ok(());
@@ -114,27 +109,27 @@ pub fn check(req: &Publish<'_>, policy: &Policy<'_>, now_unix: u64) -> Result<()
         query,
     };
     let Some(tx_time) = url.tx_time() else {
-        return Err(Refusal::new(SUB_NO_TX_TIME, "no txTime"));
+        return Err(Refusal::new(SubErrcode::NO_TX_TIME, "no txTime"));
     };
     let Ok(expiry) = sign::parse_tx_time(tx_time) else {
         return Err(Refusal::new(
-            SUB_NO_TX_TIME,
+            SubErrcode::NO_TX_TIME,
             "txTime is not hexadecimal Unix seconds",
         ));
     };
     // Expired at the txTime second itself, as `sign::expiry_status` says.
     if expiry.saturating_add(policy.auth_delta.as_secs()) <= now_unix {
         return Err(Refusal::new(
-            SUB_TX_TIME_EXPIRED,
+            SubErrcode::TX_TIME_EXPIRED,
             format!("txTime expired {} s ago", now_unix - expiry),
         ));
     }
     match sign::check_secret(&url, policy.keys) {
         SecretCheck::Primary | SecretCheck::Backup | SecretCheck::NoKey => Ok(()),
-        SecretCheck::NoTxSecret => Err(Refusal::new(SUB_NO_TX_SECRET, "no txSecret")),
-        SecretCheck::NoTxTime => Err(Refusal::new(SUB_NO_TX_TIME, "no txTime")),
+        SecretCheck::NoTxSecret => Err(Refusal::new(SubErrcode::NO_TX_SECRET, "no txSecret")),
+        SecretCheck::NoTxTime => Err(Refusal::new(SubErrcode::NO_TX_TIME, "no txTime")),
         SecretCheck::Mismatch => Err(Refusal::new(
-            SUB_SIGNATURE_MISMATCH,
+            SubErrcode::SIGNATURE_MISMATCH,
             "txSecret matches neither key",
         )),
     }
@@ -211,19 +206,19 @@ mod tests {
                 auth_delta: Duration::from_secs(*grace),
             };
             let req = Publish { app, stream, query };
-            let got = check(&req, &policy, now).err().map(|r| r.sub_errcode);
+            let got = check(&req, &policy, now).err().map(|r| r.sub_errcode.0);
             assert_eq!(got, *want, "app={app:?} stream={stream:?} query={query:?}");
         }
     }
 
     #[test]
     fn refusal_messages_and_status() {
-        let r = Refusal::new(SUB_TX_TIME_EXPIRED, "txTime expired 5 s ago");
+        let r = Refusal::new(SubErrcode::TX_TIME_EXPIRED, "txTime expired 5 s ago");
         assert_eq!(
             r.status(),
             ("NetStream.Publish.Denied", "txTime expired 5 s ago")
         );
-        let r = Refusal::new(SUB_STREAM_IN_USE, "stream is already being pushed");
+        let r = Refusal::new(SubErrcode::STREAM_IN_USE, "stream is already being pushed");
         assert_eq!(
             r.status(),
             ("NetStream.Publish.BadName", "Already publishing")

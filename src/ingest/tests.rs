@@ -10,12 +10,13 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::*;
+use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::rtmp::amf0::{self, Value};
 use crate::rtmp::chunk::{ChunkDecoder, Message, write_message};
 use crate::rtmp::handshake::Handshaker;
 use crate::rtmp::message::{
-    AUDIO, COMMAND_AMF0, Command, Control, Status, UserControl, VIDEO, encode_control,
+    AUDIO, COMMAND_AMF0, Command, Control, StatusReply, UserControl, VIDEO, encode_control,
     parse_control,
 };
 use crate::secret::Secret;
@@ -131,7 +132,7 @@ impl Client {
     }
 
     /// Publishes and returns the onStatus, or None when the server closed first.
-    async fn publish(&mut self, name: &str) -> Option<Status> {
+    async fn publish(&mut self, name: &str) -> Option<StatusReply> {
         let args = vec![Value::str(name), Value::str("live")];
         self.command(1, Command::new("publish", 5.0, Value::Null, args))
             .await;
@@ -220,7 +221,11 @@ async fn publish_is_accepted_listed_and_recorded_on_delete_stream() {
     .await;
     assert!(c.closed().await);
     let r = record_for(&h, "cam").await;
-    assert_eq!((r.errcode, r.sub_errcode), (1, 0), "{r:?}");
+    assert_eq!(
+        (r.errcode, r.sub_errcode),
+        (Errcode(1), SubErrcode(0)),
+        "{r:?}"
+    );
     assert!(r.errmsg.contains("deleteStream"), "{}", r.errmsg);
     assert!(h.state().registry().streams().is_empty());
     h.shutdown().await.unwrap();
@@ -300,7 +305,7 @@ async fn bad_chunk_sizes_close_and_big_ones_are_flagged() {
     assert_eq!(s.flags, vec!["chunk_size_over_8192"]);
     drop(c);
     let r = record_for(&h, "big").await;
-    assert_eq!(r.errcode, 1);
+    assert_eq!(r.errcode, Errcode(1));
     assert_eq!(r.flags, vec!["chunk_size_over_8192"]);
     h.shutdown().await.unwrap();
 }
@@ -321,7 +326,7 @@ async fn duplicate_is_refused_with_601_and_the_first_stays() {
     assert_eq!(status.level, "error");
     assert!(second.closed().await);
     let r = record_for(&h, "dup").await;
-    assert_eq!((r.errcode, r.sub_errcode), (18, 601));
+    assert_eq!((r.errcode, r.sub_errcode), (Errcode(18), SubErrcode(601)));
     let live = h.state().registry().streams();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].client, first.io.local_addr().unwrap().to_string());
@@ -341,7 +346,7 @@ async fn replace_mode_ends_the_first_push() {
     assert!(second.publish("r").await.unwrap().code.ends_with("Start"));
     assert!(first.closed().await);
     let r = record_for(&h, "r").await;
-    assert_eq!(r.errcode, conn::errcode::ENDED_BY_COMMAND);
+    assert_eq!(r.errcode, Errcode::ENDED_BY_COMMAND);
     assert_eq!(r.errmsg, "replaced by a new push");
     assert_eq!(r.client, first.io.local_addr().unwrap().to_string());
     let live = h.state().registry().streams();
@@ -414,7 +419,11 @@ async fn auth_refusals_are_recorded_with_their_sub_codes() {
         assert!(status.description.contains(words), "{status:?}");
         assert!(c.closed().await);
         let r = record_for(&h, &stream).await;
-        assert_eq!((r.errcode, r.sub_errcode), (18, sub), "{r:?}");
+        assert_eq!(
+            (r.errcode, r.sub_errcode),
+            (Errcode(18), SubErrcode(sub)),
+            "{r:?}"
+        );
         assert!(!r.errmsg.contains("txSecret="), "{}", r.errmsg);
     }
     // The good URL is accepted, with the query from tcUrl as a fallback.
@@ -449,7 +458,7 @@ async fn refusal_without_status_just_closes() {
     let h = spawn(config).await.unwrap();
     let mut c = Client::ready(h.rtmp_addr, "live").await;
     assert_eq!(c.publish("banned").await, None);
-    assert_eq!(record_for(&h, "banned").await.sub_errcode, 305);
+    assert_eq!(record_for(&h, "banned").await.sub_errcode, SubErrcode(305));
     h.shutdown().await.unwrap();
 }
 
@@ -467,7 +476,7 @@ async fn oversized_frame_ends_the_push_with_errcode_7() {
     c.send(6, VIDEO, 1, &vec![0x27; 20_000]).await;
     assert!(c.closed().await);
     let r = record_for(&h, "huge").await;
-    assert_eq!(r.errcode, 7, "{r:?}");
+    assert_eq!(r.errcode, Errcode(7), "{r:?}");
     assert!(r.errmsg.contains("20000"), "{}", r.errmsg);
     h.shutdown().await.unwrap();
 }
@@ -483,7 +492,7 @@ async fn idle_push_ends_with_errcode_8() {
     assert!(c.publish("quiet").await.unwrap().code.ends_with("Start"));
     assert!(c.closed().await);
     let r = record_for(&h, "quiet").await;
-    assert_eq!(r.errcode, 8, "{r:?}");
+    assert_eq!(r.errcode, Errcode(8), "{r:?}");
     assert!(r.push_duration_ms >= 250, "{r:?}");
     h.shutdown().await.unwrap();
 }
@@ -517,7 +526,7 @@ async fn shutdown_ends_live_pushes_and_records_them() {
     timeout(WAIT, h.shutdown()).await.unwrap().unwrap();
     let r = state.registry().records();
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].errcode, conn::errcode::ENDED_BY_COMMAND);
+    assert_eq!(r[0].errcode, Errcode::ENDED_BY_COMMAND);
     assert!(c.closed().await);
 }
 
@@ -595,7 +604,7 @@ async fn callbacks_start_on_the_sequence_header_or_after_a_second() {
     let b_ended = next().await;
     assert_eq!(
         (b_ended.stream_id.as_str(), b_ended.errcode),
-        ("b", i64::from(conn::errcode::ENDED_BY_COMMAND))
+        ("b", Errcode::ENDED_BY_COMMAND.0)
     );
 }
 
@@ -639,6 +648,6 @@ async fn many_unfinished_messages_close_the_connection() {
         c.io.write_all(&out[..12 + 128]).await.unwrap();
     }
     assert!(c.closed().await);
-    assert_eq!(record_for(&h, "hog").await.errcode, 6);
+    assert_eq!(record_for(&h, "hog").await.errcode, Errcode(6));
     h.shutdown().await.unwrap();
 }

@@ -12,7 +12,7 @@ use super::{PreparedPush, Pushed};
 use crate::classify::Outcome;
 use crate::publish::Phase;
 use crate::publish::dial::{self, Attempt, AttemptResult};
-use crate::rtmp::message::Status;
+use crate::rtmp::message::StatusReply;
 use crate::sign;
 
 /// Milliseconds with microsecond precision, for output.
@@ -41,7 +41,7 @@ pub struct PushReport {
     pub attempts: Vec<AttemptReport>,
     /// From the start to NetStream.Publish.Start, ms.
     pub time_to_publish_ms: Option<f64>,
-    pub server_status: Option<Status>,
+    pub server_status: Option<StatusReply>,
     pub bytes_sent: u64,
     pub media_seconds: f64,
     pub streamed_seconds: f64,
@@ -121,7 +121,7 @@ impl PushReport {
             forced_by: r.forced.clone(),
             attempts: r.attempts.iter().map(AttemptReport::new).collect(),
             time_to_publish_ms: r.marks.at(Phase::Publish).map(millis),
-            server_status: r.server_status().map(|s| Status {
+            server_status: r.server_status().map(|s| StatusReply {
                 description: redact(&s.description),
                 ..s.clone()
             }),

@@ -1,6 +1,7 @@
 //! The one place the publisher touches its socket: one TCP connect and TLS
-//! (`dial` resolves and races the connects), reading messages (answering
-//! pings and window acks on the way), writing commands and batches of
+//! (`dial` resolves and races the connects), reading messages through the
+//! shared session core (`rtmp::session`, which answers pings and window
+//! acks), writing commands and batches of
 //! pre-chunked media with vectored writes.
 
 use std::io::{self, IoSlice};
@@ -14,11 +15,19 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::rtmp::chunk::{self, ChunkDecoder, Message};
-use crate::rtmp::message::{self, COMMAND_AMF0, CSID_COMMAND, Command, Control, UserControl};
+use crate::rtmp::chunk::Message;
+use crate::rtmp::drive::Handshaken;
+use crate::rtmp::message::Command;
+use crate::rtmp::session::{Inbound, Limits, Session, SessionError};
 
-/// Largest message we accept from a server (commands and control only).
-const MAX_INBOUND_MESSAGE: u32 = 1 << 20;
+/// What a server may send us (commands and control only, no media): up to
+/// 1 MiB a message; a small read buffer, since thousands of publishers each
+/// hold one.
+const LIMITS: Limits = Limits {
+    max_message: 1 << 20,
+    read_start: 256,
+    read_grow: 512,
+};
 
 /// TCP, or TLS over TCP for rtmps.
 pub enum Transport {
@@ -73,52 +82,39 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// Why reading from the server stopped.
+/// Why receiving from the server stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub enum RecvError {
     #[error("server closed the connection")]
     Closed,
     #[error("connection reset: {0}")]
     Io(#[from] io::Error),
-    #[error("server sent a malformed chunk: {0}")]
-    Chunk(#[from] chunk::ChunkError),
-    #[error("server sent a malformed message: {0}")]
-    Message(#[from] message::MessageError),
+    #[error("server broke the RTMP protocol: {0}")]
+    Protocol(#[from] SessionError),
 }
 
-/// An RTMP connection after the handshake.
+/// An RTMP connection after the handshake: the socket, the shared session
+/// core ([`Session`]) that decodes what arrives and queues what to answer,
+/// and the media backlog.
 pub struct Conn {
     pub io: Transport,
-    rbuf: BytesMut,
-    decoder: ChunkDecoder,
-    /// Our outbound chunk size.
-    pub chunk_size: u32,
-    received: u64,
-    acked: u64,
-    window: u32,
+    session: Session,
     pub bytes_sent: u64,
     /// Bytes of a media batch the socket did not take at once.
     backlog: BytesMut,
 }
 
 impl Conn {
-    pub fn new(io: Transport, leftover: &[u8]) -> Conn {
-        let mut rbuf = BytesMut::with_capacity(leftover.len().max(256));
-        rbuf.extend_from_slice(leftover);
+    pub fn new(io: Transport, handshaken: &Handshaken) -> Conn {
         Conn {
             io,
-            rbuf,
-            decoder: ChunkDecoder::new(MAX_INBOUND_MESSAGE),
-            chunk_size: chunk::DEFAULT_CHUNK_SIZE,
-            received: leftover.len() as u64,
-            acked: 0,
-            window: 2_500_000,
-            bytes_sent: 0,
+            session: Session::new(LIMITS, &handshaken.leftover),
+            bytes_sent: handshaken.bytes_written,
             backlog: BytesMut::new(),
         }
     }
 
-    /// Writes raw bytes (handshake, commands) in full.
+    /// Writes raw bytes (the media preamble) in full.
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.io.write_all(bytes).await?;
         self.bytes_sent += bytes.len() as u64;
@@ -126,37 +122,37 @@ impl Conn {
     }
 
     pub async fn send_command(&mut self, stream_id: u32, cmd: &Command) -> io::Result<()> {
-        let mut out = BytesMut::new();
-        chunk::write_message(
-            &mut out,
-            self.chunk_size,
-            CSID_COMMAND,
-            0,
-            COMMAND_AMF0,
-            stream_id,
-            &cmd.encode(),
-        );
-        self.write_all(&out).await
+        self.session.send_command(stream_id, cmd);
+        self.send_queued().await
     }
 
-    pub async fn send_control(&mut self, c: &Control) -> io::Result<()> {
-        let (type_id, payload) = message::encode_control(c);
-        let mut out = BytesMut::new();
-        chunk::write_message(
-            &mut out,
-            self.chunk_size,
-            message::CSID_CONTROL,
-            0,
-            type_id,
-            0,
-            &payload,
-        );
-        self.write_all(&out).await
+    /// Announces our chunk size for what we send from now on.
+    pub async fn set_chunk_size(&mut self, size: u32) -> io::Result<()> {
+        self.session.set_chunk_size(size);
+        self.send_queued().await
+    }
+
+    /// Sends what the session queued (commands, acks, ping responses).
+    /// Behind a media backlog it joins the backlog, so whole messages stay
+    /// in order.
+    async fn send_queued(&mut self) -> io::Result<()> {
+        let queued = self.session.outbound();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        if self.backlog.is_empty() {
+            self.io.write_all(queued).await?;
+            self.bytes_sent += queued.len() as u64;
+        } else {
+            self.backlog.extend_from_slice(queued);
+        }
+        self.session.sent();
+        Ok(())
     }
 
     /// Reads until a message other than protocol control arrives; control
-    /// messages are applied (chunk size) or answered (ping, ack) here.
-    pub async fn read_message(&mut self) -> Result<Message, ReadError> {
+    /// messages are applied and answered by the session core.
+    pub async fn read_message(&mut self) -> Result<Message, RecvError> {
         loop {
             if let Some(m) = self.drain_buffered().await? {
                 return Ok(m);
@@ -165,63 +161,30 @@ impl Conn {
         }
     }
 
-    /// Reads once from the socket into the buffer. Cancel-safe: it writes
+    /// Reads once from the socket into the session. Cancel-safe: it writes
     /// nothing, so it can race a timer in `select!`.
-    pub async fn fill(&mut self) -> Result<(), ReadError> {
-        if self.rbuf.capacity() - self.rbuf.len() < 128 {
-            self.rbuf.reserve(512);
-        }
-        let n = self.io.read_buf(&mut self.rbuf).await?;
+    pub async fn fill(&mut self) -> Result<(), RecvError> {
+        let n = self.io.read_buf(self.session.read_buf()).await?;
         if n == 0 {
-            return Err(ReadError::Closed);
+            return Err(RecvError::Closed);
         }
-        self.received += n as u64;
+        self.session.received(n);
         Ok(())
     }
 
-    /// Sends a window acknowledgement once the server's window is filled.
-    async fn ack_if_due(&mut self) -> io::Result<()> {
-        if self.received - self.acked >= self.window as u64 {
-            self.acked = self.received;
-            let ack = Control::Ack(self.received as u32);
-            self.send_control(&ack).await?;
-        }
-        Ok(())
-    }
-
-    /// Decodes whatever whole messages are buffered, handling control ones;
-    /// returns the first non-control message, if any.
-    pub async fn drain_buffered(&mut self) -> Result<Option<Message>, ReadError> {
-        self.ack_if_due().await?;
-        while let Some(m) = self.decoder.decode(&mut self.rbuf)? {
-            match message::parse_control(m.type_id, &m.payload)? {
-                Some(c) => self.on_control(c).await?,
-                None => return Ok(Some(m)),
+    /// Decodes whatever whole messages are buffered, sending what control
+    /// messages call for; returns the first non-control message, if any.
+    pub async fn drain_buffered(&mut self) -> Result<Option<Message>, RecvError> {
+        let next = loop {
+            match self.session.poll_message() {
+                Ok(Some(Inbound::Control(_))) => continue,
+                Ok(Some(Inbound::Message(m))) => break Ok(Some(m)),
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
             }
-        }
-        // Keep idle connections small: give back a grown buffer once empty.
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 2048 {
-            self.rbuf = BytesMut::with_capacity(512);
-        }
-        Ok(None)
-    }
-
-    async fn on_control(&mut self, c: Control) -> Result<(), ReadError> {
-        match c {
-            Control::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
-            // A window of 0 is meaningless (acking every read would be a
-            // loop of acks): keep the one we have.
-            Control::WindowAckSize(0) => {
-                tracing::debug!("server set a window acknowledgement size of 0: ignored");
-            }
-            Control::WindowAckSize(n) => self.window = n,
-            Control::User(UserControl::PingRequest(t)) => {
-                self.send_control(&Control::User(UserControl::PingResponse(t)))
-                    .await?;
-            }
-            _ => {}
-        }
-        Ok(())
+        };
+        self.send_queued().await?;
+        Ok(next?)
     }
 
     /// Writes what the socket takes now of a media batch without waiting

@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 use crate::media::{Cursor, MediaPlan};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
-use crate::rtmp::handshake::Handshaker;
-use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, Control, Status};
+use crate::rtmp::drive::{self, HandshakeIoError};
+use crate::rtmp::handshake::Role;
+use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, StatusReply};
 use crate::sign::PushUrl;
-use conn::{Conn, Dial, DialError, ReadError, Transport};
+use conn::{Conn, Dial, DialError, RecvError, Transport};
 use dial::{AddrError, Attempt, DialOptions};
 
 /// The phases of a push, in order.
@@ -123,7 +124,7 @@ pub enum Failure {
     /// The server answered with an error status (`_error` or onStatus error).
     Rejected {
         phase: Phase,
-        status: Status,
+        status: StatusReply,
     },
     /// The server sent bytes we could not parse.
     Protocol {
@@ -293,7 +294,7 @@ pub struct PublishResult {
     pub ending: Ending,
     pub marks: PhaseMarks,
     /// Every status the server sent (`_result` of connect, onStatus, `_error`).
-    pub statuses: Vec<Status>,
+    pub statuses: Vec<StatusReply>,
     pub bytes_sent: u64,
     /// Media time sent, in ms.
     pub media_ms: u64,
@@ -339,7 +340,7 @@ impl PublishResult {
     }
     /// The most telling status: the last error one; else, for an accepted
     /// push, the last one. A refusal without an error status has none.
-    pub fn server_status(&self) -> Option<&Status> {
+    pub fn server_status(&self) -> Option<&StatusReply> {
         let error = self.statuses.iter().rev().find(|s| s.is_error());
         match (error, self.accepted() && !self.refused_after_start()) {
             (Some(s), _) => Some(s),
@@ -421,7 +422,7 @@ struct Run<'a> {
     send_buffer: u32,
     start: Instant,
     marks: PhaseMarks,
-    statuses: Vec<Status>,
+    statuses: Vec<StatusReply>,
     publish_sent: Option<Duration>,
     remote_addr: Option<SocketAddr>,
     attempts: Vec<Attempt>,
@@ -536,19 +537,11 @@ impl Run<'_> {
         }
     }
 
-    fn read_failure(&self, phase: Phase, e: ReadError) -> Failure {
+    fn read_failure(&self, phase: Phase, e: RecvError) -> Failure {
         match e {
-            ReadError::Closed => self.closed(phase),
-            ReadError::Io(e) if is_reset(&e) => self.ended(phase, &e),
-            ReadError::Io(e) => Failure::Io {
-                phase,
-                detail: e.to_string(),
-            },
-            ReadError::Chunk(e) => Failure::Protocol {
-                phase,
-                detail: e.to_string(),
-            },
-            ReadError::Message(e) => Failure::Protocol {
+            RecvError::Closed => self.closed(phase),
+            RecvError::Io(e) => self.io_failure(phase, e),
+            RecvError::Protocol(e) => Failure::Protocol {
                 phase,
                 detail: e.to_string(),
             },
@@ -618,45 +611,19 @@ impl Run<'_> {
     }
 
     async fn handshake(&mut self, mut io: Transport) -> Result<Conn, Failure> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let phase = Phase::Handshake;
-        let fut = async {
-            let (mut hs, c0c1) = Handshaker::client().map_err(|e| Failure::Protocol {
+        let done = tokio::time::timeout(self.cfg.timeout, drive::handshake(&mut io, Role::Client))
+            .await
+            .map_err(|_| Failure::Timeout { phase })?;
+        match done {
+            Ok(h) => Ok(Conn::new(io, &h)),
+            Err(HandshakeIoError::Closed) => Err(self.closed(phase)),
+            Err(HandshakeIoError::Io(e)) => Err(self.io_failure(phase, e)),
+            Err(e @ HandshakeIoError::Protocol(_)) => Err(Failure::Protocol {
                 phase,
                 detail: e.to_string(),
-            })?;
-            io.write_all(&c0c1)
-                .await
-                .map_err(|e| self.io_failure(phase, e))?;
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let n = io
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| self.io_failure(phase, e))?;
-                if n == 0 {
-                    return Err(self.closed(phase));
-                }
-                let step = hs.feed(&buf[..n]).map_err(|e| Failure::Protocol {
-                    phase,
-                    detail: e.to_string(),
-                })?;
-                if !step.send.is_empty() {
-                    io.write_all(&step.send)
-                        .await
-                        .map_err(|e| self.io_failure(phase, e))?;
-                }
-                if let Some(left) = step.done {
-                    return Ok(left);
-                }
-            }
-        };
-        let left = tokio::time::timeout(self.cfg.timeout, fut)
-            .await
-            .map_err(|_| Failure::Timeout { phase })??;
-        let mut conn = Conn::new(io, &left);
-        conn.bytes_sent = 1537 + 1536;
-        Ok(conn)
+            }),
+        }
     }
 
     /// Waits (bounded by the phase timeout) for the reply to `transaction_id`,
@@ -690,7 +657,7 @@ impl Run<'_> {
                 "_error" if cmd.transaction_id == transaction_id || want_status.is_some() => {
                     return Err(Failure::Rejected {
                         phase,
-                        status: status.unwrap_or_else(|| Status {
+                        status: status.unwrap_or_else(|| StatusReply {
                             code: "_error".into(),
                             level: "error".into(),
                             description: String::new(),
@@ -734,10 +701,9 @@ impl Run<'_> {
         self.await_reply(conn, Phase::Connect, 1.0, None).await?;
         // Raise our chunk size for media.
         let cs = self.cfg.chunk_size.clamp(128, 0xFF_FFFF);
-        conn.send_control(&Control::SetChunkSize(cs))
+        conn.set_chunk_size(cs)
             .await
             .map_err(|e| self.io_failure(Phase::Connect, e))?;
-        conn.chunk_size = cs;
         Ok(())
     }
 

@@ -17,11 +17,29 @@ pub struct Step {
     pub done: Option<Vec<u8>>,
 }
 
+/// Which side of the handshake we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends C0+C1 first (the publisher).
+    Client,
+    /// Waits for C0+C1 (the ingest).
+    Server,
+}
+
 pub struct Handshaker {
     inner: Handshake,
 }
 
 impl Handshaker {
+    /// A handshaker for `role` and the bytes to send before reading
+    /// anything (C0+C1 for a client, none for a server).
+    pub fn new(role: Role) -> Result<(Handshaker, Vec<u8>), HandshakeError> {
+        match role {
+            Role::Client => Handshaker::client(),
+            Role::Server => Ok((Handshaker::server(), Vec::new())),
+        }
+    }
+
     /// A client: returns the handshaker and C0+C1 to send first.
     pub fn client() -> Result<(Handshaker, Vec<u8>), HandshakeError> {
         let mut inner = Handshake::new(PeerType::Client);

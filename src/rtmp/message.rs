@@ -83,7 +83,9 @@ pub fn parse_control(type_id: u8, p: &[u8]) -> Result<Option<Control>, MessageEr
     Ok(Some(match type_id {
         SET_CHUNK_SIZE => {
             need(4)?;
-            Control::SetChunkSize(be32(p, 0) & 0x7FFF_FFFF)
+            // As sent: a top bit set is the session's to refuse (see
+            // `session`), not ours to hide.
+            Control::SetChunkSize(be32(p, 0))
         }
         ABORT => {
             need(4)?;
@@ -234,7 +236,7 @@ impl Command {
 
     /// The status a `_result`, `_error` or `onStatus` carries: the info
     /// object is the first object argument (or the command object).
-    pub fn status(&self) -> Option<Status> {
+    pub fn status(&self) -> Option<StatusReply> {
         let info = self
             .args
             .iter()
@@ -242,7 +244,7 @@ impl Command {
             .find(|v| matches!(v, Value::Object(_) | Value::EcmaArray(_)))?;
         let field = |k: &str| info.get_str(k).map(str::to_string);
         let code = field("code")?;
-        Some(Status {
+        Some(StatusReply {
             code,
             level: field("level").unwrap_or_default(),
             description: field("description").unwrap_or_default(),
@@ -252,13 +254,13 @@ impl Command {
 
 /// What a server said in a status reply.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Status {
+pub struct StatusReply {
     pub code: String,
     pub level: String,
     pub description: String,
 }
 
-impl Status {
+impl StatusReply {
     pub fn is_error(&self) -> bool {
         self.level.eq_ignore_ascii_case("error")
             || self.code.ends_with(".Failed")
