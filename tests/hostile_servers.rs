@@ -349,7 +349,7 @@ fn load(srv: &Server, duration: &str) -> (serde_json::Value, Duration, Output) {
         bin()
             .args(["load", "--url-template", &template])
             .args(["--publishers", "100", "--rate", "0", "--timeout", "2s"])
-            .args(["--duration", duration, "--progress", "none", "--json"])
+            .args(["--duration", duration, "--progress", "none", "--json-out"])
             .arg(&report),
     );
     let t = text(&out);

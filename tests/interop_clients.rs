@@ -301,7 +301,6 @@ fn gstreamer_rtmp2sink_against_serve() {
 /// closed remotely") to `pushprobe serve`, which closes the connection on
 /// deleteStream instead of waiting for the client to close.
 #[test]
-#[ignore = "needs ingest fix: serve closes on deleteStream (interop report)"]
 fn gstreamer_clean_push_to_serve_exits_zero() {
     let Some(e) = gstreamer() else { return };
     let hook = HookServer::start(|_| 200);

@@ -342,7 +342,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             "publish" => self.on_publish(&cmd, m.stream_id)?,
             "FCUnpublish" => self.end_push(&End::Clean("FCUnpublish")),
             "closeStream" => self.end_push(&End::Clean("closeStream")),
-            "deleteStream" => return Err(End::Clean("deleteStream")),
+            // The push ends here; the connection stays until the client
+            // closes it (GStreamer's rtmp2sink reports an error when the
+            // server closes first; nginx-rtmp waits too).
+            "deleteStream" => self.end_push(&End::Clean("deleteStream")),
             // Anything else (_checkbw, getStreamLength, ...) is harmless.
             _ => {}
         }
