@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
+use crate::junit;
 use crate::clock::now_unix;
 use crate::probe::PreparedPush;
 use crate::publish::conn::{self, Dial, DialError};
@@ -29,6 +30,7 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let show = args.push.show_secrets;
     let stop = Stop::on_signals();
     let cancel = stop.token.clone();
+    let started_unix = now_unix();
     let mut out = std::io::stdout();
     if !args.json {
         eprintln!("doctor {}", p.shown_url(show));
@@ -78,6 +80,11 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     };
     emit(&mut out, s5)?;
 
+    if let Some(path) = &args.junit {
+        let mut suite = junit::Suite::new("doctor", started_unix);
+        suite.cases = report.iter().map(junit_case).collect();
+        suite.write_file(path)?;
+    }
     if args.json {
         writeln!(out, "{}", report_json(&report)?)?;
     } else {
@@ -119,6 +126,31 @@ pub fn write_step(out: &mut dyn Write, s: &Step) -> std::io::Result<()> {
         writeln!(out, "{:17}fix: {fix}", "")?;
     }
     Ok(())
+}
+
+/// A step as a JUnit test case: warn passes (with its detail), skip is
+/// `<skipped/>`, fail carries the detail and the fix.
+fn junit_case(s: &Step) -> junit::Case {
+    let detail = crate::sign::redact_query_in(&s.detail);
+    let fix = s.fix.as_deref().map(crate::sign::redact_query_in);
+    let result = match s.status {
+        Status::Pass | Status::Warn => junit::Result::Passed,
+        Status::Skip => junit::Result::Skipped {
+            message: detail.clone(),
+        },
+        Status::Fail => junit::Result::Failed {
+            message: detail.clone(),
+            detail: match &fix {
+                Some(f) => format!("{detail}\nfix: {f}"),
+                None => detail.clone(),
+            },
+        },
+    };
+    let mut output = format!("{}: {detail}", s.status.name());
+    if let (Status::Warn, Some(f)) = (s.status, &fix) {
+        output.push_str(&format!("\nfix: {f}"));
+    }
+    junit::Case::new(format!("{} {}", s.step, s.name), result, output)
 }
 
 /// The `--json` object: `{"steps": [...], "verdict": "..."}`, fields in that order.

@@ -8,10 +8,12 @@
 //! - `hist`: latency histograms (µs) and their base64 V2 form.
 //! - `aggregate`: records -> `Summary`; exact merge of summaries.
 //! - `merge`: `pushprobe report merge` (reads reports, merges, renders).
+//! - `metrics`: live Prometheus metrics of a run and the `/metrics` endpoint.
 
 pub mod aggregate;
 pub mod hist;
 pub mod merge;
+pub mod metrics;
 pub mod reconnect;
 pub mod record;
 pub mod runner;
