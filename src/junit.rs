@@ -20,9 +20,14 @@ pub enum Result {
     Passed,
     /// The check ran and found a problem: `message` says what, `detail`
     /// carries the evidence and the fix.
-    Failed { message: String, detail: String },
+    Failed {
+        message: String,
+        detail: String,
+    },
     /// The check could not run (`message` says why).
-    Skipped { message: String },
+    Skipped {
+        message: String,
+    },
 }
 
 /// One `<testcase>`.
@@ -227,13 +232,22 @@ pub fn push_case(name: &str, v: &Verdict, expect_refusal: bool, time: Duration) 
             detail: evidence(v),
         }
     };
-    Case::new(name, result, format!("outcome: {}\n{}", v.outcome.name(), evidence(v))).timed(time)
+    Case::new(
+        name,
+        result,
+        format!("outcome: {}\n{}", v.outcome.name(), evidence(v)),
+    )
+    .timed(time)
 }
 
 /// The duplicate check as one case: the pair passes when the second push was
 /// refused and the first kept streaming.
 pub fn dup_case(r: &PairReport, time: Duration) -> Case {
-    let mut detail = format!("{}\nfirst push: {}\n", r.finding.describe(), r.first.verdict.outcome.name());
+    let mut detail = format!(
+        "{}\nfirst push: {}\n",
+        r.finding.describe(),
+        r.first.verdict.outcome.name()
+    );
     detail.push_str(&evidence(&r.first.verdict));
     if let Some(s) = &r.second {
         detail.push_str(&format!("second push: {}\n", s.verdict.outcome.name()));
@@ -376,8 +390,14 @@ mod tests {
             "",
         ));
         let d = doc(&s);
-        assert!(d.contains(r#"tests="3" failures="1" errors="0" skipped="1""#), "{d}");
-        assert!(d.contains(r#"message="refused &lt;&quot;x&quot;&gt; &amp; �""#), "{d}");
+        assert!(
+            d.contains(r#"tests="3" failures="1" errors="0" skipped="1""#),
+            "{d}"
+        );
+        assert!(
+            d.contains(r#"message="refused &lt;&quot;x&quot;&gt; &amp; �""#),
+            "{d}"
+        );
         assert!(d.contains(">fix: open 1935 &amp; retry</failure>"), "{d}");
         assert!(d.contains(r#"<skipped message="port closed"/>"#), "{d}");
         assert!(d.contains(r#"timestamp="1970-01-01T00:00:00""#), "{d}");
@@ -398,7 +418,13 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!(message, "push bad_secret");
-        assert!(!detail.contains("abcdef") && detail.contains("fix: re-sign the URL"), "{detail}");
-        assert_eq!(push_case("dup", &v, true, Duration::ZERO).result, Result::Passed);
+        assert!(
+            !detail.contains("abcdef") && detail.contains("fix: re-sign the URL"),
+            "{detail}"
+        );
+        assert_eq!(
+            push_case("dup", &v, true, Duration::ZERO).result,
+            Result::Passed
+        );
     }
 }

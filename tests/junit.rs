@@ -85,7 +85,10 @@ fn smoke_writes_one_case_passing_or_failing_with_evidence_and_fix() {
     let s = read(&ok);
     assert_eq!(s["name"], "pushprobe.smoke");
     assert_eq!(cases(&s), pairs(&[("push", "passed")]));
-    assert_eq!((s["tests"].as_u64(), s["failures"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (s["tests"].as_u64(), s["failures"].as_u64()),
+        (Some(1), Some(0))
+    );
 
     // A wrong signature against the local ingest: refused, named, with the fix.
     let serve = Serve::start(&[("PUSHPROBE_KEY", KEY)], &[]);
@@ -105,9 +108,21 @@ fn smoke_writes_one_case_passing_or_failing_with_evidence_and_fix() {
     let c = &s["cases"][0];
     assert_eq!(c["message"], "push bad_secret", "{c}");
     let body = c["text"].as_str().unwrap();
-    assert!(body.contains("evidence: ") && body.contains("fix: "), "{body}");
-    let secret = url.split("txSecret=").nth(1).unwrap().split('&').next().unwrap();
-    assert!(!std::fs::read_to_string(&bad).unwrap().contains(secret), "txSecret in the file");
+    assert!(
+        body.contains("evidence: ") && body.contains("fix: "),
+        "{body}"
+    );
+    let secret = url
+        .split("txSecret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert!(
+        !std::fs::read_to_string(&bad).unwrap().contains(secret),
+        "txSecret in the file"
+    );
 }
 
 #[test]
@@ -131,12 +146,18 @@ fn doctor_writes_one_case_per_step_failures_and_skips_included() {
     assert_eq!(s["name"], "pushprobe.doctor");
     let got = cases(&s);
     let names: Vec<&str> = got.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["1 cname", "2 network", "3 txtime", "4 txsecret", "5 push"]);
+    assert_eq!(
+        names,
+        ["1 cname", "2 network", "3 txtime", "4 txsecret", "5 push"]
+    );
     assert_eq!(got[1].1, "failure", "{got:?}");
     assert_eq!(got[4].1, "skipped", "{got:?}");
     assert_eq!((got[2].1.as_str(), got[3].1.as_str()), ("passed", "passed"));
     let network = &s["cases"][1];
-    assert!(network["text"].as_str().unwrap().contains("fix: "), "{network}");
+    assert!(
+        network["text"].as_str().unwrap().contains("fix: "),
+        "{network}"
+    );
     assert_eq!(s["tests"], 5);
     assert_eq!(s["failures"], 1);
 }
@@ -149,9 +170,7 @@ fn dup_writes_the_pair_as_one_case() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dup.xml");
     let o = run(
-        bin()
-            .args(["dup", "--hold", "3s", "--junit"])
-            .arg(&file),
+        bin().args(["dup", "--hold", "3s", "--junit"]).arg(&file),
         Duration::from_secs(40),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -173,7 +192,13 @@ fn load_writes_outcomes_lag_and_callbacks() {
     let o = run(
         bin()
             .env("PUSHPROBE_KEY", KEY)
-            .args(["load", "--domain", "127.0.0.1", "--port", &serve.port.to_string()])
+            .args([
+                "load",
+                "--domain",
+                "127.0.0.1",
+                "--port",
+                &serve.port.to_string(),
+            ])
             .args(["--publishers", "5", "--duplicates", "1", "--duration", "2s"])
             .args(["--progress", "none", "--junit"])
             .arg(&file),
@@ -184,17 +209,30 @@ fn load_writes_outcomes_lag_and_callbacks() {
     assert_eq!(s["name"], "pushprobe.load");
     assert_eq!(
         cases(&s),
-        pairs(&[("outcomes", "passed"), ("lag", "passed"), ("callbacks", "skipped")])
+        pairs(&[
+            ("outcomes", "passed"),
+            ("lag", "passed"),
+            ("callbacks", "skipped")
+        ])
     );
     let out = s["cases"][0]["system_out"].as_str().unwrap();
-    assert!(out.contains("accepted=5") && out.contains("refused 1"), "{out}");
+    assert!(
+        out.contains("accepted=5") && out.contains("refused 1"),
+        "{out}"
+    );
 
     // An unreachable ingest: the outcomes case fails naming what happened.
     let file = dir.path().join("down.xml");
     let o = run(
         bin()
             .env("PUSHPROBE_KEY", KEY)
-            .args(["load", "--domain", "127.0.0.1", "--port", &free_port().to_string()])
+            .args([
+                "load",
+                "--domain",
+                "127.0.0.1",
+                "--port",
+                &free_port().to_string(),
+            ])
             .args(["--publishers", "2", "--duration", "1s", "--timeout", "2s"])
             .args(["--progress", "none", "--junit"])
             .arg(&file),
@@ -205,5 +243,8 @@ fn load_writes_outcomes_lag_and_callbacks() {
     assert_eq!(cases(&s)[0], ("outcomes".into(), "failure".into()));
     let c = &s["cases"][0];
     assert_eq!(c["message"], "0 of 2 accepted", "{c}");
-    assert!(c["text"].as_str().unwrap().contains("connection_refused=2"), "{c}");
+    assert!(
+        c["text"].as_str().unwrap().contains("connection_refused=2"),
+        "{c}"
+    );
 }

@@ -129,7 +129,13 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
     let mut c = bin();
     c.env("PUSHPROBE_KEY", KEY)
         .env("PUSHPROBE_CALLBACK_KEY", CALLBACK_KEY)
-        .args(["load", "--domain", "127.0.0.1", "--port", &s.port.to_string()])
+        .args([
+            "load",
+            "--domain",
+            "127.0.0.1",
+            "--port",
+            &s.port.to_string(),
+        ])
         .args(["--publishers", "300", "--rate", "300", "--duration", "4s"])
         .args(["--callback-listen", &format!("127.0.0.1:{cb}")])
         .args(["--metrics-listen", "127.0.0.1:0", "--metrics-linger", "60s"])
@@ -177,7 +183,11 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
         if sc.value("pushprobe_publishers", &[("state", "publishing")]) > 0.0 {
             break sc;
         }
-        assert!(Instant::now() < end, "no publisher seen publishing: {}", sc.0["raw"]);
+        assert!(
+            Instant::now() < end,
+            "no publisher seen publishing: {}",
+            sc.0["raw"]
+        );
     };
     assert!(
         live.0["content_type"]
@@ -203,7 +213,9 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
     }
     let raw = live.0["raw"].as_str().unwrap();
     assert!(
-        !raw.contains(KEY) && !raw.contains(CALLBACK_KEY) && !raw.to_lowercase().contains("txsecret"),
+        !raw.contains(KEY)
+            && !raw.contains(CALLBACK_KEY)
+            && !raw.to_lowercase().contains("txsecret"),
         "a secret in /metrics"
     );
     for s in live.samples() {
@@ -233,7 +245,13 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
                 "{ctx}"
             );
         }
-        for state in ["connecting", "publishing", "refused", "failed", "interrupted"] {
+        for state in [
+            "connecting",
+            "publishing",
+            "refused",
+            "failed",
+            "interrupted",
+        ] {
             assert_eq!(
                 f.value("pushprobe_publishers", &[("state", state)]),
                 0.0,
@@ -260,24 +278,44 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
             f.value("pushprobe_reconnects_total", &[]),
             u(&report, "/reconnects")
         );
-        for kind in ["push", "interrupt", "missing", "duplicate", "forged", "unmatched"] {
+        for kind in [
+            "push",
+            "interrupt",
+            "missing",
+            "duplicate",
+            "forged",
+            "unmatched",
+        ] {
             assert_eq!(
                 f.value("pushprobe_callbacks_total", &[("kind", kind)]),
                 u(&report, &format!("/callbacks/{kind}")),
                 "{kind}"
             );
         }
-        assert_eq!(f.value("pushprobe_callbacks_total", &[("kind", "push")]), 300.0);
-        for (from, key) in [("start", "phases_ms"), ("schedule", "phases_from_schedule_ms")] {
+        assert_eq!(
+            f.value("pushprobe_callbacks_total", &[("kind", "push")]),
+            300.0
+        );
+        for (from, key) in [
+            ("start", "phases_ms"),
+            ("schedule", "phases_from_schedule_ms"),
+        ] {
             for phase in ["tcp", "handshake", "connect", "create_stream", "publish"] {
                 let labels = [("phase", phase), ("from", from)];
                 let count = f.value("pushprobe_phase_seconds_count", &labels);
-                assert_eq!(count, u(&report, &format!("/{key}/{phase}/count")), "{phase}");
+                assert_eq!(
+                    count,
+                    u(&report, &format!("/{key}/{phase}/count")),
+                    "{phase}"
+                );
                 check_buckets(&f, "pushprobe_phase_seconds_bucket", &labels, count);
             }
         }
         assert_eq!(
-            f.value("pushprobe_phase_seconds_count", &[("phase", "publish"), ("from", "start")]),
+            f.value(
+                "pushprobe_phase_seconds_count",
+                &[("phase", "publish"), ("from", "start")]
+            ),
             300.0
         );
         let lag = f.value("pushprobe_lag_seconds_count", &[]);
@@ -292,7 +330,11 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
         .is_ok_and(|s| s.success());
     assert!(ok);
     let o = p.finish(Duration::from_secs(15));
-    assert!(matches!(o.status.code(), Some(0 | 1)), "{:?} {seen}", o.status);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{:?} {seen}",
+        o.status
+    );
 }
 
 /// The RTMP buckets (compared as numbers: text writes `1`, OpenMetrics
@@ -323,10 +365,43 @@ fn check_buckets(f: &Scrape, name: &str, labels: &[(&str, &str)], count: f64) {
 fn dashboard_queries_only_scraped_metrics(scrape: &Path) {
     let o = run(
         Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-dashboard.py"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/pushprobe-load.json"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/check-dashboard.py"
+            ))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/grafana/pushprobe-load.json"
+            ))
             .arg(scrape),
         Duration::from_secs(20),
     );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn a_metrics_address_in_use_is_a_usage_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run(
+        bin()
+            .env("PUSHPROBE_KEY", KEY)
+            .args([
+                "load",
+                "--domain",
+                "127.0.0.1",
+                "--port",
+                "9",
+                "--publishers",
+                "1",
+            ])
+            .args(["--progress", "none", "--metrics-listen", &addr]),
+        Duration::from_secs(20),
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains(&format!("cannot listen for metrics on {addr}")),
+        "{t}"
+    );
 }

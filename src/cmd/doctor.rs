@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
-use crate::junit;
 use crate::clock::now_unix;
+use crate::junit;
 use crate::probe::PreparedPush;
 use crate::publish::conn::{self, Dial, DialError};
 use crate::signal::Stop;

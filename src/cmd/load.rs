@@ -167,10 +167,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
                 read,
             ));
             let server = MetricsServer::start(addr, &m, (shard.index, shard.count)).await?;
-            eprintln!(
-                "metrics: serving http://{}/metrics",
-                server.local_addr()
-            );
+            eprintln!("metrics: serving http://{}/metrics", server.local_addr());
             Some((m, server))
         }
         None => None,

@@ -36,7 +36,12 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
     let pushed = p.run(&stop.token).await;
     if let Some(path) = &args.junit {
         let mut suite = junit::Suite::new("smoke", started_unix);
-        suite.push(junit::push_case("push", &pushed.verdict, false, began.elapsed()));
+        suite.push(junit::push_case(
+            "push",
+            &pushed.verdict,
+            false,
+            began.elapsed(),
+        ));
         suite.write_file(path)?;
     }
     let mut out = std::io::stdout().lock();

@@ -9,8 +9,8 @@
 //! 30 s): native histograms exist only in the protobuf exposition format.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,11 +125,7 @@ impl LoadMetrics {
     pub fn registry(self: &Arc<Self>, shard: (u32, u32)) -> Registry {
         let mut r = Registry::with_prefix_and_labels(
             "pushprobe",
-            [(
-                "shard".into(),
-                format!("{}/{}", shard.0, shard.1).into(),
-            )]
-            .into_iter(),
+            [("shard".into(), format!("{}/{}", shard.0, shard.1).into())].into_iter(),
         );
         r.register_collector(Box::new(self.clone()));
         r
@@ -184,10 +180,7 @@ impl Watch for Recorder {
             return;
         }
         if let Ok(mut i) = self.0.lock() {
-            i.phases
-                .entry(phase.name())
-                .or_default()
-                .record(from_start);
+            i.phases.entry(phase.name()).or_default().record(from_start);
             i.phases_from_schedule
                 .entry(phase.name())
                 .or_default()
@@ -376,7 +369,9 @@ impl Collector for LoadMetrics {
             for (phase, from, h) in &v.phases {
                 let (b, sum, count) = buckets(h);
                 f.encode_family(&[("phase", phase.as_str()), ("from", *from)])?
-                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &b, None)?;
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        sum, count, &b, None,
+                    )?;
             }
         }
         {
@@ -398,14 +393,20 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// Encodes `registry` as OpenMetrics text when `accept` asks for it, else as
 /// the Prometheus text format 0.0.4.
-pub fn render(registry: &Registry, accept: &str) -> Result<(String, &'static str), std::fmt::Error> {
+pub fn render(
+    registry: &Registry,
+    accept: &str,
+) -> Result<(String, &'static str), std::fmt::Error> {
     let mut body = String::new();
     if accept.contains("application/openmetrics-text") {
         prometheus_client::encoding::text::encode(&mut body, registry)?;
         Ok((body, OPENMETRICS))
     } else {
         prometheus_client::encoding::prometheus_text::encode(&mut body, registry)?;
-        Ok((body, prometheus_client::encoding::prometheus_text::CONTENT_TYPE))
+        Ok((
+            body,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        ))
     }
 }
 
@@ -413,7 +414,10 @@ pub fn render(registry: &Registry, accept: &str) -> Result<(String, &'static str
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
-        .route("/", get(|| async { "pushprobe load: metrics at /metrics\n" }))
+        .route(
+            "/",
+            get(|| async { "pushprobe load: metrics at /metrics\n" }),
+        )
         .with_state(registry)
 }
 
@@ -472,9 +476,11 @@ impl MetricsServer {
         let registry = Arc::new(metrics.registry(shard));
         let stop = CancellationToken::new();
         let s = stop.clone();
-        let task = tokio::spawn(serve(listener, registry, async move {
-            s.cancelled().await
-        }));
+        let task = tokio::spawn(serve(
+            listener,
+            registry,
+            async move { s.cancelled().await },
+        ));
         Ok(MetricsServer { addr, stop, task })
     }
 
@@ -492,7 +498,10 @@ impl MetricsServer {
         }
         self.stop.cancel();
         let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
             task.abort();
         }
     }
@@ -548,7 +557,10 @@ mod tests {
         w.done(&record(0, Outcome::Accepted, Some(12)));
         w.done(&record(1, Outcome::BadSecret, None));
         let text = scrape_text(&m);
-        assert!(text.contains("pushprobe_sent_bytes_total{shard=\"1/4\"} 123"), "{text}");
+        assert!(
+            text.contains("pushprobe_sent_bytes_total{shard=\"1/4\"} 123"),
+            "{text}"
+        );
         assert!(text.contains("pushprobe_run_finished{shard=\"1/4\"} 0"));
         assert!(text.contains(
             "pushprobe_outcomes_total{shard=\"1/4\",outcome=\"bad_secret\",expected_refusal=\"false\"} 1"
@@ -568,7 +580,10 @@ mod tests {
         summary.callbacks.counts.push = 2;
         m.finish(&summary);
         let text = scrape_text(&m);
-        assert!(text.contains("pushprobe_sent_bytes_total{shard=\"1/4\"} 3000"), "{text}");
+        assert!(
+            text.contains("pushprobe_sent_bytes_total{shard=\"1/4\"} 3000"),
+            "{text}"
+        );
         assert!(text.contains("pushprobe_run_finished{shard=\"1/4\"} 1"));
         assert!(text.contains(
             "pushprobe_outcomes_total{shard=\"1/4\",outcome=\"accepted\",expected_refusal=\"false\"} 2"
@@ -585,9 +600,22 @@ mod tests {
     #[test]
     fn live_phases_come_from_the_watch() {
         let w = Arc::new(Recorder::default());
-        let m = Arc::new(LoadMetrics::new(Arc::new(Live::default()), w.clone(), 1, None));
-        w.phase(Phase::Tcp, Duration::from_millis(3), Duration::from_millis(4));
-        w.phase(Phase::Streaming, Duration::from_secs(9), Duration::from_secs(9));
+        let m = Arc::new(LoadMetrics::new(
+            Arc::new(Live::default()),
+            w.clone(),
+            1,
+            None,
+        ));
+        w.phase(
+            Phase::Tcp,
+            Duration::from_millis(3),
+            Duration::from_millis(4),
+        );
+        w.phase(
+            Phase::Streaming,
+            Duration::from_secs(9),
+            Duration::from_secs(9),
+        );
         let text = scrape_text(&m);
         assert!(text.contains(
             "pushprobe_phase_seconds_count{shard=\"1/4\",phase=\"tcp\",from=\"schedule\"} 1"
