@@ -26,6 +26,7 @@
 //! - `errcode`: the one typed table of Tencent interruption errcodes and errcode-18 sub-codes, with meanings.
 //! - `flv`: FLV reader -> `Fixture` (sequence headers, metadata, media tags in one shared buffer); pure.
 //! - `ingest`: the local Tencent-compatible RTMP ingest (`pushprobe serve`): rules, registry, records, HTTP view.
+//! - `junit`: JUnit XML reports (`--junit FILE`) of smoke, doctor, dup and load checks.
 //! - `load`: the load runner, its plain records and their aggregation.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
@@ -48,6 +49,7 @@ pub mod cmd;
 pub mod errcode;
 pub mod flv;
 pub mod ingest;
+pub mod junit;
 pub mod load;
 pub mod media;
 pub mod notify;

@@ -30,6 +30,9 @@ pub struct SmokeArgs {
     /// Print one JSON object: outcome, evidence, step, fix, phases_ms, server_status, ...
     #[arg(long)]
     pub json: bool,
+    /// Write a JUnit XML report (one test case per check) to this file, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
@@ -44,6 +47,9 @@ pub struct DoctorArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write a JUnit XML report (one test case per check) to this file, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// A CNAME target suffix that counts as the push target (repeatable; replaces the Tencent ones).
     #[arg(long, value_name = "SUFFIX", default_values = TENCENT_PUSH_SUFFIXES)]
     pub expect_cname: Vec<String>,
@@ -69,6 +75,9 @@ pub struct DupArgs {
     /// Print one JSON object on stdout instead of text: verdict, finding, first, second.
     #[arg(long)]
     pub json: bool,
+    /// Write a JUnit XML report (one test case per check) to this file, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +154,17 @@ pub struct LoadArgs {
     /// Write an SVG plot of latency percentiles and the timeline to this file.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write a JUnit XML report (one test case per check) to this file, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts
+    /// (e.g. 0.0.0.0:9464 in a pod; port 0 picks a free one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long /metrics stays up after the run, so the last scrape sees the
+    /// final values (at least one scrape interval); Ctrl-C ends it early.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub metrics_linger: Duration,
     /// Run the I-th of N slices of the stream range (0-based), e.g. 2/8.
     #[arg(long, conflicts_with = "shards")]
     pub shard: Option<String>,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::Outcome;
 use crate::cli::DoctorArgs;
 use crate::clock::now_unix;
+use crate::junit;
 use crate::probe::PreparedPush;
 use crate::publish::Phase;
 use crate::publish::conn::{self, Dial, DialError};
@@ -35,6 +36,7 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let show = args.push.show_secrets;
     let stop = Stop::on_signals();
     let cancel = stop.token.clone();
+    let junit_to = args.junit.as_deref().map(|path| (path, now_unix()));
     let mut out = std::io::stdout();
     if !args.json {
         eprintln!("doctor {}", p.shown_url(show));
@@ -65,7 +67,15 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
             for step in 1..=5 {
                 emit(&mut out, Step::skipped(step, why))?;
             }
-            return finish(&mut out, args.json, &report, Some(phase), &stop, &[]);
+            return finish(
+                &mut out,
+                args.json,
+                &report,
+                Some(phase),
+                &stop,
+                &[],
+                junit_to,
+            );
         }
     };
     let s1 = steps::cname_step(&p.url.host, &dns, &args.expect_cname);
@@ -73,7 +83,9 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         emit(&mut out, s1)?;
         let (failed, stopped) =
             each_address(&p, &tcp, show, &cancel, &mut |s| emit(&mut out, s)).await?;
-        return finish(&mut out, args.json, &report, stopped, &stop, &failed);
+        return finish(
+            &mut out, args.json, &report, stopped, &stop, &failed, junit_to,
+        );
     }
     let s2 = match &dns.addrs {
         Ok(_) => steps::network_step(&tcp, dial.timeout),
@@ -99,13 +111,14 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     emit(&mut out, s5)?;
-    finish(&mut out, args.json, &report, stopped, &stop, &[])
+    finish(&mut out, args.json, &report, stopped, &stop, &[], junit_to)
 }
 
 /// Prints the verdict (or the JSON report) and gives the exit code: 130 or
 /// 143 when the user stopped the run (`stopped`: the phase it was in), else
 /// 1 when a step failed; the verdict names the failed edges of
-/// `--each-address`.
+/// `--each-address`. With `--junit`, also writes the steps there (`junit_to`:
+/// the file and the run's start).
 fn finish(
     out: &mut dyn Write,
     json: bool,
@@ -113,7 +126,13 @@ fn finish(
     stopped: Option<Phase>,
     stop: &Stop,
     failed_edges: &[SocketAddr],
+    junit_to: Option<(&std::path::Path, u64)>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some((path, started_unix)) = junit_to {
+        let mut suite = junit::Suite::new("doctor", started_unix);
+        suite.cases = report.iter().map(junit_case).collect();
+        suite.write_file(path)?;
+    }
     if json {
         writeln!(out, "{}", report_json(report, stopped, failed_edges)?)?;
     } else if let Some(phase) = stopped {
@@ -262,6 +281,31 @@ pub fn write_step(out: &mut dyn Write, s: &Step) -> std::io::Result<()> {
         writeln!(out, "{:17}fix: {fix}", "")?;
     }
     Ok(())
+}
+
+/// A step as a JUnit test case: warn passes (with its detail), skip is
+/// `<skipped/>`, fail carries the detail and the fix.
+fn junit_case(s: &Step) -> junit::Case {
+    let detail = crate::sign::redact_query_in(&s.detail);
+    let fix = s.fix.as_deref().map(crate::sign::redact_query_in);
+    let result = match s.status {
+        Status::Pass | Status::Warn => junit::Result::Passed,
+        Status::Skip => junit::Result::Skipped {
+            message: detail.clone(),
+        },
+        Status::Fail => junit::Result::Failed {
+            message: detail.clone(),
+            detail: match &fix {
+                Some(f) => format!("{detail}\nfix: {f}"),
+                None => detail.clone(),
+            },
+        },
+    };
+    let mut output = format!("{}: {detail}", s.status.name());
+    if let (Status::Warn, Some(f)) = (s.status, &fix) {
+        output.push_str(&format!("\nfix: {f}"));
+    }
+    junit::Case::new(format!("{} {}", s.step, s.name), result, output)
 }
 
 /// The `--json` object: `{"steps": [...], "verdict": "..."}`, fields in

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::classify::Verdict;
 use crate::cli::DupArgs;
+use crate::junit;
 use crate::probe::dup::{DupFinding, run_pair};
 use crate::probe::report::PushReport;
 use crate::probe::{PreparedPush, Target};
@@ -37,7 +38,13 @@ pub async fn run(args: &DupArgs) -> anyhow::Result<ExitCode> {
     .with_duration(args.hold);
     let b = a.with_duration((args.hold / 3).clamp(Duration::from_secs(1), Duration::from_secs(3)));
     let stop = Stop::on_signals();
+    let (started_unix, began) = (crate::clock::now_unix(), std::time::Instant::now());
     let report = run_pair(&a, &b, &stop.token).await;
+    if let Some(path) = &args.junit {
+        let mut suite = junit::Suite::new("dup", started_unix);
+        suite.push(junit::dup_case(&report, began.elapsed()));
+        suite.write_file(path)?;
+    }
     let mut out = std::io::stdout().lock();
     let show = args.push.show_secrets;
     if args.json {

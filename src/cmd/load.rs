@@ -14,7 +14,9 @@ use crate::callback::{ReceiverConfig, ReceiverState};
 use crate::classify::Outcome;
 use crate::cli::{LoadArgs, Progress};
 use crate::clock::now_unix;
+use crate::junit;
 use crate::load::aggregate::{RunMeta, Summary};
+use crate::load::metrics::{CallbackSource, LoadMetrics, MetricsServer, Recorder};
 use crate::load::runner::{self, Live, LoadConfig};
 use crate::load::targets::{self, Shard, Template};
 use crate::media::MediaPlan;
@@ -151,7 +153,30 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         humantime::format_duration(args.duration)
     );
     let started_unix = now_unix();
-    let live = Arc::new(Live::default());
+    let mut live = Live::default();
+    let recorder = Arc::new(Recorder::default());
+    if args.metrics_listen.is_some() {
+        live.watch = Some(recorder.clone());
+    }
+    let live = Arc::new(live);
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let read = callbacks.as_ref().map(|(state, _)| {
+                let state: ReceiverState = state.clone();
+                Box::new(move || received_callbacks(&state.counters())) as CallbackSource
+            });
+            let m = Arc::new(LoadMetrics::new(
+                live.clone(),
+                recorder,
+                slots.len() as u64,
+                read,
+            ));
+            let server = MetricsServer::start(addr, &m, (shard.index, shard.count)).await?;
+            eprintln!("metrics: serving http://{}/metrics", server.local_addr());
+            Some((m, server))
+        }
+        None => None,
+    };
     let progress = tokio::spawn(progress(live.clone(), args.progress, slots.len() as u64));
     let planned = slots.len() as u64;
     let planned_primary = slots.iter().filter(|s| !s.duplicate).count() as u64;
@@ -188,6 +213,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         interrupted_by_user: out.interrupted_by_user,
     };
     let summary = out.aggregator.summary(meta);
+    if let Some((m, _)) = &metrics {
+        m.finish(&summary);
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         report::json(&summary, &mut stdout)?;
@@ -206,11 +234,38 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &args.plot {
         report::write_svg(&summary, p)?;
     }
+    if let Some(p) = &args.junit {
+        let mut suite = junit::Suite::new("load", started_unix);
+        suite.cases = junit::load_cases(&summary, planned_primary);
+        suite.write_file(p)?;
+    }
+    if let Some((_, server)) = metrics {
+        if !stop.token.is_cancelled() && !args.metrics_linger.is_zero() {
+            eprintln!(
+                "metrics: final values stay up for {} (--metrics-linger; Ctrl-C ends it)",
+                humantime::format_duration(args.metrics_linger)
+            );
+        }
+        server.linger(args.metrics_linger, &stop.token).await;
+    }
     Ok(if passed(&summary, planned_primary) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What the receiver has counted so far, as the report's callback counts
+/// (missing and unmatched are known only once the run ends).
+fn received_callbacks(c: &crate::callback::Counters) -> crate::load::aggregate::CallbackCounts {
+    crate::load::aggregate::CallbackCounts {
+        push: c.accepted_push,
+        interrupt: c.accepted_interrupt,
+        missing: 0,
+        duplicate: c.duplicates,
+        forged: c.forged + c.stale,
+        unmatched: 0,
+    }
 }
 
 /// Exit 0: every planned publisher (duplicates aside) ran, was accepted and

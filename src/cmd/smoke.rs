@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::SmokeArgs;
+use crate::junit;
 use crate::probe::report::{self, PushReport};
 use crate::probe::{PreparedPush, Target};
 use crate::signal::Stop;
@@ -30,7 +31,18 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let stop = Stop::on_signals();
+    let (started_unix, began) = (crate::clock::now_unix(), std::time::Instant::now());
     let pushed = p.run(&stop.token).await;
+    if let Some(path) = &args.junit {
+        let mut suite = junit::Suite::new("smoke", started_unix);
+        suite.push(junit::push_case(
+            "push",
+            &pushed.verdict,
+            false,
+            began.elapsed(),
+        ));
+        suite.write_file(path)?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let json = PushReport::new(&p, &pushed, opts.show_secrets);

@@ -12,6 +12,7 @@
 //! - `coverage`: which publisher indices were measured; overlaps and gaps.
 //! - `by_address`: per remote address counts (publishers, failures, dial failures).
 //! - `merge`: exact merge of summaries, reading reports, and `pushprobe report merge`.
+//! - `metrics`: live Prometheus metrics of a run and the `/metrics` endpoint.
 
 pub mod aggregate;
 pub mod by_address;
@@ -19,6 +20,7 @@ mod coverage;
 pub mod hist;
 mod matcher;
 pub mod merge;
+pub mod metrics;
 pub mod reconnect;
 pub mod record;
 pub mod runner;

@@ -40,6 +40,16 @@ pub struct Live {
     pub callbacks: AtomicU64,
     /// Time to Publish.Start from the actual start, µs.
     pub to_publish: Mutex<Option<Histogram<u64>>>,
+    /// Told of every phase and every finished publisher (`--metrics-listen`).
+    pub watch: Option<Arc<dyn Watch>>,
+}
+
+/// Sees a run as it goes: each phase a publisher reaches and each record.
+pub trait Watch: std::fmt::Debug + Send + Sync {
+    /// A deliberate duplicate's phases are not reported (the report leaves
+    /// them out of the phase histograms too).
+    fn phase(&self, phase: Phase, from_start: Duration, from_schedule: Duration);
+    fn done(&self, record: &PublisherRecord);
 }
 
 impl Live {
@@ -112,10 +122,21 @@ struct LiveObserver {
     events: mpsc::UnboundedSender<Event>,
     slot: usize,
     start: Instant,
+    scheduled: Instant,
+    duplicate: bool,
 }
 
 impl Observer for LiveObserver {
     fn phase(&mut self, phase: Phase, at: Instant) {
+        if let Some(w) = &self.live.watch
+            && !self.duplicate
+        {
+            w.phase(
+                phase,
+                at.saturating_duration_since(self.start),
+                at.saturating_duration_since(self.scheduled),
+            );
+        }
         if phase == Phase::Publish {
             self.live.connecting.fetch_sub(1, Relaxed);
             self.live.publishing.fetch_add(1, Relaxed);
@@ -361,6 +382,8 @@ impl PublisherTask {
                 events: events.clone(),
                 slot: self.slot_index,
                 start,
+                scheduled: self.scheduled,
+                duplicate: self.slot.duplicate,
             };
             // The result is dropped at the end of this block, before the
             // backoff's await: the task future stays small (issue 6).
@@ -553,6 +576,9 @@ async fn collect(
                 Some(Event::Started { slot, at }) => m.started(slot, at),
                 Some(Event::Done { slot, record, started, closed }) => {
                     m.closed(slot, started, closed);
+                    if let Some(w) = &live.watch {
+                        w.done(&record);
+                    }
                     agg.add(&record);
                 }
                 Some(Event::Sample(s)) => agg.add_sample(s),
