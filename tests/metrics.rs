@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -141,32 +139,17 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
         .args(["--metrics-listen", "127.0.0.1:0", "--metrics-linger", "60s"])
         .args(["--progress", "plain", "--json-out"])
         .arg(&json);
-    let mut p = spawn(&mut c);
+    let p = spawn(&mut c);
     // stderr: the metrics address, then the linger line once the report is out.
-    let (tx, rx) = mpsc::channel();
-    let stderr = p.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = String::new();
-    let mut wait_line = |prefix: &str, within: Duration| -> String {
-        let end = Instant::now() + within;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) => {
-                    seen.push_str(&l);
-                    seen.push('\n');
-                    if l.starts_with(prefix) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no line {prefix:?} within {within:?}: {seen}"),
-            }
-        }
+    let printed = p.1.clone();
+    let wait_line = |prefix: &str, within: Duration| -> String {
+        p.wait_for(&format!("a line {prefix:?}"), within, || {
+            printed
+                .stderr()
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .map(str::to_owned)
+        })
     };
     let line = wait_line("metrics: serving http://", Duration::from_secs(20));
     let url = line
@@ -332,8 +315,9 @@ fn a_300_publisher_run_is_scraped_live_and_ends_on_the_reports_values() {
     let o = p.finish(Duration::from_secs(15));
     assert!(
         matches!(o.status.code(), Some(0 | 1)),
-        "{:?} {seen}",
-        o.status
+        "{:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
     );
 }
 

@@ -399,7 +399,12 @@ fn loose_key_files_draw_a_warning_naming_chmod_600() {
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut cb = spawn(
         bin()
-            .args(["callbacks", "--listen", "127.0.0.1:0", "--key-file"])
+            .args([
+                "callbacks",
+                "--listen",
+                "127.0.0.1:0",
+                "--callback-key-file",
+            ])
             .arg(&key_file),
     );
     // Listening: the warning, printed before, is in its output.

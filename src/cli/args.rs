@@ -274,6 +274,7 @@ pub struct UrlArgs {
     /// Port; omitted from the URL when not given.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Scheme of the URL: rtmp, or rtmps (RTMP over TLS).
     #[arg(long, value_enum, default_value = "rtmp")]
     pub scheme: Scheme,
     /// Expiry as a duration from now (e.g. 24h, 90m).
