@@ -221,9 +221,12 @@ impl Session {
         &self.outbound
     }
 
-    /// Forgets the queued bytes once the socket took them.
+    /// Forgets the queued bytes once the socket took them, and gives the
+    /// buffer back: control traffic is rare once media flows, and keeping its
+    /// peak (the connect exchange) for a connection's life cost ~0.8 KB per
+    /// publisher at 10,000 (benches/compare.sh).
     pub fn sent(&mut self) {
-        self.outbound.clear();
+        self.outbound = BytesMut::new();
     }
 }
 
