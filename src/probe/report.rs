@@ -4,21 +4,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{PreparedPush, Pushed};
 use crate::classify::Outcome;
+use crate::clock::millis;
 use crate::publish::Phase;
 use crate::publish::dial::{self, Attempt, AttemptResult};
 use crate::rtmp::message::StatusReply;
 use crate::sign;
-
-/// Milliseconds with microsecond precision, for output.
-pub fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
 
 /// The JSON object `push`, `smoke` (and each push of `dup`) print.
 #[derive(Debug, Serialize)]
