@@ -174,10 +174,7 @@ impl DialArgs {
 
     /// The txHost value to add to `url`'s query, if asked for.
     pub fn tx_host(&self, url: &crate::sign::PushUrl) -> Option<String> {
-        match self.tx_host.as_deref()? {
-            "" => Some(url.host.clone()),
-            d => Some(d.to_string()),
-        }
+        crate::probe::tx_host(self.tx_host.as_deref(), url)
     }
 }
 

@@ -134,10 +134,8 @@ impl PreparedPush {
         config.refusal_window = settings.refusal_window;
         config.dial = Arc::new(settings.dial.clone());
         // txHost travels to the server; local facts read the URL as given.
-        match settings.tx_host.as_deref() {
-            Some("") => config.url.query.push(("txHost".into(), url.host.clone())),
-            Some(domain) => config.url.query.push(("txHost".into(), domain.into())),
-            None => {}
+        if let Some(domain) = tx_host(settings.tx_host.as_deref(), &url) {
+            config.url.query.push(("txHost".into(), domain));
         }
         Ok(PreparedPush {
             url,
@@ -213,6 +211,15 @@ pub fn local_facts(url: &PushUrl, keys: &Keys, now: u64, our_other_publisher: bo
             .collect(),
         secret: sign::check_secret(url, keys),
         our_other_publisher,
+    }
+}
+
+/// The `txHost` value `--tx-host` asks for: `Some("")` is the URL's own
+/// host, `Some(domain)` that domain, `None` no txHost.
+pub fn tx_host(flag: Option<&str>, url: &PushUrl) -> Option<String> {
+    match flag? {
+        "" => Some(url.host.clone()),
+        domain => Some(domain.to_string()),
     }
 }
 
