@@ -30,6 +30,7 @@
 //! - `load`: the load runner, its plain records and their aggregation.
 //! - `media`: fixture tags pre-chunked once into shared bodies, and the real-time cursor; pure.
 //! - `notify`: callback sender for the local ingest: queued, signed, retried POSTs.
+//! - `play`: one player (RTMP play, HTTP-FLV, HLS) and its measurements.
 //! - `probe`: one classified push (prepare, run, local facts, verdict), its JSON and text, the embedded ingest, the dup check.
 //! - `publish`: one async publisher, phase by phase, returning a plain result record; `publish::dial` races every address (Happy Eyeballs).
 //! - `report`: text, JSON, `.hgrm` and SVG renderers over a load `Summary`.
@@ -37,8 +38,11 @@
 //!   publisher and ingest share (control, acks, chunk-size policy, command encoding);
 //!   sans-I/O but for `rtmp::drive`, the handshake over a byte stream.
 //! - `secret`: keys that never print; loading from env or file.
+//! - `srt`: SRT caller and listener, the only user of the `srt-tokio` crate.
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 //! - `signal`: a stop token for SIGINT/SIGTERM that remembers which came.
+//! - `stamp`: the per-frame latency stamp (an H.264 SEI user_data_unregistered NAL): build and find; pure.
+//! - `ts`: MPEG-TS mux (FLV tags -> TS packets) and demux; pure.
 
 pub mod avc;
 pub mod callback;
@@ -53,6 +57,7 @@ pub mod junit;
 pub mod load;
 pub mod media;
 pub mod notify;
+pub mod play;
 pub mod probe;
 pub mod publish;
 pub mod report;
@@ -60,3 +65,6 @@ pub mod rtmp;
 pub mod secret;
 pub mod sign;
 pub mod signal;
+pub mod srt;
+pub mod stamp;
+pub mod ts;
