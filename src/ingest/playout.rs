@@ -288,7 +288,9 @@ impl Fanout {
         }
         let (role, body) = classify(tag.type_id, &tag.data);
         let tag = Arc::new(if role == Role::Metadata {
-            MediaTag::new(tag.type_id, tag.timestamp, body)
+            // At timestamp 0, as nginx-rtmp sends it: ffmpeg's FLV demuxer
+            // takes an onMetaData stamped later for a subtitle stream.
+            MediaTag::new(tag.type_id, 0, body)
         } else {
             tag
         });
@@ -336,9 +338,9 @@ impl Fanout {
         }
     }
 
-    /// A new viewer: metadata and sequence headers (stamped with the GOP's
-    /// first timestamp), the cached GOP, then live tags. `None` once the
-    /// push ended.
+    /// A new viewer: metadata (at 0), sequence headers (stamped with the
+    /// GOP's first timestamp), the cached GOP, then live tags. `None` once
+    /// the push ended.
     pub fn subscribe(self: &Arc<Self>, kind: ViewerKind) -> Option<Viewer> {
         let (tx, rx) = mpsc::channel(self.queue_tags);
         let mut c = self.lock();
@@ -347,10 +349,8 @@ impl Fanout {
         }
         let start = c.gop.first().map(|t| t.timestamp);
         let mut startup = Vec::with_capacity(3 + c.gop.len());
-        for t in [&c.metadata, &c.video_header, &c.audio_header]
-            .into_iter()
-            .flatten()
-        {
+        startup.extend(c.metadata.iter().cloned());
+        for t in [&c.video_header, &c.audio_header].into_iter().flatten() {
             startup.push(match start {
                 Some(ts) => t.retimed(ts),
                 None => t.clone(),
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                (18, 1000),
+                (18, 0),
                 (9, 1000),
                 (8, 1000),
                 (9, 1000),
