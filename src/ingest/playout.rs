@@ -220,6 +220,7 @@ pub enum ViewerEnd {
 /// Viewer counts of one stream, as `/streams` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ViewerCounts {
+    /// Viewers receiving the stream (a dropped one no longer counts).
     pub rtmp: u64,
     pub flv: u64,
     /// Viewers dropped for reading too slowly, since the push started.
@@ -228,6 +229,10 @@ pub struct ViewerCounts {
 
 struct Slot {
     tx: mpsc::Sender<Arc<MediaTag>>,
+    kind: ViewerKind,
+    /// Counted in the viewer gauge; whoever clears it (the drop of a slow
+    /// viewer, or the viewer going away) uncounts it.
+    counted: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -323,6 +328,9 @@ impl Fanout {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 dropped += 1;
+                if v.counted.swap(false, Ordering::AcqRel) {
+                    self.gauge(v.kind).fetch_sub(1, Ordering::Relaxed);
+                }
                 false
             }
             // The viewer went away; its own drop uncounted it.
@@ -357,14 +365,20 @@ impl Fanout {
             });
         }
         startup.extend(c.gop.iter().cloned());
-        c.viewers.push(Slot { tx });
-        drop(c);
+        let counted = Arc::new(AtomicBool::new(true));
         self.gauge(kind).fetch_add(1, Ordering::Relaxed);
+        c.viewers.push(Slot {
+            tx,
+            kind,
+            counted: counted.clone(),
+        });
+        drop(c);
         Some(Viewer {
             startup,
             rx,
             fanout: self.clone(),
             kind,
+            counted,
             need_keyframe: start.is_none(),
         })
     }
@@ -405,6 +419,7 @@ pub struct Viewer {
     rx: mpsc::Receiver<Arc<MediaTag>>,
     fanout: Arc<Fanout>,
     kind: ViewerKind,
+    counted: Arc<AtomicBool>,
     /// No GOP was cached: skip video until a keyframe.
     need_keyframe: bool,
 }
@@ -464,7 +479,9 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        self.fanout.gauge(self.kind).fetch_sub(1, Ordering::Relaxed);
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.fanout.gauge(self.kind).fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -581,7 +598,7 @@ mod tests {
         assert_eq!(
             f.counts(),
             ViewerCounts {
-                rtmp: 1,
+                rtmp: 0,
                 flv: 1,
                 dropped: 1
             }
@@ -601,6 +618,9 @@ mod tests {
             Poll::Ready(Err(ViewerEnd::PublisherLeft))
         ));
         assert!(f.subscribe(ViewerKind::Flv).is_none());
+        drop((slow, fast));
+        assert_eq!(f.counts().rtmp + f.counts().flv, 0);
+        assert_eq!(f.counts().dropped, 1);
     }
 
     #[test]
