@@ -290,7 +290,7 @@ pub struct UrlArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["domain", "stream"])]
     pub check: Option<String>,
     /// Push domain (e.g. livepush.example.com).
-    #[arg(long, required_unless_present = "check")]
+    #[arg(long, required_unless_present_any = ["check", "play"])]
     pub domain: Option<String>,
     /// Stream name.
     #[arg(long, required_unless_present = "check")]
