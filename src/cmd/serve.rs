@@ -19,6 +19,10 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         args.max_frame_bytes
     );
     anyhow::ensure!(
+        args.play_queue >= 1,
+        "--play-queue must be at least 1 tag"
+    );
+    anyhow::ensure!(
         !args.idle_timeout.is_zero(),
         "--idle-timeout must be above zero"
     );
@@ -40,7 +44,7 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         handshake_timeout: IngestConfig::default().handshake_timeout,
         notifier: None,
         play_keys: Keys::default(),
-        play_queue: args.play_queue.max(1),
+        play_queue: args.play_queue,
     })
 }
 
@@ -202,6 +206,8 @@ mod tests {
         assert!(bad(&["--max-frame-bytes=10"]).is_err());
         assert!(bad(&["--idle-timeout=0s"]).is_err());
         assert!(bad(&["--app=live/x"]).is_err());
+        assert!(bad(&["--play-queue=0"]).is_err());
+        assert_eq!(c.play_queue, crate::ingest::playout::DEFAULT_QUEUE_TAGS);
         let https = serve_args(&["--callback-url=https://h/cb"]).unwrap();
         assert!(notify_config(&https).is_err());
     }
