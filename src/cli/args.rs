@@ -301,3 +301,30 @@ pub struct PushArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `pushprobe play URL`: one player and its measurements.
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    /// Play URL: rtmp[s]://HOST[:PORT]/APP/STREAM, http[s]://HOST/PATH.flv (HTTP-FLV) or .../NAME.m3u8 (HLS).
+    pub url: String,
+    /// How long to receive after the first video frame.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Bound on each wait: DNS, TCP, each command or response, the first frame, and any silence.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// No frame for longer than this is a stall; any stall fails the check.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub stall: Duration,
+    /// Fail when the p99 push-to-play latency is over this (when latency is measured).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_latency: Option<Duration>,
+    /// Accept any TLS certificate for rtmps:// and https://.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dial: super::DialArgs,
+}

@@ -10,6 +10,7 @@ pub mod flv_http;
 pub mod flv_tags;
 pub mod measure;
 mod net;
+pub mod report;
 pub mod rtmp;
 pub mod url;
 pub mod video;
