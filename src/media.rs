@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::flv::{Fixture, Tag, TagKind};
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
+use crate::stamp;
 use crate::rtmp::message::{self, AUDIO, CSID_AUDIO, CSID_DATA, CSID_VIDEO, DATA_AMF0, VIDEO};
 
 /// One message ready to send: its body is already cut into chunks.
@@ -19,6 +20,10 @@ pub struct PreTag {
     pub len: u32,
     pub body: Bytes,
     pub keyframe: bool,
+    /// Where in `body` a stamp NAL of [`stamp::NAL_LEN`] bytes goes (a slot
+    /// reserved by [`MediaPlan::with_stamps`]); the publisher writes its own
+    /// stamp there instead of those bytes.
+    pub stamp_slot: Option<u32>,
 }
 
 impl PreTag {
@@ -41,11 +46,48 @@ impl PreTag {
             len: payload.len() as u32,
             body: chunk::prechunk(payload, cs, csid),
             keyframe,
+            stamp_slot: None,
         }
     }
 
     fn from_tag(tag: &Tag, cs: u32) -> Self {
         PreTag::from_parts(tag.kind, tag.timestamp_ms, &tag.data, tag.is_keyframe(), cs)
+    }
+
+    /// An AVC NALU tag with a stamp slot after its 5-byte header: a length
+    /// prefix of `length_size` bytes and [`stamp::NAL_LEN`] placeholder
+    /// bytes, so the SEI comes before the first slice of the access unit.
+    /// `None` when the tag is not an AVC NALU packet or the slot would not
+    /// fit in the first chunk.
+    fn stamped(tag: &Tag, cs: u32, length_size: usize) -> Option<Self> {
+        let avc_nalu = tag.kind == TagKind::Video
+            && tag.data.len() > 5
+            && tag.data[0] & 0x0f == 7
+            && tag.data[1] == 1;
+        let slot = 5 + length_size;
+        if !avc_nalu || slot + stamp::NAL_LEN > cs as usize {
+            return None;
+        }
+        let mut payload = Vec::with_capacity(tag.data.len() + slot + stamp::NAL_LEN);
+        payload.extend_from_slice(&tag.data[..5]);
+        let len = (stamp::NAL_LEN as u32).to_be_bytes();
+        payload.extend_from_slice(&len[4 - length_size..]);
+        payload.extend_from_slice(&[0u8; stamp::NAL_LEN]);
+        payload.extend_from_slice(&tag.data[5..]);
+        let mut p = PreTag::from_parts(tag.kind, tag.timestamp_ms, &payload, tag.is_keyframe(), cs);
+        p.stamp_slot = Some(slot as u32);
+        Some(p)
+    }
+}
+
+/// NALU length size of an FLV AVC sequence header tag
+/// (AVCDecoderConfigurationRecord.lengthSizeMinusOne + 1), if it is one.
+fn avc_length_size(seq_header: &Tag) -> Option<usize> {
+    let d = &seq_header.data;
+    let is_avc_config = d.len() > 9 && d[0] & 0x0f == 7 && d[1] == 0;
+    match (d.get(9).map(|b| (b & 3) as usize + 1), is_avc_config) {
+        (Some(n @ (1 | 2 | 4)), true) => Some(n),
+        _ => None,
     }
 }
 
@@ -68,6 +110,27 @@ pub struct MediaPlan {
 
 impl MediaPlan {
     pub fn new(fixture: &Fixture, chunk_size: u32) -> Arc<MediaPlan> {
+        MediaPlan::build(fixture, chunk_size, false)
+    }
+
+    /// A plan whose H.264 frames each carry a slot for a per-frame latency
+    /// stamp (see `stamp`). Fixtures without H.264 video get no slots.
+    pub fn with_stamps(fixture: &Fixture, chunk_size: u32) -> Arc<MediaPlan> {
+        MediaPlan::build(fixture, chunk_size, true)
+    }
+
+    /// Whether this plan's video frames carry stamp slots.
+    pub fn stamped(&self) -> bool {
+        self.tags.iter().any(|t| t.stamp_slot.is_some())
+    }
+
+    /// [`MediaPlan::new`] or, with `stamps`, [`MediaPlan::with_stamps`].
+    pub fn build(fixture: &Fixture, chunk_size: u32, stamps: bool) -> Arc<MediaPlan> {
+        let length_size = fixture
+            .video_sequence_header
+            .as_ref()
+            .and_then(avc_length_size)
+            .filter(|_| stamps);
         let mut preamble = Vec::new();
         if let Some(meta) = &fixture.metadata {
             let payload = message::set_data_frame(meta);
@@ -93,7 +156,11 @@ impl MediaPlan {
         let tags: Vec<PreTag> = fixture
             .media
             .iter()
-            .map(|t| PreTag::from_tag(t, chunk_size))
+            .map(|t| {
+                length_size
+                    .and_then(|n| PreTag::stamped(t, chunk_size, n))
+                    .unwrap_or_else(|| PreTag::from_tag(t, chunk_size))
+            })
             .collect();
         let mut keyframes: Vec<usize> = tags
             .iter()
@@ -250,5 +317,44 @@ mod tests {
             assert_eq!(due, tag.timestamp_ms as u64, "tag {i}");
         }
         assert_eq!(c.next_due_ms(&p), p.duration_ms as u64);
+    }
+
+    #[test]
+    fn stamped_plan_reserves_a_slot_before_the_first_slice() {
+        let f = crate::flv::default_fixture();
+        let plain = MediaPlan::new(&f, 4096);
+        let p = MediaPlan::with_stamps(&f, 4096);
+        assert!(p.stamped() && !plain.stamped());
+        for (a, b) in plain.tags.iter().zip(&p.tags) {
+            match b.stamp_slot {
+                Some(at) => {
+                    assert_eq!(at, 9, "after the 5-byte AVC header and a 4-byte length");
+                    assert_eq!(b.len, a.len + 4 + crate::stamp::NAL_LEN as u32);
+                    // Same message after the slot is filled, decoded back.
+                    let mut body = b.body.to_vec();
+                    let s = crate::stamp::Stamp {
+                        publisher: 1,
+                        sequence: 2,
+                        sent_unix_us: 3,
+                    };
+                    let at = at as usize;
+                    body[at..at + crate::stamp::NAL_LEN].copy_from_slice(&crate::stamp::nal(&s));
+                    let mut wire = BytesMut::new();
+                    let mut hdr = [0u8; MEDIA_HEADER_MAX];
+                    let n = chunk::media_header(&mut hdr, true, b.csid, 0, b.len, b.type_id, 1);
+                    wire.extend_from_slice(&hdr[..n]);
+                    wire.extend_from_slice(&body);
+                    let mut dec = ChunkDecoder::new(16 << 20);
+                    dec.set_chunk_size(4096).unwrap();
+                    let m = dec.decode(&mut wire).unwrap().expect("one message");
+                    assert_eq!(crate::stamp::find_in_avcc(&m.payload[5..], 4), Some(s));
+                }
+                None => {
+                    assert_eq!(a.len, b.len);
+                    assert!(a.type_id != VIDEO || b.body[1] != 1, "AVC NALU tags get a slot");
+                }
+            }
+        }
+        assert!(p.tags.iter().filter(|t| t.stamp_slot.is_some()).count() > 200);
     }
 }

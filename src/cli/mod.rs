@@ -113,6 +113,11 @@ pub struct ConnectionOptions {
     /// counts every such close as an interruption (ingest restart tests).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     pub refusal_window: Duration,
+    /// Stamp every H.264 frame with an SEI carrying publisher id, frame
+    /// sequence and send time, so a player can measure per-frame latency
+    /// (on whenever the command also plays the stream back).
+    #[arg(long)]
+    pub stamp: bool,
     #[command(flatten)]
     pub dial: DialArgs,
 }
@@ -196,6 +201,7 @@ impl PushOptions {
             refusal_window: self.conn.refusal_window,
             dial: self.conn.dial.options()?,
             tx_host: self.conn.dial.tx_host.clone(),
+            stamp: self.conn.stamp,
         })
     }
 }

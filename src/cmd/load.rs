@@ -111,7 +111,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (fixture, fixture_name) = crate::probe::load_fixture(args.conn.fixture.as_deref())?;
-    let plan = MediaPlan::new(&fixture, args.conn.chunk_size);
+    let plan = MediaPlan::build(&fixture, args.conn.chunk_size, args.conn.stamp);
     drop(fixture);
     ensure_open_files(slots.len() as u64)?;
 

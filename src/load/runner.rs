@@ -369,6 +369,7 @@ impl PublisherTask {
             });
             cfg.chunk_size = settings.chunk_size;
             cfg.insecure = settings.insecure;
+            cfg.publisher_id = self.slot.index as u32;
             cfg.dial = if settings.dial.spreads() {
                 Arc::new(settings.dial.rotated(self.slot.index))
             } else {

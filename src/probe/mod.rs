@@ -50,6 +50,8 @@ pub struct PushSettings {
     pub dial: DialOptions,
     /// Add `txHost=` to the query: `Some("")` the URL's host, `Some(d)` d.
     pub tx_host: Option<String>,
+    /// Stamp H.264 frames for per-frame latency (`stamp`).
+    pub stamp: bool,
 }
 
 impl Default for PushSettings {
@@ -63,6 +65,7 @@ impl Default for PushSettings {
             refusal_window: publish::REFUSAL_WINDOW,
             dial: DialOptions::default(),
             tx_host: None,
+            stamp: false,
         }
     }
 }
@@ -125,7 +128,7 @@ impl PreparedPush {
         let url = PushUrl::parse(url)?;
         url.expiry()?;
         let (fixture, fixture_name) = load_fixture(settings.fixture.as_deref())?;
-        let plan = MediaPlan::new(&fixture, settings.chunk_size);
+        let plan = MediaPlan::build(&fixture, settings.chunk_size, settings.stamp);
         let mut config = PublishConfig::new(url.clone());
         config.timeout = settings.timeout;
         config.duration = Some(settings.duration);

@@ -14,13 +14,15 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock;
 use crate::media::{Cursor, MediaPlan};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
 use crate::rtmp::drive::{self, HandshakeIoError};
 use crate::rtmp::handshake::Role;
-use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, StatusReply};
+use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, StatusReply, VIDEO};
 use crate::sign::PushUrl;
+use crate::stamp;
 use conn::{Conn, Dial, DialError, RecvError, Transport};
 use dial::{AddrError, Attempt, DialOptions};
 
@@ -377,6 +379,9 @@ pub struct PublishConfig {
     /// Resolver and address families to dial (shared: publishers of a load
     /// run hold one).
     pub dial: Arc<DialOptions>,
+    /// The publisher id written into per-frame stamps when the plan has
+    /// stamp slots (`MediaPlan::with_stamps`); a load run numbers them.
+    pub publisher_id: u32,
 }
 
 const PUBLISH_START: &str = "NetStream.Publish.Start";
@@ -396,6 +401,7 @@ impl PublishConfig {
             tick: Duration::from_millis(20),
             refusal_window: REFUSAL_WINDOW,
             dial: Arc::default(),
+            publisher_id: 0,
         }
     }
 }
@@ -406,6 +412,10 @@ pub trait Observer: Send + Sync {
     fn phase(&mut self, _phase: Phase, _at: Instant) {}
     /// Media bytes were written.
     fn sent(&mut self, _bytes: u64) {}
+    /// A video frame went out: its RTMP timestamp, the publisher's frame
+    /// sequence (the stamp's, when stamped) and the wall-clock send time in
+    /// unix microseconds. A player matches these when stamps are stripped.
+    fn frame_sent(&mut self, _timestamp_ms: u64, _sequence: u64, _sent_unix_us: u64) {}
 }
 
 impl Observer for () {}
@@ -495,6 +505,8 @@ struct StreamStats {
     streamed: Duration,
     max_lag: Duration,
     bytes: u64,
+    /// Video frames sent: the next frame's stamp sequence.
+    video_frames: u64,
 }
 
 impl Run<'_> {
@@ -883,11 +895,13 @@ impl Run<'_> {
         let mut hdrs = [[0u8; MEDIA_HEADER_MAX]; BATCH];
         let mut lens = [0usize; BATCH];
         let mut tags = [None; BATCH];
+        let mut dues = [0u64; BATCH];
         let mut n = 0;
         while n < BATCH && Duration::from_millis(cursor.next_due_ms(plan)) <= horizon {
             let (hl, tag, due) = cursor.next(plan, stream_id, &mut hdrs[n]);
             lens[n] = hl;
             tags[n] = Some(tag);
+            dues[n] = due;
             let due_at = began + Duration::from_millis(due);
             stats.max_lag = stats.max_lag.max(now.saturating_duration_since(due_at));
             stats.media_ms = due;
@@ -896,15 +910,49 @@ impl Run<'_> {
         if n == 0 {
             return Ok((0, false));
         }
-        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        // Video frames: stamp (when the plan has slots) and tell the observer.
+        let mut stamps = [[0u8; stamp::NAL_LEN]; BATCH];
+        let mut sent_unix_us = None;
+        for i in 0..n {
+            let Some(t) = tags[i].filter(|t| t.type_id == VIDEO) else {
+                continue;
+            };
+            let at = *sent_unix_us.get_or_insert_with(clock::now_unix_us);
+            let sequence = stats.video_frames;
+            stats.video_frames += 1;
+            if t.stamp_slot.is_some() {
+                let s = stamp::Stamp {
+                    publisher: self.cfg.publisher_id,
+                    sequence,
+                    sent_unix_us: at,
+                };
+                stamp::write_nal(&s, &mut stamps[i]);
+            }
+            self.observer.frame_sent(dues[i], sequence, at);
+        }
+        let mut slices = [IoSlice::new(&[]); 4 * BATCH];
+        let mut k = 0;
         let mut written = 0;
         for i in 0..n {
-            let body = tags[i].map_or(&[][..], |t| &t.body[..]);
-            slices[2 * i] = IoSlice::new(&hdrs[i][..lens[i]]);
-            slices[2 * i + 1] = IoSlice::new(body);
-            written += lens[i] + body.len();
+            let Some(t) = tags[i] else { continue };
+            slices[k] = IoSlice::new(&hdrs[i][..lens[i]]);
+            k += 1;
+            match t.stamp_slot {
+                Some(at) => {
+                    let at = at as usize;
+                    slices[k] = IoSlice::new(&t.body[..at]);
+                    slices[k + 1] = IoSlice::new(&stamps[i]);
+                    slices[k + 2] = IoSlice::new(&t.body[at + stamp::NAL_LEN..]);
+                    k += 3;
+                }
+                None => {
+                    slices[k] = IoSlice::new(&t.body);
+                    k += 1;
+                }
+            }
+            written += lens[i] + t.body.len();
         }
-        conn.write_batch_now(&slices[..2 * n])?;
+        conn.write_batch_now(&slices[..k])?;
         Ok((written as u64, n == BATCH))
     }
 
