@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::flv_tags::TagReader;
-use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until, unix_us};
+use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until};
+use crate::clock::now_unix_us;
 
 /// How much of an error response's body is kept (the server's words).
 const ERROR_BODY_MAX: usize = 256;
@@ -139,7 +140,7 @@ async fn receive(
                 tag.timestamp_ms,
                 &tag.body,
                 last_rx,
-                unix_us(),
+                now_unix_us(),
             );
         }
     }

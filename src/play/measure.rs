@@ -28,15 +28,6 @@ impl LatencySink for () {
     fn record(&mut self, _latency: Duration) {}
 }
 
-/// What a stamp says about one frame: who sent it, its place in the
-/// publisher's sequence and when it left the publisher (unix µs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameStamp {
-    pub publisher: u32,
-    pub seq: u64,
-    pub sent_unix_us: u64,
-}
-
 /// Which track a media message belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {

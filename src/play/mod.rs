@@ -337,7 +337,7 @@ impl<'a> Player<'a> {
                 self.method = LatencyMethod::Sei;
                 Some(Sent {
                     unix_us: s.sent_unix_us,
-                    stamp: Some((s.publisher, s.seq)),
+                    stamp: Some((s.publisher, s.sequence)),
                 })
             }
             None if track == Track::Video && self.method != LatencyMethod::Sei => self
@@ -391,13 +391,6 @@ impl<'a> Player<'a> {
             latency: None,
         }
     }
-}
-
-/// The current wall clock in unix µs (what transports pass to [`Player::media`]).
-pub fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Plays `cfg.url` to its end: phases, then `cfg.duration` of media after

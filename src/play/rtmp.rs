@@ -7,7 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until, unix_us};
+use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until};
+use crate::clock::now_unix_us;
 use crate::publish::conn::Transport;
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::Message;
@@ -212,7 +213,7 @@ fn handle(
 ) -> Result<Seen, Failure> {
     match m.type_id {
         AUDIO | VIDEO => {
-            player.media(m.type_id, m.timestamp, &m.payload, now, unix_us());
+            player.media(m.type_id, m.timestamp, &m.payload, now, now_unix_us());
             Ok(Seen::Other)
         }
         COMMAND_AMF0 | COMMAND_AMF3 => {

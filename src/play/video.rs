@@ -2,7 +2,7 @@
 //! sequence header, a keyframe, and the latency stamp it carries (H.264 AVCC,
 //! NAL length size taken from the last AVC sequence header).
 
-use super::measure::FrameStamp;
+use crate::stamp::{self, Stamp};
 
 const CODEC_AVC: u8 = 7;
 /// Enhanced RTMP: the top bit of the first byte says an extended header.
@@ -19,7 +19,7 @@ pub enum Video {
     /// A coded picture.
     Frame {
         keyframe: bool,
-        stamp: Option<FrameStamp>,
+        stamp: Option<Stamp>,
     },
 }
 
@@ -81,9 +81,8 @@ impl VideoReader {
 }
 
 /// The stamp in AVCC NAL units, if one is there.
-fn stamp_in(_nalus: &[u8], _length_size: usize) -> Option<FrameStamp> {
-    // Until `stamp` lands on main.
-    None
+fn stamp_in(nalus: &[u8], length_size: usize) -> Option<Stamp> {
+    stamp::find_in_avcc(nalus, length_size)
 }
 
 #[cfg(test)]
@@ -123,5 +122,33 @@ mod tests {
                 stamp: None
             })
         );
+    }
+
+    #[test]
+    fn finds_the_stamp_before_the_slice_with_the_stream_length_size() {
+        let st = Stamp {
+            publisher: 3,
+            sequence: 0x0100_0000_0003,
+            sent_unix_us: 1_700_000_000_123_456,
+        };
+        let nal = stamp::nal(&st);
+        for length_size in [4usize, 2] {
+            let mut r = VideoReader::default();
+            let seq = [0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xfc | (length_size as u8 - 1)];
+            assert_eq!(r.read(&seq), Some(Video::Config));
+            let mut body = vec![0x27, 1, 0, 0, 0];
+            for n in [&nal[..], &[0x41, 0x9a, 0x01][..]] {
+                body.extend_from_slice(&(n.len() as u32).to_be_bytes()[4 - length_size..]);
+                body.extend_from_slice(n);
+            }
+            assert_eq!(
+                r.read(&body),
+                Some(Video::Frame {
+                    keyframe: false,
+                    stamp: Some(st)
+                }),
+                "length size {length_size}"
+            );
+        }
     }
 }
