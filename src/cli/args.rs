@@ -33,6 +33,10 @@ pub struct SmokeArgs {
     /// Write a JUnit XML report (one test case per check) to this file, for CI.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Play the stream back from this URL while pushing (stamps the push):
+    /// first frame and push-to-play latency join the verdict.
+    #[arg(long, value_name = "URL")]
+    pub play: Option<String>,
 }
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
@@ -300,6 +304,10 @@ pub struct PushArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Play the stream back from this URL while pushing (stamps the push):
+    /// first frame and push-to-play latency join the verdict.
+    #[arg(long, value_name = "URL")]
+    pub play: Option<String>,
 }
 
 /// `pushprobe play URL`: one player and its measurements.

@@ -9,14 +9,11 @@ use anyhow::Context;
 
 use crate::cli::PlayArgs;
 use crate::play::report::{self, PlayReport};
-use crate::play::{self, PlayConfig, PlayUrl, Protocol};
+use crate::play::{self, PlayConfig, PlayUrl};
 use crate::signal::Stop;
 
 pub async fn run(args: &PlayArgs) -> anyhow::Result<ExitCode> {
-    let url = PlayUrl::parse(&args.url).context("bad play URL")?;
-    if url.protocol == Protocol::Hls {
-        anyhow::bail!("HLS play-back: not built yet (play RTMP or HTTP-FLV)");
-    }
+    let url = PlayUrl::parse_playable(&args.url).context("cannot play this URL")?;
     let mut cfg = PlayConfig::new(url);
     cfg.duration = Some(args.duration);
     cfg.timeout = args.timeout;

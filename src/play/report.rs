@@ -93,7 +93,7 @@ pub fn verdict_line(r: &PlayResult) -> String {
             let mut s = format!("playable: first frame after {:.0} ms", millis(t));
             match &r.latency {
                 Some(p) => s += &format!(
-                    ", latency p50 {:.0} ms ({})",
+                    ", latency p50 {:.1} ms ({})",
                     p.p50,
                     r.latency_method.name()
                 ),

@@ -34,6 +34,8 @@ pub enum PlayUrlError {
     Port(String),
     #[error(transparent)]
     Rtmp(#[from] sign::UrlError),
+    #[error("HLS play-back: not built yet (play the stream over RTMP or HTTP-FLV)")]
+    HlsNotBuilt,
 }
 
 /// A parsed play URL.
@@ -108,6 +110,15 @@ impl PlayUrl {
             path,
             rtmp: None,
         })
+    }
+
+    /// Parses a URL this build can play (HLS needs the MPEG-TS demuxer).
+    pub fn parse_playable(input: &str) -> Result<PlayUrl, PlayUrlError> {
+        let u = PlayUrl::parse(input)?;
+        if u.protocol == Protocol::Hls {
+            return Err(PlayUrlError::HlsNotBuilt);
+        }
+        Ok(u)
     }
 
     /// The URL with secrets in the query (txSecret, sign, ...) hidden.
