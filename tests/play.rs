@@ -200,3 +200,69 @@ fn http_error_status_is_the_failure_with_the_servers_words() {
     assert!(msg.contains("404") && msg.contains("no such stream"), "{msg}");
     assert!(!all.contains("hidden"), "secret shown: {all}");
 }
+
+/// The validator of `#/$defs/{def}` in the committed `schemas/commands.json`.
+fn schema(def: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    s["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
+    jsonschema::validator_for(&s).unwrap()
+}
+
+fn assert_valid(def: &str, doc: &serde_json::Value) {
+    let v = schema(def);
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
+#[test]
+fn push_with_play_plays_the_stream_back_and_its_json_validates() {
+    let Some(ng) = nginx_play() else { return };
+    let url = ng.url("both");
+    // No --stamp: --play turns stamping on.
+    let out = run(
+        bin().args(["push", &url, "--duration", "5s", "--json", "--play", &url]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid("push", &v);
+    assert_eq!(v["outcome"], "accepted");
+    let p = &v["play"];
+    assert_eq!(p["ok"], true, "{p}");
+    assert_eq!(p["latency_method"], "sei", "{p}");
+    assert!(p["video_frames"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["lost"], 0, "{p}");
+    assert_eq!(p["stopped_by_user"], false, "{p}");
+    // Text: the verdict gains the play-back line.
+    let out = run(
+        bin().args(["smoke", &ng.url("both2"), "--duration", "5s", "--play", &ng.url("both2")]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("playable: first frame after") && said.contains("latency p50"),
+        "{said}"
+    );
+    // A play URL nobody publishes: the push is accepted, the check fails.
+    let out = run(
+        bin().args(["push", &ng.url("pushed"), "--duration", "3s", "--json", "--play", &ng.url("other")]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid("push", &v);
+    assert_eq!(v["play"]["failure"]["kind"], "rejected", "{v}");
+}
+
+#[test]
+fn play_json_validates_against_the_schema() {
+    let Some(ng) = nginx_play() else { return };
+    let (_, v, _) = play_json(&ng.url("none"), &["--duration", "1s"]);
+    assert_valid("play", &v);
+}

@@ -52,12 +52,7 @@ pub async fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
     } else {
         report::write_text(&mut stdout, &done.pushed)?;
-        if let Some(r) = &done.played {
-            writeln!(stdout, "play back {shown_play}")?;
-            crate::play::report::write_text(&mut stdout, r)?;
-        } else {
-            writeln!(stdout, "verdict   {}", play::verdict_line(None))?;
-        }
+        play::write_text(&mut stdout, done.played.as_ref(), &shown_play)?;
     }
     Ok(ExitCode::from(done.exit_code(stop.signal())))
 }

@@ -79,10 +79,16 @@ impl PushedAndPlayed {
     /// The push's exit code, and 1 when it was accepted but did not play
     /// back or did not keep up.
     pub fn exit_code(&self, signal: Option<crate::signal::Signal>) -> u8 {
-        match self.pushed.exit_code(signal) {
-            0 if !self.played.as_ref().is_some_and(|p| p.kept_up(None)) => 1,
-            code => code,
-        }
+        exit_code(self.pushed.exit_code(signal), self.played.as_ref())
+    }
+}
+
+/// A push's exit code once played back: 1 instead of 0 when the play-back
+/// did not start or did not keep up.
+pub fn exit_code(push_code: u8, played: Option<&PlayResult>) -> u8 {
+    match push_code {
+        0 if !played.is_some_and(|p| p.kept_up(None)) => 1,
+        code => code,
     }
 }
 
@@ -155,6 +161,21 @@ impl PushPlayReport {
             push,
             play: played.map(|r| PlayReport::new(r, url, None)),
         }
+    }
+}
+
+/// The play-back section of push's and smoke's text output.
+pub fn write_text(
+    out: &mut impl std::io::Write,
+    played: Option<&PlayResult>,
+    shown_url: &str,
+) -> std::io::Result<()> {
+    match played {
+        Some(r) => {
+            writeln!(out, "play back {shown_url}")?;
+            play::report::write_text(out, r)
+        }
+        None => writeln!(out, "verdict   {}", verdict_line(None)),
     }
 }
 
