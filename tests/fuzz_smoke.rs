@@ -203,3 +203,8 @@ fn fuzz_smoke_ingest_session() {
 fn fuzz_smoke_report_merge() {
     smoke("report_merge");
 }
+
+#[test]
+fn fuzz_smoke_ts_demux() {
+    smoke("ts_demux");
+}

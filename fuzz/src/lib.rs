@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ingest_bytes", ingest_bytes),
     ("ingest_session", ingest_session),
     ("report_merge", report_merge),
+    ("ts_demux", ts_demux),
 ];
 
 /// `flv::parse`, and for a file that parses: the fixture's invariants, the
@@ -517,4 +518,34 @@ pub fn report_merge(data: &[u8]) {
             report::percentile_distribution(hist, &mut out).expect("hgrm renders");
         }
     }
+}
+
+/// `ts::demux::Demuxer` over the input cut in two at a point the input
+/// picks: no panic, and every unit it outputs is what it claims (33-bit
+/// times, one whole ADTS frame per audio unit, an IDR in a video keyframe).
+pub fn ts_demux(data: &[u8]) {
+    use pushprobe::ts::demux::{Demuxer, Kind, adts_header, annexb_nals};
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) * 7)
+        .min(data.len());
+    let mut d = Demuxer::new();
+    let mut units = d.push(&data[..cut]);
+    units.extend(d.push(&data[cut..]));
+    units.extend(d.flush());
+    assert!(d.stats().packets as usize <= data.len() / 188);
+    for u in &units {
+        assert!(u.pts_90k < 1 << 33 && u.dts_90k < 1 << 33, "{u:?}");
+        match u.kind {
+            Kind::Audio => {
+                let h = adts_header(&u.data).expect("an audio unit starts with ADTS");
+                assert_eq!(h.frame_len, u.data.len());
+            }
+            Kind::Video if u.keyframe => {
+                assert!(annexb_nals(&u.data).any(|n| n.first().is_some_and(|b| b & 0x1f == 5)));
+            }
+            Kind::Video => {}
+        }
+    }
+    let _ = (d.streams(), d.last_error().map(|e| e.to_string()));
 }
