@@ -3,19 +3,15 @@
 //! failure, with the server's words), then the body's FLV tags into the
 //! [`Player`] fold.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::flv_tags::TagReader;
-use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until};
+use super::http::{self, protocol};
+use super::{Failure, Phase, PlayConfig, Player, Stop, next_deadline, play_until};
 use crate::clock::now_unix_us;
-
-/// How much of an error response's body is kept (the server's words).
-const ERROR_BODY_MAX: usize = 256;
 
 /// Runs an HTTP-FLV play of `cfg.url` into `player`.
 pub async fn run(
@@ -30,75 +26,9 @@ pub async fn run(
     }
 }
 
-fn protocol(phase: Phase, e: impl std::fmt::Display) -> Failure {
-    Failure::Protocol {
-        phase,
-        detail: e.to_string(),
-    }
-}
-
 async fn get(cfg: &PlayConfig, player: &mut Player<'_>) -> Result<Stop, Failure> {
-    let io = net::dial(cfg, player).await?;
-    let phase = Phase::Http;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| protocol(phase, e))?;
-    // The connection task ends when the request and body are dropped.
-    let driver = tokio::spawn(connection);
-    let _abort = AbortOnDrop(driver.abort_handle());
-    let u = &cfg.url;
-    let default_port = if u.tls { 443 } else { 80 };
-    let host = match (u.host.contains(':'), u.port == default_port) {
-        (true, true) => format!("[{}]", u.host),
-        (true, false) => format!("[{}]:{}", u.host, u.port),
-        (false, true) => u.host.clone(),
-        (false, false) => format!("{}:{}", u.host, u.port),
-    };
-    let req = hyper::Request::get(u.path.as_str())
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::USER_AGENT, "pushprobe")
-        .header(hyper::header::ACCEPT, "*/*")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| protocol(phase, e))?;
-    let resp = match tokio::time::timeout(cfg.timeout, sender.send_request(req)).await {
-        Err(_) => return Err(Failure::Timeout { phase }),
-        Ok(Err(e)) if e.is_incomplete_message() || e.is_canceled() => {
-            return Err(Failure::Closed { phase });
-        }
-        Ok(Err(e)) => return Err(protocol(phase, e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    player.http_status = Some(status.as_u16());
-    player.mark(phase, Instant::now());
-    let mut body = resp.into_body();
-    if !status.is_success() {
-        let words = error_body(&mut body, cfg).await;
-        return Err(Failure::Http {
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("").to_string(),
-            body: words,
-        });
-    }
-    receive(&mut body, player, cfg).await
-}
-
-/// Up to [`ERROR_BODY_MAX`] bytes of an error body, as text, within the timeout.
-async fn error_body(body: &mut Incoming, cfg: &PlayConfig) -> String {
-    let deadline = Instant::now() + cfg.timeout;
-    let mut got = Vec::new();
-    while got.len() < ERROR_BODY_MAX {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Ok(d) = f.into_data() {
-                    got.extend_from_slice(&d);
-                }
-            }
-            _ => break,
-        }
-    }
-    got.truncate(ERROR_BODY_MAX);
-    String::from_utf8_lossy(&got).trim().to_string()
+    let mut resp = http::get(cfg, &cfg.url, player).await?;
+    receive(&mut resp.body, player, cfg).await
 }
 
 async fn receive(
@@ -143,14 +73,5 @@ async fn receive(
                 now_unix_us(),
             );
         }
-    }
-}
-
-/// Stops the connection task with the play.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

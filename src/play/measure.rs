@@ -123,6 +123,11 @@ impl Meter {
         }
     }
 
+    /// Raises the stall threshold by `by` (bursty transports).
+    pub fn widen_stall(&mut self, by: Duration) {
+        self.stall_after += by;
+    }
+
     pub fn counts(&self) -> &Counts {
         &self.counts
     }

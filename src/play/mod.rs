@@ -8,6 +8,9 @@
 
 pub mod flv_http;
 pub mod flv_tags;
+pub mod hls;
+mod http;
+pub mod m3u8;
 pub mod measure;
 mod net;
 pub mod report;
@@ -253,6 +256,15 @@ impl PlayResult {
     }
 }
 
+/// A frame as any transport delivers it, classified.
+struct Unit {
+    track: Track,
+    timestamp_ms: u32,
+    keyframe: bool,
+    stamp: Option<crate::stamp::Stamp>,
+    bytes: usize,
+}
+
 /// The fold every transport feeds: phases, the meter, the video reader, the
 /// latency method. Time is passed in.
 pub struct Player<'a> {
@@ -309,30 +321,63 @@ impl<'a> Player<'a> {
         now: Instant,
         now_unix_us: u64,
     ) {
-        let track = match type_id {
-            8 => Track::Audio,
-            9 => Track::Video,
-            _ => return,
-        };
         if body.is_empty() {
             return;
         }
-        self.mark(Phase::FirstByte, now);
-        let (keyframe, stamp) = match track {
-            Track::Audio => (false, None),
-            Track::Video => match self.video.read(body) {
-                Some(Video::Frame { keyframe, stamp }) => (keyframe, stamp),
-                _ => return,
+        let (track, keyframe, stamp) = match type_id {
+            8 => (Track::Audio, false, None),
+            9 => match self.video.read(body) {
+                Some(Video::Frame { keyframe, stamp }) => (Track::Video, keyframe, stamp),
+                _ => {
+                    self.mark(Phase::FirstByte, now);
+                    return;
+                }
             },
+            _ => return,
         };
-        if track == Track::Video {
+        let unit = Unit {
+            track,
+            timestamp_ms,
+            keyframe,
+            stamp,
+            bytes: body.len(),
+        };
+        self.unit(&unit, now, now_unix_us);
+    }
+
+    /// One access unit out of MPEG-TS (HLS): video as Annex B.
+    pub fn access_unit(&mut self, au: &crate::ts::demux::AccessUnit, now: Instant, unix_us: u64) {
+        let (track, stamp) = match au.kind {
+            crate::ts::demux::Kind::Video => (Track::Video, crate::stamp::find_in_annexb(&au.data)),
+            crate::ts::demux::Kind::Audio => (Track::Audio, None),
+        };
+        let unit = Unit {
+            track,
+            // 90 kHz to ms, wrapping at 32 bits as FLV timestamps do.
+            timestamp_ms: (au.dts_90k / 90) as u32,
+            keyframe: track == Track::Video && au.keyframe,
+            stamp,
+            bytes: au.data.len(),
+        };
+        self.unit(&unit, now, unix_us);
+    }
+
+    /// A transport that delivers in bursts (HLS segments) widens the stall
+    /// threshold by the burst period.
+    pub fn widen_stall(&mut self, by: Duration) {
+        self.meter.widen_stall(by);
+    }
+
+    fn unit(&mut self, u: &Unit, now: Instant, now_unix_us: u64) {
+        self.mark(Phase::FirstByte, now);
+        if u.track == Track::Video {
             self.mark(Phase::FirstFrame, now);
             self.first_frame.get_or_insert(now);
-            if keyframe {
+            if u.keyframe {
                 self.mark(Phase::FirstKeyframe, now);
             }
         }
-        let sent = match stamp {
+        let sent = match u.stamp {
             Some(s) => {
                 self.method = LatencyMethod::Sei;
                 Some(Sent {
@@ -340,10 +385,10 @@ impl<'a> Player<'a> {
                     stamp: Some((s.publisher, s.sequence)),
                 })
             }
-            None if track == Track::Video && self.method != LatencyMethod::Sei => self
+            None if u.track == Track::Video && self.method != LatencyMethod::Sei => self
                 .send_log
                 .as_ref()
-                .and_then(|l| l.sent_unix_us(timestamp_ms))
+                .and_then(|l| l.sent_unix_us(u.timestamp_ms))
                 .map(|unix_us| {
                     self.method = LatencyMethod::Timestamp;
                     Sent {
@@ -354,10 +399,10 @@ impl<'a> Player<'a> {
             None => None,
         };
         let frame = Frame {
-            track,
-            timestamp_ms,
-            keyframe,
-            bytes: body.len(),
+            track: u.track,
+            timestamp_ms: u.timestamp_ms,
+            keyframe: u.keyframe,
+            bytes: u.bytes,
             at: now - self.start,
             at_unix_us: now_unix_us,
             sent,
@@ -407,9 +452,7 @@ pub async fn play(
     let ended = match protocol {
         Protocol::Rtmp => Box::pin(rtmp::run(cfg, &mut player, cancel)).await,
         Protocol::HttpFlv => Box::pin(flv_http::run(cfg, &mut player, cancel)).await,
-        Protocol::Hls => Err(Failure::Unsupported {
-            what: "HLS play-back".into(),
-        }),
+        Protocol::Hls => Box::pin(hls::run(cfg, &mut player, cancel)).await,
     };
     let (failure, cancelled) = match ended {
         Ok(Stop::Done) => (None, false),

@@ -3,13 +3,16 @@
 
 use tokio::time::Instant;
 
-use super::{Failure, Phase, PlayConfig, Player};
+use super::{Failure, Phase, PlayConfig, PlayUrl, Player};
 use crate::publish::conn::{self, Dial, Transport};
 use crate::publish::dial;
 
-/// Connects to the URL's host and port (TLS for rtmps/https).
-pub async fn dial(cfg: &PlayConfig, player: &mut Player<'_>) -> Result<Transport, Failure> {
-    let u = &cfg.url;
+/// Connects to `u`'s host and port (TLS for rtmps/https).
+pub async fn dial(
+    cfg: &PlayConfig,
+    u: &PlayUrl,
+    player: &mut Player<'_>,
+) -> Result<Transport, Failure> {
     let failed = |phase: Phase, detail: String| Failure::Dial { phase, detail };
     let resolved = dial::resolve_forced(&u.host, u.port, &cfg.dial, cfg.timeout)
         .await

@@ -118,7 +118,7 @@ async fn session(
     let url = cfg.url.rtmp.as_ref().ok_or(Failure::Unsupported {
         what: "RTMP play of a non-RTMP URL".into(),
     })?;
-    let mut io = net::dial(cfg, player).await?;
+    let mut io = net::dial(cfg, &cfg.url, player).await?;
     let phase = Phase::Handshake;
     let h = match tokio::time::timeout(cfg.timeout, drive::handshake(&mut io, Role::Client)).await
     {

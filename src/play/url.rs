@@ -34,8 +34,6 @@ pub enum PlayUrlError {
     Port(String),
     #[error(transparent)]
     Rtmp(#[from] sign::UrlError),
-    #[error("HLS play-back: not built yet (play the stream over RTMP or HTTP-FLV)")]
-    HlsNotBuilt,
 }
 
 /// A parsed play URL.
@@ -112,13 +110,10 @@ impl PlayUrl {
         })
     }
 
-    /// Parses a URL this build can play (HLS needs the MPEG-TS demuxer).
+    /// Parses a URL this build can play: every one it parses, now that HLS
+    /// has its MPEG-TS demuxer (`ts::demux`).
     pub fn parse_playable(input: &str) -> Result<PlayUrl, PlayUrlError> {
-        let u = PlayUrl::parse(input)?;
-        if u.protocol == Protocol::Hls {
-            return Err(PlayUrlError::HlsNotBuilt);
-        }
-        Ok(u)
+        PlayUrl::parse(input)
     }
 
     /// The URL with secrets in the query (txSecret, sign, ...) hidden.
