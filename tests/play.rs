@@ -266,3 +266,35 @@ fn play_json_validates_against_the_schema() {
     let (_, v, _) = play_json(&ng.url("none"), &["--duration", "1s"]);
     assert_valid("play", &v);
 }
+
+#[test]
+fn hls_play_of_nginx_rtmps_hls_output_measures_latency() {
+    let Some(ng) = nginx_play() else { return };
+    let url = ng.url("hlsout");
+    let push = spawn(bin().args(["push", &url, "--stamp", "--duration", "30s"]));
+    ng.wait_publishing("hlsout", &push);
+    // nginx writes the playlist once its first segment is cut.
+    wait_until(
+        "nginx to write the HLS playlist",
+        READY,
+        &[&push.1],
+        || http_get(ng.stat_port, "/hls/hlsout.m3u8").contains("#EXTINF").then_some(()),
+    );
+    let hls = format!("http://127.0.0.1:{}/hls/hlsout.m3u8", ng.stat_port);
+    // Bound: nginx keeps 6 s of playlist (hls_playlist_length), segments
+    // are one GOP (2 s); a frame can wait for its segment to be cut (2 s),
+    // the next poll (1 s) and the fetch: far under 10 s unless broken.
+    let (code, v, all) = play_json(&hls, &["--duration", "5s", "--max-latency", "10s"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["protocol"], "hls");
+    assert_eq!(v["http_status"], 200);
+    assert_eq!(v["latency_method"], "sei", "{v}");
+    let frames = v["video_frames"].as_u64().unwrap();
+    assert!(frames > 0, "{v}");
+    assert_eq!(v["stamped"].as_u64(), Some(frames), "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    let lat = &v["latency_ms"];
+    assert!(lat["p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(lat["max"].as_f64().unwrap() < 10_000.0, "{v}");
+    assert_valid("play", &v);
+}
