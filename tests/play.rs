@@ -298,3 +298,36 @@ fn hls_play_of_nginx_rtmps_hls_output_measures_latency() {
     assert!(lat["max"].as_f64().unwrap() < 10_000.0, "{v}");
     assert_valid("play", &v);
 }
+
+#[test]
+fn doctor_step_6_plays_the_push_back() {
+    let Some(ng) = nginx_play() else { return };
+    let url = ng.url("doc");
+    let out = run(
+        bin().args(["doctor", &url, "--json", "--play", &url]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid("doctor", &v);
+    let s6 = &v["steps"][5];
+    assert_eq!((s6["step"].as_u64(), s6["name"].as_str()), (Some(6), Some("play")));
+    assert_eq!(s6["status"], "pass", "{v}");
+    let d = s6["detail"].as_str().unwrap();
+    assert!(d.contains("first frame after") && d.contains("(sei)"), "{d}");
+    // A play domain that serves no such stream: step 6 fails, exit 1.
+    let port = ng.port.to_string();
+    let out = run(
+        bin().args([
+            "doctor",
+            &ng.url("doc2"),
+            "--play",
+            &format!("rtmp://127.0.0.1:{port}/live/elsewhere"),
+        ]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("6 play     fail") && said.contains("StreamNotFound"), "{said}");
+    assert!(said.contains("verdict  play"), "{said}");
+}

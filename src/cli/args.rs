@@ -63,6 +63,12 @@ pub struct DoctorArgs {
     pub each_address: bool,
     #[command(flatten)]
     pub push: PushOptions,
+    /// Step 6, play back: play the pushed stream from this URL while pushing.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["play_domain", "each_address"])]
+    pub play: Option<String>,
+    /// Step 6, play back: play rtmp://DOMAIN/APP/STREAM (the push URL's app and stream).
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "each_address")]
+    pub play_domain: Option<String>,
 }
 
 /// The first push streams for `--hold`; the second for a third of it (1-3 s).
