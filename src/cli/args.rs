@@ -33,6 +33,10 @@ pub struct SmokeArgs {
     /// Write a JUnit XML report (one test case per check) to this file, for CI.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Play the stream back from this URL while pushing (stamps the push):
+    /// first frame and push-to-play latency join the verdict.
+    #[arg(long, value_name = "URL")]
+    pub play: Option<String>,
 }
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
@@ -59,6 +63,12 @@ pub struct DoctorArgs {
     pub each_address: bool,
     #[command(flatten)]
     pub push: PushOptions,
+    /// Step 6, play back: play the pushed stream from this URL while pushing.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["play_domain", "each_address"])]
+    pub play: Option<String>,
+    /// Step 6, play back: play rtmp://DOMAIN/APP/STREAM (the push URL's app and stream).
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "each_address")]
+    pub play_domain: Option<String>,
 }
 
 /// The first push streams for `--hold`; the second for a third of it (1-3 s).
@@ -336,4 +346,35 @@ pub struct PushArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Play the stream back from this URL while pushing (stamps the push):
+    /// first frame and push-to-play latency join the verdict.
+    #[arg(long, value_name = "URL")]
+    pub play: Option<String>,
+}
+
+/// `pushprobe play URL`: one player and its measurements.
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    /// Play URL: rtmp[s]://HOST[:PORT]/APP/STREAM, http[s]://HOST/PATH.flv (HTTP-FLV) or .../NAME.m3u8 (HLS).
+    pub url: String,
+    /// How long to receive after the first video frame.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Bound on each wait: DNS, TCP, each command or response, the first frame, and any silence.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// No frame for longer than this is a stall; any stall fails the check.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub stall: Duration,
+    /// Fail when the p99 push-to-play latency is over this (when latency is measured).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_latency: Option<Duration>,
+    /// Accept any TLS certificate for rtmps:// and https://.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dial: super::DialArgs,
 }

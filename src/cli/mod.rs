@@ -48,6 +48,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Receive and verify Tencent push callbacks (sign = MD5(key + t)).
     Callbacks(CallbacksArgs),
+    /// Play a stream (RTMP, HTTP-FLV, HLS): phases, frames, stalls, push-to-play latency.
+    Play(PlayArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,9 @@
 //! `pushprobe doctor`: Tencent's five-step push failure checklist run against
 //! one URL (CNAME, network, txTime, txSecret, a short real push), each step
 //! pass / warn / fail / skip with a one-line fix; with `--each-address`, the
-//! network and push steps against every address of the host.
+//! network and push steps against every address of the host. Step 6, play
+//! back, runs when `--play URL` or `--play-domain` is given (not with
+//! `--each-address`).
 
 mod dns;
 mod steps;
@@ -20,6 +22,7 @@ use crate::cli::DoctorArgs;
 use crate::clock::now_unix;
 use crate::junit;
 use crate::probe::PreparedPush;
+use crate::probe::play;
 use crate::publish::Phase;
 use crate::publish::conn::{self, Dial, DialError};
 use crate::publish::dial::DialOptions;
@@ -30,7 +33,21 @@ const NO_HOST: &str = "cannot reach a host that does not resolve";
 const NO_PORT: &str = "the port does not answer (step 2)";
 
 pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.push.settings(Duration::from_secs(3))?;
+    let mut settings = args.push.settings(Duration::from_secs(3))?;
+    let play_url = match (&args.play, &args.play_domain) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(domain)) => {
+            let u = crate::sign::PushUrl::parse(&args.url).context("cannot start the doctor")?;
+            Some(format!("rtmp://{domain}/{}/{}", u.app, u.stream))
+        }
+        (None, None) => None,
+    };
+    // Stamping is on whenever something plays the stream back.
+    settings.stamp |= play_url.is_some();
+    let player = match &play_url {
+        Some(u) => Some(play::play_config(u, &settings).context("cannot play back (step 6)")?),
+        None => None,
+    };
     let p = PreparedPush::prepare(&args.url, args.push.keys.keys()?, &settings)
         .context("cannot start the doctor")?;
     let show = args.push.show_secrets;
@@ -100,17 +117,33 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     emit(&mut out, s2)?;
     emit(&mut out, steps::txtime_step(&p.url, now_unix()))?;
     emit(&mut out, steps::secret_step(&p.url, &p.keys))?;
-    let (s5, stopped) = match s5_skip {
-        Some(why) => (Step::skipped(5, why), None),
-        None => {
+    let (s5, s6, stopped) = match (s5_skip, player) {
+        (Some(why), player) => (
+            Step::skipped(5, why),
+            player.map(|_| Step::skipped(6, why)),
+            None,
+        ),
+        (None, None) => {
             let pushed = p.run(&cancel).await;
             (
                 steps::push_step(&pushed.verdict, show),
+                None,
                 pushed.result.cancelled(),
+            )
+        }
+        (None, Some(player)) => {
+            let done = play::push_and_play(&p, player, &cancel).await;
+            (
+                steps::push_step(&done.pushed.verdict, show),
+                Some(steps::play_step(done.played.as_ref())),
+                done.pushed.result.cancelled(),
             )
         }
     };
     emit(&mut out, s5)?;
+    if let Some(s6) = s6 {
+        emit(&mut out, s6)?;
+    }
     finish(&mut out, args.json, &report, stopped, &stop, &[], junit_to)
 }
 

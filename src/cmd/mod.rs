@@ -6,6 +6,7 @@ pub mod demo;
 pub mod doctor;
 pub mod dup;
 pub mod load;
+pub mod play;
 pub mod push;
 pub mod report;
 pub mod serve;
@@ -29,5 +30,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::run(a).await,
         Command::Report(ReportCommand::Merge(a)) => report::merge(a),
         Command::Doctor(a) => doctor::run(a).await,
+        Command::Play(a) => play::run(a).await,
     }
 }

@@ -9,19 +9,23 @@ use anyhow::Context;
 
 use crate::cli::SmokeArgs;
 use crate::junit;
+use crate::probe::play::{self, PushPlayReport};
 use crate::probe::report::{self, PushReport};
 use crate::probe::{PreparedPush, Target};
 use crate::signal::Stop;
 
 pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
     let opts = &args.push;
+    let mut settings = opts.settings(Duration::from_secs(10))?;
+    // Stamping is on whenever something plays the stream back.
+    settings.stamp |= args.play.is_some();
+    let player = match &args.play {
+        Some(u) => Some(play::play_config(u, &settings).context("cannot play back")?),
+        None => None,
+    };
     let target = Target::pick(args.url.as_deref(), opts.keys.keys()?, "smoke").await?;
-    let p = PreparedPush::prepare(
-        &target.url,
-        target.keys.clone(),
-        &opts.settings(Duration::from_secs(10))?,
-    )
-    .context("cannot start the smoke test")?;
+    let p = PreparedPush::prepare(&target.url, target.keys.clone(), &settings)
+        .context("cannot start the smoke test")?;
     if let Some(e) = &target.embedded
         && !args.json
     {
@@ -32,7 +36,14 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
     }
     let stop = Stop::on_signals();
     let (started_unix, began) = (crate::clock::now_unix(), std::time::Instant::now());
-    let pushed = p.run(&stop.token).await;
+    let (pushed, played) = match player {
+        Some(player) => {
+            let shown = player.url.redacted();
+            let done = play::push_and_play(&p, player, &stop.token).await;
+            (done.pushed, Some((done.played, shown)))
+        }
+        None => (p.run(&stop.token).await, None),
+    };
     if let Some(path) = &args.junit {
         let mut suite = junit::Suite::new("smoke", started_unix);
         suite.push(junit::push_case(
@@ -44,12 +55,24 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
         suite.write_file(path)?;
     }
     let mut out = std::io::stdout().lock();
-    if args.json {
-        let json = PushReport::new(&p, &pushed, opts.show_secrets);
-        writeln!(out, "{}", serde_json::to_string(&json)?)?;
-    } else {
-        report::write_text(&mut out, &pushed)?;
+    let json = PushReport::new(&p, &pushed, opts.show_secrets);
+    match (args.json, &played) {
+        (true, None) => writeln!(out, "{}", serde_json::to_string(&json)?)?,
+        (true, Some((r, shown))) => {
+            let json = PushPlayReport::new(json, r.as_ref(), shown);
+            writeln!(out, "{}", serde_json::to_string(&json)?)?;
+        }
+        (false, _) => {
+            report::write_text(&mut out, &pushed)?;
+            if let Some((r, shown)) = &played {
+                play::write_text(&mut out, r.as_ref(), shown)?;
+            }
+        }
     }
     target.shutdown().await;
-    Ok(ExitCode::from(pushed.exit_code(stop.signal())))
+    let code = pushed.exit_code(stop.signal());
+    Ok(ExitCode::from(match &played {
+        Some((r, _)) => play::exit_code(code, r.as_ref()),
+        None => code,
+    }))
 }

@@ -5,6 +5,7 @@
 
 pub mod dup;
 pub mod embedded;
+pub mod play;
 pub mod report;
 
 use std::path::{Path, PathBuf};

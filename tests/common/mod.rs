@@ -379,9 +379,18 @@ impl Nginx {
     /// others (up to 5 times); any other failure shows what nginx printed.
     pub fn start(on_publish: Option<&str>) -> Nginx {
         let hook = on_publish.map_or(String::new(), |u| format!("on_publish {u};"));
+        Nginx::start_with(&hook, "")
+    }
+
+    /// Starts nginx-rtmp with more directives in `application live` and in
+    /// the HTTP server of the stat page (`{d}` in either: nginx's directory).
+    pub fn start_with(app_extra: &str, http_extra: &str) -> Nginx {
         for attempt in 1..=5 {
             let dir = tempfile::tempdir().unwrap();
             let (port, stat_port) = (free_port(), free_port());
+            let d = dir.path().display().to_string();
+            let hook = app_extra.replace("{d}", &d);
+            let http_extra = http_extra.replace("{d}", &d);
             let conf = format!(
                 "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
                  daemon off; master_process off; pid {d}/n.pid; error_log {d}/err.log info;\n\
@@ -389,7 +398,7 @@ impl Nginx {
                  rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; {hook} }} }} }}\n\
                  http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
                    fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-                   server {{ listen 127.0.0.1:{stat_port}; location /stat {{ rtmp_stat all; }} }} }}\n",
+                   server {{ listen 127.0.0.1:{stat_port}; location /stat {{ rtmp_stat all; }} {http_extra} }} }}\n",
                 d = dir.path().display()
             );
             let conf_path = dir.path().join("n.conf");

@@ -471,3 +471,17 @@ fn wait_port(port: u16, within: Duration) -> bool {
     }
     false
 }
+
+/// nginx-rtmp for play-back tests (issue 13): a player of a stream nobody
+/// publishes gets NetStream.Play.StreamNotFound (`idle_streams off`), and
+/// the stream is also cut into 1 s HLS segments served at
+/// `http://127.0.0.1:{stat_port}/hls/NAME.m3u8`.
+pub fn nginx_play() -> Option<Nginx> {
+    if !have("nginx") {
+        return None;
+    }
+    Some(Nginx::start_with(
+        "idle_streams off; hls on; hls_path {d}/hls; hls_fragment 1s; hls_playlist_length 6s;",
+        "location /hls { root {d}; add_header Cache-Control no-cache; }",
+    ))
+}

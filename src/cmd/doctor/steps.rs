@@ -14,7 +14,8 @@ use crate::sign::{self, Expiry, Keys, PushUrl, SecretCheck};
 pub use crate::sign::TENCENT_PUSH_SUFFIXES as TENCENT_SUFFIXES;
 
 /// Step names, in checklist order; step `n` is `NAMES[n - 1]`.
-pub const NAMES: [&str; 5] = ["cname", "network", "txtime", "txsecret", "push"];
+/// Step 6, "play back", runs only when a play URL or play domain is given.
+pub const NAMES: [&str; 6] = ["cname", "network", "txtime", "txsecret", "push", "play"];
 
 /// How one check went. Lowercase in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,7 +53,7 @@ impl Step {
     fn new(step: u8, status: Status, detail: String, fix: Option<String>) -> Step {
         Step {
             step,
-            name: NAMES[usize::from(step.clamp(1, 5)) - 1],
+            name: NAMES[usize::from(step.clamp(1, 6)) - 1],
             status,
             detail,
             fix,
@@ -444,6 +445,27 @@ pub fn push_step(v: &Verdict, show_secrets: bool) -> Step {
     } else {
         Step::new(5, Status::Fail, detail, Some(v.fix.into()))
     }
+}
+
+/// Step 6, play back: the stream just pushed, played from the play URL.
+/// `None`: the push was not accepted, so there was nothing to play.
+pub fn play_step(played: Option<&crate::play::PlayResult>) -> Step {
+    let Some(r) = played else {
+        return Step::skipped(6, "the push was not accepted (step 5)");
+    };
+    let detail = crate::play::report::verdict_line(r);
+    if r.cancelled && !r.started() {
+        return Step::new(6, Status::Skip, detail, None);
+    }
+    if r.kept_up(None) {
+        return Step::new(6, Status::Pass, detail, None);
+    }
+    let fix = if r.started() {
+        "playback started but stalled or broke off: check the path from the edge to you and the CDN's relay of the stream"
+    } else {
+        "the push was accepted but does not play: check that the play domain is bound to this push domain (CNAME to the play target), the app and stream names, and play authentication"
+    };
+    Step::new(6, Status::Fail, detail, Some(fix.into()))
 }
 
 /// The first failing step's name, else "ok with warnings" or "ok".

@@ -1,0 +1,210 @@
+//! Push, then play the same stream back while pushing (`push --play`,
+//! `smoke --play`, `doctor` step 6, `demo`): the player starts once the
+//! server accepted the push, stops when the push ends, and gets the
+//! publisher's send log for latency when the relay strips the stamps.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::report::PushReport;
+use super::{PreparedPush, Pushed};
+use crate::classify::Outcome;
+use crate::play::report::PlayReport;
+use crate::play::{self, Failure, PlayConfig, PlayResult, PlayUrl, SendLog};
+use crate::play::url::PlayUrlError;
+use crate::publish::{Observer, Phase};
+
+/// Send times kept: about 2 minutes of 30 fps video, enough for any relay
+/// delay a player would still call live.
+const LOG_FRAMES: usize = 4096;
+
+/// The publisher's video send times by media timestamp (ms), newest last.
+#[derive(Default)]
+pub struct SendRecord {
+    frames: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl SendRecord {
+    fn push(&self, timestamp_ms: u64, sent_unix_us: u64) {
+        let mut f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if f.len() == LOG_FRAMES {
+            f.pop_front();
+        }
+        f.push_back((timestamp_ms, sent_unix_us));
+    }
+}
+
+impl SendLog for SendRecord {
+    /// The send time of the frame with this RTMP timestamp (32 bits, as on
+    /// the wire): an exact match only, newest first.
+    fn sent_unix_us(&self, timestamp_ms: u32) -> Option<u64> {
+        let f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        f.iter()
+            .rev()
+            .find(|(ts, _)| *ts as u32 == timestamp_ms)
+            .map(|(_, us)| *us)
+    }
+}
+
+/// Watches the publisher: records video send times, wakes the player once
+/// the server accepted the push.
+struct Recorder {
+    log: Arc<SendRecord>,
+    published: Arc<Notify>,
+}
+
+impl Observer for Recorder {
+    fn phase(&mut self, phase: Phase, _at: tokio::time::Instant) {
+        if phase == Phase::Publish {
+            self.published.notify_one();
+        }
+    }
+    fn frame_sent(&mut self, timestamp_ms: u64, _sequence: u64, sent_unix_us: u64) {
+        self.log.push(timestamp_ms, sent_unix_us);
+    }
+}
+
+/// A push and its play-back.
+pub struct PushedAndPlayed {
+    pub pushed: Pushed,
+    /// `None` when the push was never accepted (nothing to play).
+    pub played: Option<PlayResult>,
+}
+
+impl PushedAndPlayed {
+    /// The push's exit code, and 1 when it was accepted but did not play
+    /// back or did not keep up.
+    pub fn exit_code(&self, signal: Option<crate::signal::Signal>) -> u8 {
+        exit_code(self.pushed.exit_code(signal), self.played.as_ref())
+    }
+}
+
+/// A push's exit code once played back: 1 instead of 0 when the play-back
+/// did not start or did not keep up.
+pub fn exit_code(push_code: u8, played: Option<&PlayResult>) -> u8 {
+    match push_code {
+        0 if !played.is_some_and(|p| p.kept_up(None)) => 1,
+        code => code,
+    }
+}
+
+/// The player for `push --play URL` (and smoke, doctor): the push's
+/// timeout, TLS and dialing options.
+pub fn play_config(url: &str, s: &super::PushSettings) -> Result<PlayConfig, PlayUrlError> {
+    let mut cfg = PlayConfig::new(PlayUrl::parse_playable(url)?);
+    cfg.timeout = s.timeout;
+    cfg.insecure = s.insecure;
+    cfg.dial = Arc::new(s.dial.clone());
+    Ok(cfg)
+}
+
+/// Runs `push` and, once it is accepted, a player of `play` until the push
+/// ends. The stream is the one pushed, so the send log is attached; the push
+/// should be stamped (`PushSettings::stamp`).
+pub async fn push_and_play(
+    push: &PreparedPush,
+    mut play: PlayConfig,
+    cancel: &CancellationToken,
+) -> PushedAndPlayed {
+    let log = Arc::new(SendRecord::default());
+    let published = Arc::new(Notify::new());
+    play.send_log = Some(log.clone());
+    play.duration = None;
+    let mut recorder = Recorder {
+        log,
+        published: published.clone(),
+    };
+    let stop_play = cancel.child_token();
+    let pushing = async {
+        let r = push.run_observed(cancel, &mut recorder, false).await;
+        stop_play.cancel();
+        r
+    };
+    let playing = async {
+        tokio::select! {
+            _ = published.notified() => {}
+            _ = stop_play.cancelled() => return None,
+        }
+        Some(play::play_one(&play, &stop_play).await)
+    };
+    let (pushed, mut played) = tokio::join!(pushing, playing);
+    // The publisher ending its own stream is the end of the play, not a
+    // failure of it.
+    if pushed.verdict.outcome == Outcome::Accepted
+        && let Some(p) = &mut played
+        && matches!(p.failure, Some(Failure::Ended { .. }))
+    {
+        p.failure = None;
+    }
+    // Stopped because the push ended: only the user's stop is a stop.
+    if let Some(p) = &mut played {
+        p.cancelled &= cancel.is_cancelled();
+    }
+    PushedAndPlayed { pushed, played }
+}
+
+/// The push JSON with its `play` object (`schemas/commands.json`).
+#[derive(Serialize)]
+pub struct PushPlayReport {
+    #[serde(flatten)]
+    pub push: PushReport,
+    pub play: Option<PlayReport>,
+}
+
+impl PushPlayReport {
+    pub fn new(push: PushReport, played: Option<&PlayResult>, url: &str) -> Self {
+        PushPlayReport {
+            push,
+            play: played.map(|r| PlayReport::new(r, url, None)),
+        }
+    }
+}
+
+/// The play-back section of push's and smoke's text output.
+pub fn write_text(
+    out: &mut impl std::io::Write,
+    played: Option<&PlayResult>,
+    shown_url: &str,
+) -> std::io::Result<()> {
+    match played {
+        Some(r) => {
+            writeln!(out, "play back {shown_url}")?;
+            play::report::write_text(out, r)
+        }
+        None => writeln!(out, "verdict   {}", verdict_line(None)),
+    }
+}
+
+/// The line push and smoke add to their verdict.
+pub fn verdict_line(played: Option<&PlayResult>) -> String {
+    match played {
+        Some(r) => play::report::verdict_line(r),
+        None => "not playable: the push was not accepted, nothing to play".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_log_matches_exact_timestamps_newest_first_and_forgets_old_ones() {
+        let r = SendRecord::default();
+        r.push(0, 100);
+        r.push(40, 140);
+        assert_eq!(r.sent_unix_us(40), Some(140));
+        assert_eq!(r.sent_unix_us(41), None);
+        for i in 0..LOG_FRAMES as u64 {
+            r.push(1000 + i, 5000 + i);
+        }
+        assert_eq!(r.sent_unix_us(0), None, "forgotten");
+        assert_eq!(r.sent_unix_us(1000 + 7), Some(5007));
+        // RTMP timestamps wrap at 2^32 ms.
+        r.push((1 << 32) + 5, 9);
+        assert_eq!(r.sent_unix_us(5), Some(9));
+    }
+}
