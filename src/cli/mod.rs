@@ -113,6 +113,10 @@ pub struct ConnectionOptions {
     pub refusal_window: Duration,
     #[command(flatten)]
     pub dial: DialArgs,
+    /// SRT latency asked for on srt:// pushes (the peers settle on the larger;
+    /// Tencent suggests 500 ms-1 s on long or lossy paths).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "120ms")]
+    pub srt_latency: Duration,
 }
 
 /// Options shared by the commands that run single pushes (push, smoke,
@@ -194,6 +198,7 @@ impl PushOptions {
             refusal_window: self.conn.refusal_window,
             dial: self.conn.dial.options()?,
             tx_host: self.conn.dial.tx_host.clone(),
+            srt_latency: self.conn.srt_latency,
         })
     }
 }

@@ -267,7 +267,7 @@ pub struct PhaseMarks {
 }
 
 impl PhaseMarks {
-    fn mark(&mut self, phase: Phase, start: Instant) {
+    pub(crate) fn mark(&mut self, phase: Phase, start: Instant) {
         self.done.push((phase, start.elapsed()));
     }
     /// Offset from start at which `phase` completed.
@@ -314,6 +314,8 @@ pub struct PublishResult {
     pub attempts: Vec<Attempt>,
     /// The flags that forced the addresses (`--resolve ...`), if any.
     pub forced: Option<String>,
+    /// SRT pushes: SRT's own numbers at the end (RTT, retransmissions, drops).
+    pub srt: Option<crate::srt::caller::SrtStats>,
 }
 
 impl PublishResult {
@@ -377,6 +379,8 @@ pub struct PublishConfig {
     /// Resolver and address families to dial (shared: publishers of a load
     /// run hold one).
     pub dial: Arc<DialOptions>,
+    /// Set for `srt://` URLs: the push goes over SRT as MPEG-TS (`srt::publish`).
+    pub srt: Option<crate::srt::publish::SrtMedia>,
 }
 
 const PUBLISH_START: &str = "NetStream.Publish.Start";
@@ -396,6 +400,7 @@ impl PublishConfig {
             tick: Duration::from_millis(20),
             refusal_window: REFUSAL_WINDOW,
             dial: Arc::default(),
+            srt: None,
         }
     }
 }
@@ -438,6 +443,9 @@ pub async fn publish(
     cancel: &CancellationToken,
     observer: &mut dyn Observer,
 ) -> PublishResult {
+    if let Some(srt) = &cfg.srt {
+        return crate::srt::publish::publish(cfg, srt, plan, cancel, observer).await;
+    }
     let mut run = Run {
         cfg,
         send_buffer: send_buffer_for(plan.bitrate_bps),
@@ -486,6 +494,7 @@ pub async fn publish(
         remote_addr: run.remote_addr,
         attempts: run.attempts,
         forced: run.forced,
+        srt: None,
     }
 }
 
@@ -991,7 +1000,7 @@ fn is_reset(e: &std::io::Error) -> bool {
     )
 }
 
-fn dial_failure(e: DialError) -> Failure {
+pub(crate) fn dial_failure(e: DialError) -> Failure {
     match e {
         DialError::Dns { detail, .. } => Failure::Dns { detail },
         DialError::DnsTimeout(_) => Failure::Dns {

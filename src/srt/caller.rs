@@ -138,8 +138,12 @@ pub enum CallError {
 pub struct SrtStats {
     /// Latency both peers settled on, ms.
     pub latency_ms: f64,
-    /// Smoothed round-trip time, ms.
+    /// Round-trip time, ms, estimated as half the handshake (its induction
+    /// and conclusion exchanges): srt-tokio 0.4.4 leaves SRT's own RTT
+    /// statistic at zero.
     pub rtt_ms: f64,
+    /// Send rate over the push, SRT headers and retransmissions included, kbit/s.
+    pub send_kbps: f64,
     /// Data packets sent, retransmissions included.
     pub packets_sent: u64,
     pub packets_retransmitted: u64,
@@ -241,7 +245,8 @@ impl Caller {
                 Some(s) => {
                     self.stats = SrtStats {
                         latency_ms: self.stats.latency_ms,
-                        rtt_ms: s.tx_average_rtt.as_secs_f64() * 1000.0,
+                        rtt_ms: self.stats.rtt_ms,
+                        send_kbps: self.stats.send_kbps,
                         packets_sent: s.tx_data,
                         packets_retransmitted: s.tx_retransmit_data,
                         packets_dropped: s.tx_dropped_data,
