@@ -309,10 +309,15 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
             phase,
             certain,
         };
+    let answered = if r.srt.is_some() {
+        "SRT listener accepted the streamid and acknowledged our packets"
+    } else {
+        "server answered NetStream.Publish.Start"
+    };
     let failure = match &r.ending {
         Ending::Completed => {
             evidence.push(format!(
-                "server answered NetStream.Publish.Start; streamed {:.1} s",
+                "{answered}; streamed {:.1} s",
                 r.streamed.as_secs_f64()
             ));
             return verdict(Outcome::Accepted, evidence, None, true);
@@ -325,7 +330,7 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
                 .map(|d| format!(" of {}", secs(d)))
                 .unwrap_or_default();
             evidence.push(format!(
-                "server answered NetStream.Publish.Start; streamed {}{of}, stopped by the user",
+                "{answered}; streamed {}{of}, stopped by the user",
                 secs(r.streamed)
             ));
             return verdict(Outcome::Accepted, evidence, None, true);
@@ -364,6 +369,17 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         Failure::TcpTimeout => return wire(Outcome::ConnectTimeout, evidence),
         Failure::TcpMixed { .. } => return wire(Outcome::ConnectFailed, evidence),
         Failure::Tls { .. } => return wire(Outcome::TlsFailed, evidence),
+        Failure::Timeout {
+            phase: Phase::Handshake,
+        } if r.srt.is_some() => {
+            if let Some(a) = r.remote_addr {
+                evidence.push(format!(
+                    "no SRT answer from {a}: nothing listens on UDP port {}, or a firewall drops UDP",
+                    a.port()
+                ));
+            }
+            return wire(Outcome::Timeout, evidence);
+        }
         Failure::Timeout { .. } => return wire(Outcome::Timeout, evidence),
         _ => {}
     }
@@ -381,6 +397,11 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         f => f,
     };
     if let Failure::Rejected { status, .. } = said
+        && let Some(code) = srt_reject_code(status)
+    {
+        return srt_refusal(code, facts, evidence, phase);
+    }
+    if let Failure::Rejected { status, .. } = said
         && let Some(o) = wire_reason(status)
     {
         evidence.push(format!(
@@ -390,6 +411,39 @@ pub fn classify(r: &PublishResult, facts: &LocalFacts) -> Verdict {
         return wire(o, evidence);
     }
     // ...then local facts, in the checklist's order.
+    refusal_from_facts(facts, evidence, phase)
+}
+
+/// The libsrt code of an SRT listener's rejection (see
+/// `srt::publish::rejection_failure`), `None` for RTMP statuses.
+fn srt_reject_code(s: &StatusReply) -> Option<i32> {
+    s.code.strip_prefix("SRT_REJ ")?.parse().ok()
+}
+
+/// An SRT access-control rejection: 1409 (conflict) says the stream is
+/// busy; other codes (1401 unauthorized, 1403 forbidden, ...) are weighed
+/// with the same local facts as an RTMP refusal.
+fn srt_refusal(
+    code: i32,
+    facts: &LocalFacts,
+    mut evidence: Vec<String>,
+    phase: Option<Phase>,
+) -> Verdict {
+    if code == 1409 {
+        evidence
+            .push("SRT code 1409 (conflict) means the stream is held by another publisher".into());
+        if facts.our_other_publisher {
+            evidence.push("another of our publishers was streaming on this very URL".into());
+        }
+        return Verdict {
+            outcome: Outcome::AlreadyInUse,
+            step: Outcome::AlreadyInUse.step(),
+            fix: Outcome::AlreadyInUse.fix(),
+            evidence,
+            phase,
+            certain: true,
+        };
+    }
     refusal_from_facts(facts, evidence, phase)
 }
 
@@ -492,6 +546,7 @@ mod tests {
             remote_addr: None,
             attempts: vec![],
             forced: None,
+            srt: None,
         }
     }
 
@@ -1022,5 +1077,62 @@ mod tests {
                 format!("\"{}\"", o.name())
             );
         }
+    }
+
+    /// Issue 17: an SRT listener's access-control code feeds the same local
+    /// facts as an RTMP refusal.
+    #[test]
+    fn srt_rejections_weigh_the_local_facts() {
+        let srt = |wire: i32| {
+            let mut r = failed(crate::srt::publish::rejection_failure(
+                crate::srt::caller::Rejection::from_wire(wire),
+            ));
+            r.srt = Some(Default::default());
+            r
+        };
+        let expired = LocalFacts {
+            expiry: Some(Expiry::Expired(60)),
+            ..good_facts()
+        };
+        assert_eq!(classify(&srt(2401), &expired).outcome, Outcome::ExpiredUrl);
+        let mismatch = LocalFacts {
+            secret: SecretCheck::Mismatch,
+            ..good_facts()
+        };
+        let v = classify(&srt(2401), &mismatch);
+        assert_eq!(v.outcome, Outcome::BadSecret);
+        assert_eq!(v.step, Some(4));
+        assert!(
+            v.evidence[0].contains("1401 unauthorized"),
+            "{:?}",
+            v.evidence
+        );
+        let v = classify(&srt(2409), &good_facts());
+        assert_eq!((v.outcome, v.certain), (Outcome::AlreadyInUse, true));
+        let ours = LocalFacts {
+            our_other_publisher: true,
+            ..good_facts()
+        };
+        assert_eq!(classify(&srt(2403), &ours).outcome, Outcome::AlreadyInUse);
+        let v = classify(&srt(2403), &good_facts());
+        assert_eq!((v.outcome, v.certain), (Outcome::Refused, false));
+        // A core rejection fails the handshake.
+        assert_eq!(
+            classify(&srt(1008), &good_facts()).outcome,
+            Outcome::HandshakeFailed
+        );
+        // No answer at all names UDP.
+        let mut r = failed(Failure::Timeout {
+            phase: Phase::Handshake,
+        });
+        r.srt = Some(Default::default());
+        r.remote_addr = Some("127.0.0.1:9000".parse().unwrap());
+        let v = classify(&r, &good_facts());
+        assert_eq!(v.outcome, Outcome::Timeout);
+        assert!(
+            v.evidence.iter().any(|e| e.contains("UDP port 9000")),
+            "{:?}",
+            v.evidence
+        );
     }
 }

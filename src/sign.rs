@@ -17,7 +17,7 @@ pub const MAX_URL_LEN: usize = 4096;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("URL must start with rtmp:// or rtmps:// (got {0:?})")]
+    #[error("URL must start with rtmp://, rtmps:// or srt:// (got {0:?})")]
     Scheme(String),
     #[error("URL has no host: expected rtmp://DOMAIN/APP/STREAM")]
     NoHost,
@@ -45,32 +45,54 @@ pub enum UrlError {
         "play URL file {0:?} is neither STREAM.flv nor STREAM.m3u8: expected http://DOMAIN/APP/STREAM.flv"
     )]
     PlayFile(String),
+    #[error(
+        "SRT URL has no streamid: expected srt://DOMAIN:9000?streamid=#!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=.."
+    )]
+    NoStreamId,
+    #[error(
+        "SRT streamid {0:?} is not in the #!::key=value,... form: expected #!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=.."
+    )]
+    StreamId(String),
+    #[error("SRT streamid has no r=APP/STREAM resource: expected #!::h=DOMAIN,r=APP/STREAM,..")]
+    NoResource,
+    #[error(
+        "SRT URL option {0:?} is not supported: pushprobe takes the latency from --srt-latency and nothing else from the query"
+    )]
+    SrtOption(String),
 }
 
-/// `rtmp` or `rtmps`.
+/// `rtmp`, `rtmps` or `srt` (MPEG-TS over SRT, Tencent's streamid form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     Rtmp,
     Rtmps,
+    Srt,
 }
+
+/// Tencent's SRT push port.
+pub const SRT_PORT: u16 = 9000;
 
 impl Scheme {
     pub fn default_port(self) -> u16 {
         match self {
             Scheme::Rtmp => 1935,
             Scheme::Rtmps => 443,
+            Scheme::Srt => SRT_PORT,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Rtmp => "rtmp",
             Scheme::Rtmps => "rtmps",
+            Scheme::Srt => "srt",
         }
     }
 }
 
-/// A parsed push URL: `SCHEME://HOST[:PORT]/APP/STREAM[?QUERY]`.
+/// A parsed push URL: `SCHEME://HOST[:PORT]/APP/STREAM[?QUERY]`, or for SRT
+/// `srt://HOST:PORT?streamid=#!::h=..,r=APP/STREAM,..` with the streamid's
+/// pairs other than `r` in `query` (see [`crate::sign`]'s SRT section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushUrl {
     pub scheme: Scheme,
@@ -87,6 +109,9 @@ impl PushUrl {
         let input = input.trim();
         if input.len() > MAX_URL_LEN {
             return Err(UrlError::TooLong(input.len()));
+        }
+        if let Some(rest) = strip_prefix_ci(input, "srt://") {
+            return parse_srt(rest);
         }
         let (scheme, rest) = if let Some(rest) = strip_prefix_ci(input, "rtmp://") {
             (Scheme::Rtmp, rest)
@@ -217,6 +242,14 @@ impl PushUrl {
 
 impl fmt::Display for PushUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scheme == Scheme::Srt {
+            return write!(
+                f,
+                "srt://{}?streamid={}",
+                self.authority(),
+                self.stream_id()
+            );
+        }
         let base = format!(
             "{}://{}/{}/{}",
             self.scheme.as_str(),
@@ -369,16 +402,24 @@ pub fn sign_url(spec: &UrlSpec, key: &Secret, expiry_unix: u64) -> Result<PushUr
     }
     let tx_time = tx_time_hex(expiry_unix);
     let secret = tx_secret(key, &spec.stream, &tx_time);
+    let mut query = vec![
+        ("txSecret".to_string(), secret),
+        ("txTime".to_string(), tx_time),
+    ];
+    let mut port = spec.port.or(port_in_domain);
+    if spec.scheme == Scheme::Srt {
+        check_srt_app(&spec.app)?;
+        // Tencent's form names the port and the domain (h=) explicitly.
+        port = Some(port.unwrap_or(SRT_PORT));
+        query.insert(0, ("h".to_string(), host.clone()));
+    }
     Ok(PushUrl {
         scheme: spec.scheme,
         host,
-        port: spec.port.or(port_in_domain),
+        port,
         app: spec.app.clone(),
         stream: spec.stream.clone(),
-        query: vec![
-            ("txSecret".to_string(), secret),
-            ("txTime".to_string(), tx_time),
-        ],
+        query,
     })
 }
 
@@ -698,11 +739,248 @@ pub fn redact_query_in(s: &str) -> String {
         out.push_str(&s[pos..start]);
         out.push_str("***");
         pos = s[start..]
-            .find(['&', ' ', '"', '\''])
+            .find(['&', ',', ' ', '"', '\''])
             .map_or(s.len(), |j| start + j);
     }
     out.push_str(&s[pos..]);
     out
+}
+
+// --- SRT (Tencent doc 267/40102) ---------------------------------------
+//
+// `srt://DOMAIN:9000?streamid=#!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=..`:
+// the `#` belongs to the streamid (not a URL fragment), the keys come in any
+// order. A parsed SRT URL keeps `r` as app and stream and every other
+// streamid pair (`h` included) in `query`, so signing, expiry and the secret
+// check read it exactly like an RTMP URL.
+
+/// Longest streamid libsrt accepts (SRTO_STREAMID).
+pub const MAX_STREAM_ID: usize = 512;
+
+/// The prefix of the SRT access-control streamid syntax.
+const STREAM_ID_PREFIX: &str = "#!::";
+
+impl PushUrl {
+    /// The SRT streamid this URL carries: `#!::h=..,r=APP/STREAM,...`
+    /// (`h` first, then `r`, then the other pairs in order).
+    pub fn stream_id(&self) -> String {
+        let mut out = String::from(STREAM_ID_PREFIX);
+        let resource = format!("r={}/{}", self.app, self.stream);
+        let mut parts: Vec<String> = Vec::with_capacity(self.query.len() + 1);
+        let mut placed = false;
+        for (k, v) in &self.query {
+            parts.push(format!("{k}={v}"));
+            if k == "h" && !placed {
+                parts.push(resource.clone());
+                placed = true;
+            }
+        }
+        if !placed {
+            parts.insert(0, resource);
+        }
+        out.push_str(&parts.join(","));
+        out
+    }
+}
+
+fn parse_srt(rest: &str) -> Result<PushUrl, UrlError> {
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (rest, ""),
+    };
+    let (host, port) = split_host_port(authority.trim_end_matches('/'))?;
+    let mut stream_id = None;
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        if k.eq_ignore_ascii_case("streamid") {
+            stream_id = Some(percent_decode(v));
+        } else {
+            return Err(UrlError::SrtOption(k.chars().take(32).collect()));
+        }
+    }
+    let stream_id = stream_id.ok_or(UrlError::NoStreamId)?;
+    let (app, stream, pairs) = parse_stream_id(&stream_id)?;
+    Ok(PushUrl {
+        scheme: Scheme::Srt,
+        host,
+        port,
+        app,
+        stream,
+        query: pairs,
+    })
+}
+
+/// Splits a Tencent streamid into app, stream and the other pairs in order.
+pub fn parse_stream_id(sid: &str) -> Result<(String, String, Vec<(String, String)>), UrlError> {
+    let shown = || redact_query_in(&sid.chars().take(96).collect::<String>());
+    if sid.len() > MAX_STREAM_ID {
+        return Err(UrlError::TooLong(sid.len()));
+    }
+    let body = sid
+        .strip_prefix(STREAM_ID_PREFIX)
+        .ok_or_else(|| UrlError::StreamId(shown()))?;
+    let mut resource = None;
+    let mut pairs = Vec::new();
+    for part in body.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(UrlError::StreamId(shown()));
+        };
+        if k.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::StreamId(shown()));
+        }
+        if k == "r" {
+            resource = Some(v);
+        } else {
+            pairs.push((k.to_string(), v.to_string()));
+        }
+    }
+    let resource = resource.ok_or(UrlError::NoResource)?;
+    let (app, stream) = match resource.trim_start_matches('/').rsplit_once('/') {
+        Some((a, s)) if !a.is_empty() => (a, s),
+        _ if resource.is_empty() => return Err(UrlError::NoResource),
+        _ => return Err(UrlError::NoApp),
+    };
+    check_srt_app(app)?;
+    if stream.is_empty() {
+        return Err(UrlError::NoStream);
+    }
+    check_stream_name(stream)?;
+    Ok((app.to_string(), stream.to_string(), pairs))
+}
+
+/// An app name inside a streamid: no `,` (the pair separator), spaces or
+/// control characters.
+fn check_srt_app(app: &str) -> Result<(), UrlError> {
+    if app.is_empty() {
+        return Err(UrlError::NoApp);
+    }
+    if app
+        .chars()
+        .any(|c| c == ',' || c == '=' || c.is_whitespace() || c.is_control())
+    {
+        return Err(UrlError::App(app.chars().take(64).collect()));
+    }
+    Ok(())
+}
+
+/// `%XX` decoding (encoders often write the streamid's `#` as `%23`);
+/// malformed escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod srt_tests {
+    use super::*;
+
+    const SRT: &str = "srt://livepush.example.com:9000?streamid=#!::h=livepush.example.com,r=live/test,txSecret=f85a2ab363fe4deaffef9754d79da6fe,txTime=5C271099";
+
+    #[test]
+    fn srt_url_parses_and_round_trips() {
+        let u = PushUrl::parse(SRT).unwrap();
+        assert_eq!(u.scheme, Scheme::Srt);
+        assert_eq!(u.host, "livepush.example.com");
+        assert_eq!(u.port(), 9000);
+        assert_eq!((u.app.as_str(), u.stream.as_str()), ("live", "test"));
+        assert_eq!(u.tx_time(), Some("5C271099"));
+        assert_eq!(u.expiry().unwrap(), Some(1546064025));
+        assert_eq!(u.param("h"), Some("livepush.example.com"));
+        assert_eq!(u.to_string(), SRT);
+        assert_eq!(
+            u.redacted(),
+            "srt://livepush.example.com:9000?streamid=#!::h=livepush.example.com,r=live/test,txSecret=***,txTime=5C271099"
+        );
+    }
+
+    #[test]
+    fn srt_keys_in_any_order_and_percent_encoded_hash() {
+        let u = PushUrl::parse(
+            "SRT://127.0.0.1:9001?streamid=%23!::txTime=5C271099,r=live/cam-1,txSecret=abc,h=d.example.com",
+        )
+        .unwrap();
+        assert_eq!(u.port(), 9001);
+        assert_eq!(u.stream, "cam-1");
+        assert_eq!(u.tx_secret(), Some("abc"));
+        assert_eq!(
+            u.stream_id(),
+            "#!::txTime=5C271099,txSecret=abc,h=d.example.com,r=live/cam-1"
+        );
+        // Default port when none is written.
+        let u = PushUrl::parse("srt://d.example.com?streamid=#!::r=live/s").unwrap();
+        assert_eq!(u.port(), 9000);
+        assert_eq!(u.stream_id(), "#!::r=live/s");
+    }
+
+    #[test]
+    fn srt_signing_matches_the_rtmp_signature() {
+        let k = Secret::new("e12c46f2612d5106e2034781ab261ca3".into());
+        let spec = UrlSpec {
+            scheme: Scheme::Srt,
+            domain: "livepush.example.com".into(),
+            port: None,
+            app: "live".into(),
+            stream: "test".into(),
+        };
+        let url = sign_url(&spec, &k, 1546064025).unwrap();
+        assert_eq!(url.to_string(), SRT);
+        let keys = Keys {
+            primary: Some(k.clone()),
+            backup: None,
+        };
+        assert_eq!(check_secret(&url, &keys), SecretCheck::Primary);
+        let again = resign(&url, &k, 1546064025 + 1);
+        assert_eq!(again.param("h"), Some("livepush.example.com"));
+        assert_eq!(check_secret(&again, &keys), SecretCheck::Primary);
+        let spec = UrlSpec {
+            port: Some(9100),
+            ..spec
+        };
+        assert!(
+            sign_url(&spec, &k, 1)
+                .unwrap()
+                .to_string()
+                .starts_with("srt://livepush.example.com:9100?streamid=#!::h=")
+        );
+    }
+
+    #[test]
+    fn srt_errors_name_the_problem_and_hide_the_secret() {
+        let e = |s: &str| PushUrl::parse(s).unwrap_err();
+        assert_eq!(e("srt://h:9000"), UrlError::NoStreamId);
+        assert_eq!(
+            e("srt://h:9000?streamid=#!::h=h,txTime=1"),
+            UrlError::NoResource
+        );
+        assert_eq!(e("srt://h:9000?streamid=#!::r=stream"), UrlError::NoApp);
+        assert_eq!(e("srt://h:9000?streamid=#!::r=live/"), UrlError::NoStream);
+        assert_eq!(
+            e("srt://h:9000?streamid=#!::r=live/s&latency=500"),
+            UrlError::SrtOption("latency".into())
+        );
+        assert_eq!(e("srt://:9000?streamid=#!::r=live/s"), UrlError::NoHost);
+        let err = e("srt://h:9000?streamid=live/s?txSecret=topsecret");
+        assert!(matches!(err, UrlError::StreamId(_)), "{err:?}");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+        let err = e("srt://h:9000?streamid=#!::r=live/s,txSecret=topsecret,broken");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+        let long = format!("srt://h:9000?streamid=#!::r=live/s,x={}", "a".repeat(600));
+        assert!(matches!(e(&long), UrlError::TooLong(_)));
+    }
 }
 
 #[cfg(test)]

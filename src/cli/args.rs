@@ -311,9 +311,16 @@ pub struct UrlArgs {
     /// Port; omitted from the URL when not given.
     #[arg(long)]
     pub port: Option<u16>,
-    /// Scheme of the URL: rtmp, or rtmps (RTMP over TLS).
+    /// Scheme of the URL: rtmp, rtmps (RTMP over TLS), or srt (same as --srt).
     #[arg(long, value_enum, default_value = "rtmp")]
     pub scheme: Scheme,
+    /// Build Tencent's SRT push URL (srt://DOMAIN:9000?streamid=#!::h=..,r=APP/STREAM,..),
+    /// signed with the same key and expiry.
+    #[arg(long, conflicts_with = "scheme")]
+    pub srt: bool,
+    /// UDP port of the SRT URL (with --srt or --scheme srt).
+    #[arg(long, default_value_t = crate::sign::SRT_PORT)]
+    pub srt_port: u16,
     /// Expiry as a duration from now (e.g. 24h, 90m).
     #[arg(long, value_parser = parse_duration, conflicts_with = "expires_at")]
     pub expires_in: Option<Duration>,

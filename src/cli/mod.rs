@@ -120,6 +120,10 @@ pub struct ConnectionOptions {
     pub stamp: bool,
     #[command(flatten)]
     pub dial: DialArgs,
+    /// SRT latency asked for on srt:// pushes (the peers settle on the larger;
+    /// Tencent suggests 500 ms-1 s on long or lossy paths).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "120ms")]
+    pub srt_latency: Duration,
 }
 
 /// Options shared by the commands that run single pushes (push, smoke,
@@ -202,6 +206,7 @@ impl PushOptions {
             dial: self.conn.dial.options()?,
             tx_host: self.conn.dial.tx_host.clone(),
             stamp: self.conn.stamp,
+            srt_latency: self.conn.srt_latency,
         })
     }
 }

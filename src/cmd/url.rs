@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use crate::cli::UrlArgs;
 use crate::clock::{human, now_unix, rfc3339};
 use crate::secret::Secret;
-use crate::sign::{self, Expiry, Keys, PlayFormat, PlayUrl, PushUrl, SecretCheck, UrlSpec};
+use crate::sign::{
+    self, Expiry, Keys, PlayFormat, PlayUrl, PushUrl, Scheme, SecretCheck, UrlSpec,
+};
 
 pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let keys = args.keys.keys()?;
@@ -52,10 +54,15 @@ pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let (Some(domain), Some(stream)) = (&args.domain, &args.stream) else {
         bail!("--domain and --stream are required to build a URL");
     };
+    let scheme = if args.srt { Scheme::Srt } else { args.scheme };
+    let port = match scheme {
+        Scheme::Srt => args.port.or(Some(args.srt_port)),
+        _ => args.port,
+    };
     let spec = UrlSpec {
-        scheme: args.scheme,
+        scheme,
         domain: domain.clone(),
-        port: args.port,
+        port,
         app: args.app.clone(),
         stream: stream.clone(),
     };
@@ -103,6 +110,9 @@ pub fn explain_any(
     let _ = writeln!(out, "port      {}{default}", url.port());
     let _ = writeln!(out, "app       {}", url.app);
     let _ = writeln!(out, "stream    {}", url.stream);
+    if url.scheme == Scheme::Srt {
+        explain_srt(&url, &mut out, show_secrets);
+    }
     match (url.tx_time(), url.expiry()?) {
         (Some(raw), Some(exp)) => {
             let when = rfc3339(exp);
@@ -247,6 +257,24 @@ fn explain_play(
     (out, ok)
 }
 
+/// The SRT lines of `url --check`: the streamid as sent and its `h=`.
+fn explain_srt(url: &PushUrl, out: &mut String, show_secrets: bool) {
+    let sid = url.stream_id();
+    let sid = if show_secrets {
+        sid
+    } else {
+        sign::redact_query_in(&sid)
+    };
+    let _ = writeln!(out, "transport SRT (MPEG-TS over UDP), streamid {sid}");
+    let h = match url.param("h") {
+        Some(h) if h.eq_ignore_ascii_case(&url.host) => format!("{h} (the URL's host)"),
+        Some(h) => format!("{h} (dialing {}: h= names the push domain)", url.host),
+        None => "missing: Tencent finds the push domain by h=; add h=DOMAIN".to_string(),
+    };
+    let _ = writeln!(out, "h         {h}");
+    let _ = writeln!(out, "r         {}/{}", url.app, url.stream);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +372,36 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn explains_an_srt_url_with_its_streamid() {
+        let url = "srt://livepush.example.com:9000?streamid=#!::h=livepush.example.com,r=live/test,txSecret=f85a2ab363fe4deaffef9754d79da6fe,txTime=5C271099";
+        let (text, ok) = explain(
+            url,
+            &keys("e12c46f2612d5106e2034781ab261ca3"),
+            1546064025 - 13 * 3600,
+            false,
+        )
+        .unwrap();
+        assert!(ok, "{text}");
+        assert!(text.contains("port      9000"), "{text}");
+        assert!(text.contains("stream    test"), "{text}");
+        assert!(
+            text.contains(
+                "streamid #!::h=livepush.example.com,r=live/test,txSecret=***,txTime=5C271099"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h         livepush.example.com (the URL's host)"),
+            "{text}"
+        );
+        assert!(text.contains("matches the primary key"), "{text}");
+        assert!(!text.contains("f85a2ab3"), "secret shown: {text}");
+        let (text, ok) = explain(url, &keys("wrong"), 1546064025 + 1, false).unwrap();
+        assert!(!ok);
+        assert!(text.contains("EXPIRED"), "{text}");
+        assert!(text.contains("DOES NOT MATCH"), "{text}");
     }
 }

@@ -158,6 +158,7 @@ mod tests {
             remote_addr: None,
             attempts: vec![],
             forced: None,
+            srt: None,
         }
     }
 

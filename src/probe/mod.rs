@@ -21,6 +21,7 @@ use crate::publish::dial::DialOptions;
 use crate::publish::{self, Observer, PublishConfig, PublishResult};
 use crate::sign::{self, Keys, PushUrl, UrlError};
 use crate::signal::Signal;
+use crate::srt::publish::SrtMedia;
 
 pub use embedded::{Embedded, Target};
 
@@ -31,6 +32,8 @@ pub enum PrepareError {
     Url(#[from] UrlError),
     #[error(transparent)]
     Fixture(#[from] FlvError),
+    #[error("cannot carry the fixture over SRT: {0}")]
+    Ts(#[from] crate::ts::mux::MuxError),
 }
 
 /// How to push, whatever the command: the fixture and the connection options.
@@ -53,6 +56,8 @@ pub struct PushSettings {
     pub tx_host: Option<String>,
     /// Stamp H.264 frames for per-frame latency (`stamp`).
     pub stamp: bool,
+    /// SRT latency asked for on `srt://` pushes.
+    pub srt_latency: Duration,
 }
 
 impl Default for PushSettings {
@@ -67,6 +72,7 @@ impl Default for PushSettings {
             dial: DialOptions::default(),
             tx_host: None,
             stamp: false,
+            srt_latency: crate::srt::caller::DEFAULT_LATENCY,
         }
     }
 }
@@ -131,6 +137,7 @@ impl PreparedPush {
         let (fixture, fixture_name) = load_fixture(settings.fixture.as_deref())?;
         let plan = MediaPlan::build(&fixture, settings.chunk_size, settings.stamp);
         let mut config = PublishConfig::new(url.clone());
+        config.srt = srt_media(&url, &fixture, settings.srt_latency)?;
         config.timeout = settings.timeout;
         config.duration = Some(settings.duration);
         config.chunk_size = settings.chunk_size;
@@ -197,6 +204,22 @@ impl PreparedPush {
     }
 }
 
+/// For an `srt://` URL, the fixture muxed as TS (once, shared by every
+/// publisher) and the latency; `None` for RTMP.
+pub fn srt_media(
+    url: &PushUrl,
+    fixture: &Fixture,
+    latency: Duration,
+) -> Result<Option<SrtMedia>, crate::ts::mux::MuxError> {
+    if url.scheme != sign::Scheme::Srt {
+        return Ok(None);
+    }
+    Ok(Some(SrtMedia {
+        ts: Arc::new(crate::ts::mux::TsLoop::new(fixture)?),
+        latency,
+    }))
+}
+
 /// Local facts about a URL for the classifier.
 pub fn local_facts(url: &PushUrl, keys: &Keys, now: u64, our_other_publisher: bool) -> LocalFacts {
     LocalFacts {
@@ -212,6 +235,8 @@ pub fn local_facts(url: &PushUrl, keys: &Keys, now: u64, our_other_publisher: bo
             .iter()
             .map(|(k, _)| k.clone())
             .filter(|k| !["txSecret", "txTime", "txHost"].contains(&k.as_str()))
+            // An SRT streamid's domain and mode are no signature.
+            .filter(|k| url.scheme != sign::Scheme::Srt || !["h", "m"].contains(&k.as_str()))
             .collect(),
         secret: sign::check_secret(url, keys),
         our_other_publisher,

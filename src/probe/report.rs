@@ -50,6 +50,9 @@ pub struct PushReport {
     /// The user stopped the push (Ctrl-C, SIGTERM) before its end.
     pub stopped_by_user: bool,
     pub fixture: FixtureInfo,
+    /// SRT pushes: SRT's own numbers at the end (absent for RTMP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srt: Option<crate::srt::caller::SrtStats>,
 }
 
 /// One TCP connection attempt: address, how it ended, when it started and
@@ -133,6 +136,7 @@ impl PushReport {
                 height: p.plan.height,
                 bitrate_bps: p.plan.bitrate_bps,
             },
+            srt: r.srt,
         }
     }
 }
@@ -153,11 +157,29 @@ pub fn write_text(out: &mut impl Write, pushed: &Pushed) -> std::io::Result<()> 
     if r.attempts.len() > 1 || r.remote_addr.is_none() {
         dial::write_attempts(out, &r.attempts)?;
     }
-    if let Some(t) = r.marks.at(Phase::Publish) {
-        writeln!(
+    match (r.marks.at(Phase::Publish), &r.srt) {
+        (Some(t), None) => writeln!(
             out,
             "publish   NetStream.Publish.Start after {:.1} ms",
             millis(t)
+        )?,
+        (Some(t), Some(_)) => writeln!(
+            out,
+            "publish   first SRT packet acknowledged after {:.1} ms",
+            millis(t)
+        )?,
+        (None, _) => {}
+    }
+    if let Some(s) = &r.srt {
+        writeln!(
+            out,
+            "srt       latency {:.0} ms, rtt {:.1} ms, {} packets sent, {} retransmitted, {} dropped, {} reported lost",
+            s.latency_ms,
+            s.rtt_ms,
+            s.packets_sent,
+            s.packets_retransmitted,
+            s.packets_dropped,
+            s.packets_lost
         )?;
     }
     match r.server_status() {

@@ -269,7 +269,7 @@ pub struct PhaseMarks {
 }
 
 impl PhaseMarks {
-    fn mark(&mut self, phase: Phase, start: Instant) {
+    pub(crate) fn mark(&mut self, phase: Phase, start: Instant) {
         self.done.push((phase, start.elapsed()));
     }
     /// Offset from start at which `phase` completed.
@@ -316,6 +316,8 @@ pub struct PublishResult {
     pub attempts: Vec<Attempt>,
     /// The flags that forced the addresses (`--resolve ...`), if any.
     pub forced: Option<String>,
+    /// SRT pushes: SRT's own numbers at the end (RTT, retransmissions, drops).
+    pub srt: Option<crate::srt::caller::SrtStats>,
 }
 
 impl PublishResult {
@@ -382,6 +384,8 @@ pub struct PublishConfig {
     /// The publisher id written into per-frame stamps when the plan has
     /// stamp slots (`MediaPlan::with_stamps`); a load run numbers them.
     pub publisher_id: u32,
+    /// Set for `srt://` URLs: the push goes over SRT as MPEG-TS (`srt::publish`).
+    pub srt: Option<crate::srt::publish::SrtMedia>,
 }
 
 const PUBLISH_START: &str = "NetStream.Publish.Start";
@@ -402,6 +406,7 @@ impl PublishConfig {
             refusal_window: REFUSAL_WINDOW,
             dial: Arc::default(),
             publisher_id: 0,
+            srt: None,
         }
     }
 }
@@ -448,6 +453,9 @@ pub async fn publish(
     cancel: &CancellationToken,
     observer: &mut dyn Observer,
 ) -> PublishResult {
+    if let Some(srt) = &cfg.srt {
+        return crate::srt::publish::publish(cfg, srt, plan, cancel, observer).await;
+    }
     let mut run = Run {
         cfg,
         send_buffer: send_buffer_for(plan.bitrate_bps),
@@ -496,6 +504,7 @@ pub async fn publish(
         remote_addr: run.remote_addr,
         attempts: run.attempts,
         forced: run.forced,
+        srt: None,
     }
 }
 
@@ -1039,7 +1048,7 @@ fn is_reset(e: &std::io::Error) -> bool {
     )
 }
 
-fn dial_failure(e: DialError) -> Failure {
+pub(crate) fn dial_failure(e: DialError) -> Failure {
     match e {
         DialError::Dns { detail, .. } => Failure::Dns { detail },
         DialError::DnsTimeout(_) => Failure::Dns {

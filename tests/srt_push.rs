@@ -1,0 +1,273 @@
+//! SRT pushes against independent peers: the TS our muxer writes read by
+//! ffprobe/ffmpeg, `pushprobe push srt://` into libsrt's
+//! `srt-live-transmit`, refusals and timeouts named.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use pushprobe::ts::mux::{TsCursor, TsLoop};
+
+/// ffprobe's streams of a TS file, and what it printed on stderr.
+fn ffprobe_streams(path: &Path) -> (serde_json::Value, String) {
+    let o = run(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_streams",
+                "-show_format",
+                "-of",
+                "json",
+            ])
+            .arg(path),
+        Duration::from_secs(60),
+    );
+    let json = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (json, String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Asserts h264 640x360 + aac and returns the format duration in seconds.
+fn assert_h264_aac(json: &serde_json::Value) -> f64 {
+    let streams = json["streams"].as_array().expect("streams");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video stream");
+    assert_eq!(video["codec_name"], "h264", "{json}");
+    assert_eq!(video["width"], 640, "{json}");
+    assert_eq!(video["height"], 360, "{json}");
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("audio stream");
+    assert_eq!(audio["codec_name"], "aac", "{json}");
+    json["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("duration")
+}
+
+/// The muxer's TS of 2.5 fixture loops (starting at a later keyframe, so the
+/// loop seam is inside), written to a file: ffprobe and a full ffmpeg decode
+/// read it without a single error, and its duration is what was muxed.
+#[test]
+fn muxed_ts_reads_without_errors_across_loops() {
+    if !have("ffprobe") || !have("ffmpeg") {
+        return;
+    }
+    let ts = TsLoop::new(&pushprobe::flv::default_fixture()).unwrap();
+    let mut cursor = TsCursor::new(&ts, ts.start_index(1));
+    let mut out = Vec::new();
+    let mut last = 0;
+    // Cut at a keyframe: a file cut mid-frame ends in a truncated frame.
+    while last < u64::from(ts.duration_ms) * 5 / 2 || !cursor.at_keyframe(&ts) {
+        let (b, due) = cursor.next(&ts);
+        out.extend_from_slice(&b);
+        last = due;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loop.ts");
+    std::fs::write(&path, &out).unwrap();
+    let (json, stderr) = ffprobe_streams(&path);
+    assert_eq!(stderr, "", "ffprobe complained");
+    let secs = assert_h264_aac(&json);
+    let want = last as f64 / 1000.0;
+    assert!(
+        (secs - want).abs() < 1.0,
+        "duration {secs} s, muxed {want} s"
+    );
+    let o = run(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "",
+        "ffmpeg decode complained"
+    );
+}
+
+const KEY: &str = "srtkey";
+
+/// A UDP port that was free a moment ago (srt-live-transmit cannot bind
+/// port 0 and say which it got).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Tencent's SRT URL for 127.0.0.1:`port`, signed independently of pushprobe.
+fn srt_url(port: u16, stream: &str, key: &str, expiry: u64) -> String {
+    let t = format!("{expiry:X}");
+    format!(
+        "srt://127.0.0.1:{port}?streamid=#!::h=127.0.0.1,r=live/{stream},txSecret={},txTime={t}",
+        tx_secret(key, stream, &t)
+    )
+}
+
+fn push_json(
+    url: &str,
+    extra: &[&str],
+    within: Duration,
+) -> (serde_json::Value, String, Option<i32>) {
+    let o = run(
+        bin()
+            .env("PUSHPROBE_KEY", KEY)
+            .args(["push", url, "--json"])
+            .args(extra),
+        within,
+    );
+    let json = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("push printed no JSON ({e}):\n{}", text(&o)));
+    (json, text(&o), o.status.code())
+}
+
+/// pushprobe -> libsrt's srt-live-transmit (listener writing the TS to its
+/// stdout): accepted; ffprobe reads what libsrt received without an error,
+/// H.264 640x360 + AAC, as long as the push streamed.
+#[test]
+fn push_to_srt_live_transmit_is_read_by_ffprobe() {
+    if !have("srt-live-transmit") || !have("ffprobe") {
+        return;
+    }
+    let port = free_udp_port();
+    let listener = spawn(Command::new("srt-live-transmit").args([
+        &format!("srt://127.0.0.1:{port}?mode=listener"),
+        "file://con",
+    ]));
+    listener.wait_for("srt-live-transmit to start", READY, || {
+        listener.1.stderr().contains("Media path").then_some(())
+    });
+    let url = srt_url(port, "cam1", KEY, now() + 3600 * 24);
+    let (json, printed, code) = push_json(&url, &["--duration", "4s"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(json["outcome"], "accepted", "{printed}");
+    for phase in ["dns", "handshake", "publish"] {
+        assert!(json["phases_ms"][phase].is_number(), "{phase}: {printed}");
+    }
+    let srt = &json["srt"];
+    assert_eq!(srt["latency_ms"], 120.0, "{printed}");
+    assert!(srt["packets_sent"].as_u64().unwrap() > 100, "{printed}");
+    assert!(srt["acks"].as_u64().unwrap() > 0, "{printed}");
+    assert!(!printed.contains(&tx_secret(KEY, "cam1", &format!("{:X}", now() + 3600 * 24))[..12]));
+    // srt-live-transmit keeps listening: stop it and read what it wrote.
+    signal(&listener, "INT");
+    let out = listener.finish(Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("received.ts");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let (probe, stderr) = ffprobe_streams(&path);
+    assert_eq!(stderr, "", "ffprobe complained about what libsrt received");
+    let secs = assert_h264_aac(&probe);
+    let media = json["media_seconds"].as_f64().unwrap();
+    // The file ends where the last payload did; a payload carries at most
+    // one frame interval more than its due time says.
+    assert!(
+        (secs - media).abs() < 0.5,
+        "received {secs} s, pushed {media} s"
+    );
+    assert!(media > 3.5, "pushed {media} s of 4 s");
+}
+
+/// Nothing answers on the UDP port: the push times out in the handshake
+/// within its --timeout, and says UDP.
+#[test]
+fn silent_udp_port_is_a_named_timeout() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = srt_url(port, "s", KEY, now() + 3600 * 24);
+    let (json, printed, code) = push_json(&url, &["--timeout", "1s"], Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{printed}");
+    assert_eq!(json["outcome"], "timeout", "{printed}");
+    assert_eq!(json["phase"], "handshake", "{printed}");
+    assert_eq!(json["step"], 2, "{printed}");
+    let ev = json["evidence"].to_string();
+    assert!(ev.contains(&format!("UDP port {port}")), "{printed}");
+}
+
+/// A listener that rejects every call with `reason`, on a port of its own.
+fn rejecting_listener(
+    reason: srt_tokio::access::RejectReason,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use futures::StreamExt;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            let (_l, mut incoming) = srt_tokio::SrtListener::builder()
+                .socket(udp)
+                .bind(addr)
+                .await
+                .unwrap();
+            tx.send(addr.port()).unwrap();
+            // One call is all a test makes; bounded so the thread ends.
+            let first =
+                tokio::time::timeout(Duration::from_secs(30), incoming.incoming().next()).await;
+            if let Ok(Some(req)) = first {
+                let _ = req.reject(reason).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+    });
+    (rx.recv_timeout(READY).expect("listener bound"), t)
+}
+
+/// Issue 17: a listener's access-control code is weighed with the local
+/// facts: 1401 on an expired URL is expired_url; 1401 on a URL signed with
+/// another key is bad_secret; 1409 is already_in_use.
+#[test]
+fn rejections_get_the_same_outcomes_as_rtmp() {
+    use srt_tokio::access::{RejectReason, ServerRejectReason};
+    let cases = [
+        (
+            ServerRejectReason::Unauthorized,
+            KEY,
+            now() - 600,
+            "expired_url",
+            3,
+            "1401 unauthorized",
+        ),
+        (
+            ServerRejectReason::Unauthorized,
+            "otherkey",
+            now() + 86_400,
+            "bad_secret",
+            4,
+            "1401 unauthorized",
+        ),
+        (
+            ServerRejectReason::Conflict,
+            KEY,
+            now() + 86_400,
+            "already_in_use",
+            5,
+            "1409 conflict",
+        ),
+    ];
+    for (reason, key, expiry, outcome, step, words) in cases {
+        let (port, t) = rejecting_listener(RejectReason::Server(reason));
+        let url = srt_url(port, "s", key, expiry);
+        let (json, printed, code) = push_json(&url, &["--timeout", "5s"], Duration::from_secs(30));
+        assert_eq!(code, Some(1), "{printed}");
+        assert_eq!(json["outcome"], outcome, "{printed}");
+        assert_eq!(json["step"], step, "{printed}");
+        assert!(json["evidence"].to_string().contains(words), "{printed}");
+        t.join().unwrap();
+    }
+}
