@@ -10,6 +10,7 @@ use crate::cli::ServeArgs;
 use crate::ingest::{self, IngestConfig};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::sign::Keys;
+use crate::srt::listen::{ListenConfig, Listener};
 
 /// The validated configuration; keys come from the environment.
 fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
@@ -97,6 +98,24 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             h.local_addr()?
         );
     }
+    let srt = match args.srt_listen {
+        Some(addr) => {
+            let cfg = ListenConfig {
+                latency: args.srt_latency,
+                peer_idle_timeout: config.idle_timeout,
+            };
+            let l = Listener::bind(addr, cfg)
+                .await
+                .with_context(|| format!("cannot listen for SRT on {addr}"))?;
+            eprintln!(
+                "pushprobe serve: SRT on srt://{}?streamid=#!::r={}/STREAM",
+                l.local_addr(),
+                config.app
+            );
+            Some(l)
+        }
+        None => None,
+    };
     match (&config.keys.primary, &config.keys.backup) {
         (None, None) => eprintln!(
             "pushprobe serve: no PUSHPROBE_KEY or PUSHPROBE_BACKUP_KEY set: txSecret is not checked"
@@ -110,13 +129,16 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
         ),
     }
-    ingest::run(listener, http, config, async {
+    let stop = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot wait for Ctrl-C ({e}); running until killed");
             std::future::pending::<()>().await;
         }
-    })
-    .await?;
+    };
+    match srt {
+        Some(srt) => ingest::run_with_srt(listener, http, srt, config, stop).await?,
+        None => ingest::run(listener, http, config, stop).await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
