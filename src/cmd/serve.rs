@@ -2,6 +2,7 @@
 //! from the environment, listeners, callbacks, until Ctrl-C.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -102,13 +103,15 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => {
             let cfg = ListenConfig {
                 latency: args.srt_latency,
-                peer_idle_timeout: config.idle_timeout,
+                // Past the ingest's own idle timeout, so a silent caller
+                // ends as idle (errcode 8), not as a close.
+                peer_idle_timeout: config.idle_timeout + Duration::from_secs(5),
             };
             let l = Listener::bind(addr, cfg)
                 .await
                 .with_context(|| format!("cannot listen for SRT on {addr}"))?;
             eprintln!(
-                "pushprobe serve: SRT on srt://{}?streamid=#!::r={}/STREAM",
+                "pushprobe serve: SRT on srt://{} (streamid #!::r={}/STREAM,txSecret=..,txTime=..)",
                 l.local_addr(),
                 config.app
             );

@@ -16,6 +16,9 @@ use srt_tokio::access::RejectReason;
 use srt_tokio::options::{ListenerOptions, SocketOptions};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 
+/// What libsrt adds to a reject reason in the handshake's request type.
+const WIRE_OFFSET: i32 = 1000;
+
 /// Access-control reject codes (SRT's streamid conventions, `SRT_REJX_*`).
 pub mod code {
     pub const BAD_REQUEST: i32 = 1400;
@@ -144,7 +147,11 @@ impl Pending {
 
     /// Refuses with an access-control `code` (see [`code`]).
     pub async fn reject(self, code: i32, within: Duration) {
-        let reason = RejectReason::try_from(code).unwrap_or(RejectReason::User(code));
+        // srt-protocol's reasons are the handshake's request-type values,
+        // 1000 (URQ_FAILURE_TYPES) above the reason libsrt reports: an
+        // access-control 1403 goes on the wire as 2403.
+        let wire = code.saturating_add(WIRE_OFFSET);
+        let reason = RejectReason::try_from(wire).unwrap_or(RejectReason::User(wire));
         let _ = tokio::time::timeout(within, self.request.reject(reason)).await;
     }
 }
