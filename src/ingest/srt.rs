@@ -30,6 +30,9 @@ use crate::sign::redact_query_in;
 use crate::srt::listen::{Caller, ListenError, Listener, Pending, code};
 use crate::ts::demux::{Demuxer, Kind, STREAM_TYPE_HEVC, annexb_nals};
 
+#[path = "srt_flv.rs"]
+pub mod flv;
+
 /// SRT connection ids start here, apart from RTMP's (which count from 1).
 const SRT_ID_BASE: u64 = 1 << 40;
 /// How long an answer to a caller (accept's handshake end, a reject) may take.
