@@ -134,7 +134,7 @@ fn resource_parts(resource: &str) -> Result<(String, String), StreamIdError> {
         Some((app, stream)) if !app.is_empty() && !stream.is_empty() && !stream.contains('/') => {
             Ok((app.to_string(), stream.to_string()))
         }
-        _ => Err(StreamIdError::BadResource(resource.to_string())),
+        _ => Err(StreamIdError::BadResource(redact_query_in(resource))),
     }
 }
 
