@@ -33,8 +33,9 @@ use crate::ts::demux::{Demuxer, Kind, STREAM_TYPE_HEVC, annexb_nals};
 #[path = "srt_flv.rs"]
 pub mod flv;
 
-/// SRT connection ids start here, apart from RTMP's (which count from 1).
-const SRT_ID_BASE: u64 = 1 << 40;
+/// SRT connection ids start here, apart from RTMP's (which count from 1),
+/// and within the 31 bits a callback sequence keeps of an id.
+const SRT_ID_BASE: u64 = 1 << 30;
 /// How long an answer to a caller (accept's handshake end, a reject) may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to say goodbye.
@@ -294,7 +295,7 @@ pub async fn serve(mut listener: Listener, state: Arc<IngestState>, stop: watch:
             },
         };
         next_id += 1;
-        let (caller_claim, _publish) = match decide(&state, &pending, next_id) {
+        let (caller_claim, _) = match decide(&state, &pending, next_id) {
             Ok(admitted) => admitted,
             Err(code) => {
                 tokio::spawn(pending.reject(code, ANSWER_TIMEOUT));
