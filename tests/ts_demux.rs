@@ -171,3 +171,64 @@ fn damage_is_counted_and_recovered() {
         );
     }
 }
+
+/// The SRT ingest's TS -> FLV conversion (for play-out) makes an FLV that
+/// ffprobe reads as the fixture: H.264 640x360 and AAC, every video frame,
+/// the same keyframes.
+#[test]
+fn ts_converted_to_flv_reads_back_in_ffprobe() {
+    use pushprobe::ingest::srt::flv::TsToFlv;
+    let Some((ts, want)) = reference("sd-360p.flv") else {
+        return;
+    };
+    let mut d = Demuxer::new();
+    let mut units = d.push(&ts);
+    units.extend(d.flush());
+    let mut c = TsToFlv::new();
+    let mut flv = vec![b'F', b'L', b'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0];
+    for u in &units {
+        for t in c.convert(u) {
+            let len = t.body.len() as u32;
+            let ts = t.timestamp_ms;
+            flv.push(t.type_id);
+            flv.extend_from_slice(&len.to_be_bytes()[1..]);
+            flv.extend_from_slice(&ts.to_be_bytes()[1..]);
+            flv.push((ts >> 24) as u8);
+            flv.extend_from_slice(&[0, 0, 0]);
+            flv.extend_from_slice(&t.body);
+            flv.extend_from_slice(&(len + 11).to_be_bytes());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("back.flv");
+    std::fs::write(&path, &flv).unwrap();
+    let o = common::run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries"])
+            .args(["stream=codec_name,width,height:packet=codec_type,flags"])
+            .args(["-of", "csv=p=0"])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        common::text(&o)
+    );
+    assert!(out.contains("h264,640,360"), "{out}");
+    assert!(out.lines().any(|l| l == "aac"), "{out}");
+    let count = |kind: &str, key: bool| {
+        out.lines()
+            .filter(|l| l.starts_with(kind) && (!key || l.contains(",K")))
+            .count()
+    };
+    let want_count = |video: bool, key: bool| {
+        want.iter()
+            .filter(|r| r.0 == video && (!key || r.3))
+            .count()
+    };
+    assert_eq!(count("video", false), want_count(true, false));
+    assert_eq!(count("video", true), want_count(true, true));
+    assert_eq!(count("audio", false), want_count(false, false));
+}

@@ -197,6 +197,14 @@ pub struct ServeArgs {
     /// HTTP listen address for GET /streams, /records and /health (none by default).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Also take SRT pushes (MPEG-TS over SRT, UDP) on this address, e.g.
+    /// 0.0.0.0:9000; the streamid carries APP/STREAM and the signature
+    /// (`#!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=..`).
+    #[arg(long, value_name = "ADDR")]
+    pub srt_listen: Option<SocketAddr>,
+    /// SRT receive latency (libsrt's default 120 ms; Tencent lists 500 ms-1 s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "120ms")]
+    pub srt_latency: Duration,
     /// The app (path) served; publishes to another app are refused (18/304).
     #[arg(long, default_value = "live")]
     pub app: String,

@@ -2,6 +2,7 @@
 //! from the environment, listeners, callbacks, until Ctrl-C.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -10,6 +11,7 @@ use crate::cli::ServeArgs;
 use crate::ingest::{self, IngestConfig};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::sign::Keys;
+use crate::srt::listen::{ListenConfig, Listener};
 
 /// The validated configuration; keys come from the environment.
 fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
@@ -114,6 +116,26 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "pushprobe serve: play authentication on: play URLs need a txSecret signed with the play key"
         );
     }
+    let srt = match args.srt_listen {
+        Some(addr) => {
+            let cfg = ListenConfig {
+                latency: args.srt_latency,
+                // Past the ingest's own idle timeout, so a silent caller
+                // ends as idle (errcode 8), not as a close.
+                peer_idle_timeout: config.idle_timeout + Duration::from_secs(5),
+            };
+            let l = Listener::bind(addr, cfg)
+                .await
+                .with_context(|| format!("cannot listen for SRT on {addr}"))?;
+            eprintln!(
+                "pushprobe serve: SRT on srt://{} (streamid #!::r={}/STREAM,txSecret=..,txTime=..)",
+                l.local_addr(),
+                config.app
+            );
+            Some(l)
+        }
+        None => None,
+    };
     match (&config.keys.primary, &config.keys.backup) {
         (None, None) => eprintln!(
             "pushprobe serve: no PUSHPROBE_KEY or PUSHPROBE_BACKUP_KEY set: txSecret is not checked"
@@ -127,13 +149,16 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
         ),
     }
-    ingest::run(listener, http, config, async {
+    let stop = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot wait for Ctrl-C ({e}); running until killed");
             std::future::pending::<()>().await;
         }
-    })
-    .await?;
+    };
+    match srt {
+        Some(srt) => ingest::run_with_srt(listener, http, srt, config, stop).await?,
+        None => ingest::run(listener, http, config, stop).await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! rules, a live-stream registry, refusal and interruption records, an HTTP
 //! view of both, and push callbacks.
 //!
+//! - `srt`: SRT pushes (streamid -> the same rules and registry), one task per caller.
 //! - `rules`: the publish admission rules (app, disabled, txTime, txSecret); pure.
 //! - `registry`: live streams (reject or replace a duplicate) and the records ring.
 //! - `conn`: one task per RTMP connection (publish or play).
@@ -13,6 +14,7 @@ pub mod http;
 pub mod playout;
 pub mod registry;
 pub mod rules;
+pub mod srt;
 #[cfg(test)]
 mod tests;
 
@@ -323,4 +325,30 @@ pub async fn spawn(config: IngestConfig) -> io::Result<IngestHandle> {
         stop: Some(stop),
         task,
     })
+}
+
+/// As [`run`], and SRT pushes taken on `srt` into the same registry (an
+/// RTMP and an SRT push to one stream are duplicates).
+pub async fn run_with_srt(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    srt: crate::srt::listen::Listener,
+    config: IngestConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let state = Arc::new(IngestState::new(config));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let srt_task = tokio::spawn(srt::serve(srt, state.clone(), stop_rx));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let result = run_state(listener, http, state.clone(), shutdown).await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, srt_task).await.is_err() {
+        tracing::warn!("SRT pushes did not end in time");
+    }
+    if let Some(n) = &state.config.notifier {
+        wait_for_callbacks(n).await;
+    }
+    result
 }

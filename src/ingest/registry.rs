@@ -80,6 +80,15 @@ fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
+/// How a push reaches the ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Rtmp,
+    Srt,
+}
+
 /// A live publisher. Counters are atomics so the media path never takes the
 /// registry lock.
 #[derive(Debug)]
@@ -92,6 +101,8 @@ pub struct Publisher {
     pub query: String,
     pub started_unix_ms: u64,
     pub started: Instant,
+    /// RTMP unless the pusher set it (SRT).
+    pub transport: Transport,
     bytes: AtomicU64,
     bitrate_bps: AtomicU64,
     width: AtomicU32,
@@ -117,6 +128,7 @@ impl Publisher {
             query: query.to_string(),
             started_unix_ms: unix_ms(now),
             started: Instant::now(),
+            transport: Transport::Rtmp,
             bytes: AtomicU64::new(0),
             bitrate_bps: AtomicU64::new(0),
             width: AtomicU32::new(0),
@@ -172,6 +184,8 @@ impl Publisher {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StreamView {
     pub id: u64,
+    /// `rtmp` or `srt`.
+    pub transport: Transport,
     pub stream: String,
     pub app: String,
     pub client: String,
@@ -388,6 +402,7 @@ impl Registry {
                 let (width, height) = p.dimensions();
                 StreamView {
                     id: p.id,
+                    transport: p.transport,
                     stream: p.stream.clone(),
                     app: p.app.clone(),
                     client: p.client.to_string(),
