@@ -94,8 +94,10 @@ fn a_stream_that_is_not_live_is_404_and_stream_not_found() {
     let serve = Serve::start(&[], &[]);
     let answer = common::http_get(serve.http, "/live/nobody.flv");
     assert!(answer.starts_with("HTTP/1.0 404"), "{answer}");
-    let answer = common::http_get(serve.http, "/live/nobody.mp4");
-    assert!(answer.starts_with("HTTP/1.0 404"), "{answer}");
+    for path in ["/live/nobody.mp4", "/other/nobody.flv"] {
+        let answer = common::http_get(serve.http, path);
+        assert!(answer.starts_with("HTTP/1.0 404"), "{path}: {answer}");
+    }
     let o = run(
         Command::new("ffmpeg").args([
             "-nostdin",
