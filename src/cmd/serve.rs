@@ -20,10 +20,7 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         "--max-frame-bytes {} is too small to carry even a connect command: use at least 1024",
         args.max_frame_bytes
     );
-    anyhow::ensure!(
-        args.play_queue >= 1,
-        "--play-queue must be at least 1 tag"
-    );
+    anyhow::ensure!(args.play_queue >= 1, "--play-queue must be at least 1 tag");
     anyhow::ensure!(
         !args.idle_timeout.is_zero(),
         "--idle-timeout must be above zero"

@@ -235,4 +235,73 @@ mod tests {
         assert_eq!(health["status"], "ok");
         assert_eq!(health["live_streams"], 1);
     }
+
+    #[tokio::test]
+    async fn http_flv_plays_from_the_fanout_404_when_not_live_403_unsigned() {
+        let config = IngestConfig {
+            play_keys: crate::sign::Keys {
+                primary: Some(crate::secret::Secret::new("pk".into())),
+                backup: None,
+            },
+            ..IngestConfig::default()
+        };
+        let state = Arc::new(IngestState::new(config));
+        let client: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        let p = Publisher::new(
+            1,
+            "cam",
+            "live",
+            client,
+            "",
+            SystemTime::now(),
+            Flags::default(),
+        );
+        let claim = state.registry().claim(p, DuplicateMode::Reject).unwrap();
+        claim
+            .fanout
+            .push(MediaTag::new(9, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0])));
+        claim.fanout.push(MediaTag::new(
+            9,
+            40,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 7]),
+        ));
+        let get = |path: &str| {
+            router(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap())
+        };
+        let status = |path: &'static str| async move { get(path).await.unwrap().status() };
+        // Authentication first: an unsigned URL learns nothing of what is live.
+        assert_eq!(status("/live/nobody.flv").await, StatusCode::FORBIDDEN);
+        assert_eq!(status("/other/cam.flv").await, StatusCode::NOT_FOUND);
+        assert_eq!(status("/live/cam.mp4").await, StatusCode::NOT_FOUND);
+        assert_eq!(status("/live/cam.flv").await, StatusCode::FORBIDDEN);
+        let t = format!("{:X}", crate::clock::now_unix() + 600);
+        // Signed independently of sign.rs: MD5 over key + stream + txTime.
+        let signed = |stream: &str| {
+            use md5::{Digest, Md5};
+            let secret = hex::encode(Md5::digest(format!("pk{stream}{t}").as_bytes()));
+            format!("/live/{stream}.flv?txSecret={secret}&txTime={t}")
+        };
+        let nobody = get(&signed("nobody")).await.unwrap();
+        assert_eq!(nobody.status(), StatusCode::NOT_FOUND);
+        let resp = get(&signed("cam")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "video/x-flv");
+        assert_eq!(state.registry().streams()[0].viewers.flv, 1);
+        // The publisher leaves: the body ends after what was cached.
+        assert!(state.registry().release("cam", 1));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..13], &FLV_HEADER);
+        let mut want = FLV_HEADER.to_vec();
+        want.extend_from_slice(&[
+            9, 0, 0, 5, 0, 0, 40, 0, 0, 0, 0, 0x17, 0, 0, 0, 0, 0, 0, 0, 16,
+        ]);
+        want.extend_from_slice(&[
+            9, 0, 0, 6, 0, 0, 40, 0, 0, 0, 0, 0x17, 1, 0, 0, 0, 7, 0, 0, 0, 17,
+        ]);
+        assert_eq!(
+            &body[..],
+            &want[..],
+            "header, then the sequence header and keyframe at 40"
+        );
+    }
 }

@@ -136,8 +136,8 @@ impl IngestState {
         &self.registry
     }
 
-    /// Admits a viewer of `stream` in `app` (RTMP play or HTTP-FLV): the
-    /// app must be the one served, and with play keys set the query must
+    /// Admits a viewer of `stream` in `app` (RTMP play or HTTP-FLV): in
+    /// another app nothing is found; with play keys set the query must
     /// carry an unexpired txTime and a txSecret signed with a play key (the
     /// push rules, with the play keys). A stream that is not live is not
     /// waited for: Tencent's CDN answers 404 too.
@@ -150,6 +150,10 @@ impl IngestState {
         now_unix: u64,
     ) -> Result<Viewer, PlayDenied> {
         let cfg = &self.config;
+        // Another app serves nothing: not found, as for a stream not live.
+        if rules::bare_app(app) != cfg.app {
+            return Err(PlayDenied::NotFound);
+        }
         let policy = rules::Policy {
             app: &cfg.app,
             disabled: &[],
@@ -168,9 +172,10 @@ impl IngestState {
 /// Why a play request gets no stream.
 #[derive(Debug)]
 pub enum PlayDenied {
-    /// Wrong app, or play authentication failed (HTTP 403, NetStream.Play.Failed).
+    /// Play authentication failed (HTTP 403, NetStream.Play.Failed).
     Refused(Refusal),
-    /// Nobody publishes the stream (HTTP 404, NetStream.Play.StreamNotFound).
+    /// Nobody publishes the stream, or the app is not served (HTTP 404,
+    /// NetStream.Play.StreamNotFound).
     NotFound,
 }
 
