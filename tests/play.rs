@@ -331,3 +331,37 @@ fn doctor_step_6_plays_the_push_back() {
     assert!(said.contains("6 play     fail") && said.contains("StreamNotFound"), "{said}");
     assert!(said.contains("verdict  play"), "{said}");
 }
+
+/// A relay that strips the stamps (as a transcoding CDN may strip SEI):
+/// ffmpeg copies the stream from one nginx name to another, dropping SEI
+/// NAL units and keeping timestamps (`-copyts`). `push --play` then has no
+/// stamps and falls back to matching FLV timestamps against its own send log.
+#[test]
+fn without_stamps_latency_falls_back_to_the_publishers_send_log() {
+    if !have("nginx") || !have("ffmpeg") {
+        return;
+    }
+    // idle_streams on (nginx's default): the player waits for `out` to appear.
+    let ng = Nginx::start(None);
+    let (input, output) = (ng.url("in"), ng.url("out"));
+    let push = spawn(bin().args([
+        "push", &input, "--duration", "15s", "--json", "--play", &output,
+    ]));
+    ng.wait_publishing("in", &push);
+    let _relay = spawn(std::process::Command::new("ffmpeg").args([
+        "-nostdin", "-v", "error", "-rw_timeout", "8000000", "-i", &input, "-c", "copy",
+        "-bsf:v", "filter_units=remove_types=6", "-copyts", "-f", "flv", &output,
+    ]));
+    let out = push.finish(Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["play"];
+    assert_eq!(p["stamped"], 0, "the relay stripped the stamps: {p}");
+    assert_eq!(p["latency_method"], "timestamp", "{p}");
+    let lat = &p["latency_ms"];
+    assert!(lat["count"].as_u64().unwrap() > 0, "{p}");
+    // Bound: the relay adds its start-up burst (ffmpeg reads the first GOP
+    // as fast as it can: up to ~1.5 s seen here) and loopback hops; 10 s is
+    // the player's own bound on any wait (the push's --timeout).
+    assert!(lat["max"].as_f64().unwrap() < 10_000.0, "{p}");
+}
