@@ -365,3 +365,31 @@ fn without_stamps_latency_falls_back_to_the_publishers_send_log() {
     // the player's own bound on any wait (the push's --timeout).
     assert!(lat["max"].as_f64().unwrap() < 10_000.0, "{p}");
 }
+
+/// HTTP-FLV from an independent server with an HTTP-FLV output:
+/// node-media-server relays the stamped push over HTTP.
+#[test]
+fn http_flv_play_from_node_media_server_measures_latency() {
+    let Some(peer) = common::peers::Peer::node_media_server(None) else {
+        return;
+    };
+    let url = peer.url("flvplay");
+    let flv = format!("http://127.0.0.1:{}/live/flvplay.flv", peer.http_port.unwrap());
+    // push --play: the player starts once the push is accepted.
+    let out = run(
+        bin().args(["push", &url, "--duration", "6s", "--json", "--play", &flv]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid("push", &v);
+    let p = &v["play"];
+    assert_eq!(p["protocol"], "http_flv", "{p}");
+    assert_eq!(p["http_status"], 200, "{p}");
+    assert_eq!(p["latency_method"], "sei", "{p}");
+    assert!(p["video_frames"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["lost"], 0, "{p}");
+    assert!(p["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{p}");
+    // Bound: a loopback relay; 10 s is the player's own bound on any wait.
+    assert!(p["latency_ms"]["max"].as_f64().unwrap() < 10_000.0, "{p}");
+}
