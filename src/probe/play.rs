@@ -14,8 +14,8 @@ use super::report::PushReport;
 use super::{PreparedPush, Pushed};
 use crate::classify::Outcome;
 use crate::play::report::PlayReport;
-use crate::play::{self, Failure, PlayConfig, PlayResult, PlayUrl, SendLog};
 use crate::play::url::PlayUrlError;
+use crate::play::{self, Failure, PlayConfig, PlayResult, PlayUrl, SendLog};
 use crate::publish::{Observer, Phase};
 
 /// Send times kept: about 2 minutes of 30 fps video, enough for any relay
