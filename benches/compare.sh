@@ -48,6 +48,11 @@ N_PP=200
   "$B" load --url-template "rtmp://127.0.0.1:$NP/live/pp{i}" --publishers $N_PP --rate 200 \
   --duration "${SECS}s" --fixture "$FIX" --progress none --json-out "$WORK/pp.json" > "$WORK/pp.txt"
 
+# Same run, every H.264 frame stamped (issue 13 budget: <= 1.5x the CPU).
+/usr/bin/time -f "%U %S %M" -o "$WORK/pps.time" \
+  "$B" load --url-template "rtmp://127.0.0.1:$NP/live/pps{i}" --publishers $N_PP --rate 200 \
+  --duration "${SECS}s" --fixture "$FIX" --stamp --progress none --json-out "$WORK/pps.json" > "$WORK/pps.txt"
+
 N_FF=20
 for i in $(seq 1 $N_FF); do
   /usr/bin/time -f "%U %S %M" -o "$WORK/ff$i.time" \
@@ -78,6 +83,11 @@ print(f"{'client':<34}{'CPU ms/stream-s':>16}{'KB/publisher':>14}")
 print(f"{'pushprobe load ('+str(npp)+' publishers)':<34}{pp_cpu:>16.3f}{pp_mem:>14.1f}   ({acc} accepted, max lag {rep['max_lag_ms']:.0f} ms)")
 print(f"{'ffmpeg -re -c copy ('+str(nff)+' processes)':<34}{ff_cpu:>16.3f}{ff_memp:>14.1f}")
 print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.0f}x, memory {ff_memp/pp_mem:.0f}x")
+su_, ss_, sm = map(float, open(f"{work}/pps.time").read().split()[-3:])
+srep = json.load(open(f"{work}/pps.json"))
+st_cpu = (su_ + ss_) * 1000 / srep["stream_seconds"]
+print(f"{'pushprobe load --stamp':<34}{st_cpu:>16.3f}{sm / npp:>14.1f}   ({srep['outcomes'].get('accepted', 0)} accepted, max lag {srep['max_lag_ms']:.0f} ms)")
+print(f"stamped/unstamped CPU: {st_cpu/pp_cpu:.2f}x (budget 1.5x)")
 print("baselines (DESIGN.md): srs-bench 0.62 ms, 53 KB; target <= 0.15 ms, <= 8 KB")
 PY
 

@@ -41,6 +41,10 @@ pub enum UrlError {
     TxTime(String),
     #[error("URL query part {0:?} is malformed: expected name=value pairs joined by &")]
     Query(String),
+    #[error(
+        "play URL file {0:?} is neither STREAM.flv nor STREAM.m3u8: expected http://DOMAIN/APP/STREAM.flv"
+    )]
+    PlayFile(String),
 }
 
 /// `rtmp` or `rtmps`.
@@ -482,6 +486,194 @@ pub fn expiry_status(expiry_unix: u64, now_unix: u64) -> Expiry {
     }
 }
 
+/// How a play URL delivers the stream (Tencent CSS play domains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayFormat {
+    /// `rtmp://PLAY/APP/STREAM`
+    Rtmp,
+    /// `http://PLAY/APP/STREAM.flv`
+    Flv,
+    /// `http://PLAY/APP/STREAM.m3u8`
+    Hls,
+}
+
+impl PlayFormat {
+    pub const ALL: [PlayFormat; 3] = [PlayFormat::Rtmp, PlayFormat::Flv, PlayFormat::Hls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayFormat::Rtmp => "rtmp",
+            PlayFormat::Flv => "flv",
+            PlayFormat::Hls => "hls",
+        }
+    }
+}
+
+/// A parsed play URL: `rtmp://HOST[:PORT]/APP/STREAM[?Q]`,
+/// `http[s]://HOST[:PORT]/APP/STREAM.flv[?Q]` or `.../STREAM.m3u8[?Q]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayUrl {
+    pub format: PlayFormat,
+    /// `http` or `https` for FLV and HLS; `rtmp` or `rtmps` for RTMP.
+    pub scheme: &'static str,
+    pub host: String,
+    pub port: Option<u16>,
+    pub app: String,
+    /// The bare stream name (no `.flv` / `.m3u8`).
+    pub stream: String,
+    pub query: Vec<(String, String)>,
+}
+
+impl PlayUrl {
+    /// Parses a play URL; an rtmp URL parses as a push URL does.
+    pub fn parse(input: &str) -> Result<PlayUrl, UrlError> {
+        let input = input.trim();
+        let http = strip_prefix_ci(input, "http://")
+            .map(|r| ("http", r))
+            .or_else(|| strip_prefix_ci(input, "https://").map(|r| ("https", r)));
+        let Some((scheme, rest)) = http else {
+            let u = PushUrl::parse(input)?;
+            return Ok(PlayUrl {
+                format: PlayFormat::Rtmp,
+                scheme: u.scheme.as_str(),
+                host: u.host,
+                port: u.port,
+                app: u.app,
+                stream: u.stream,
+                query: u.query,
+            });
+        };
+        if input.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong(input.len()));
+        }
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, parse_query(q)?),
+            None => (rest, Vec::new()),
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = split_host_port(authority)?;
+        let (app, file) = path.rsplit_once('/').ok_or(UrlError::NoApp)?;
+        if app.is_empty() {
+            return Err(UrlError::NoApp);
+        }
+        let (stream, format) = if let Some(s) = file.strip_suffix(".flv") {
+            (s, PlayFormat::Flv)
+        } else if let Some(s) = file.strip_suffix(".m3u8") {
+            (s, PlayFormat::Hls)
+        } else {
+            return Err(UrlError::PlayFile(file.chars().take(64).collect()));
+        };
+        check_stream_name(stream)?;
+        Ok(PlayUrl {
+            format,
+            scheme,
+            host,
+            port,
+            app: app.to_string(),
+            stream: stream.to_string(),
+            query,
+        })
+    }
+
+    /// The port to dial: the explicit one, else the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.scheme {
+            "https" => 443,
+            "http" => 80,
+            "rtmps" => 443,
+            _ => 1935,
+        })
+    }
+
+    /// The same URL as a [`PushUrl`]-shaped value (host, app, stream,
+    /// query), for the txTime and txSecret checks push URLs share.
+    pub fn as_signed(&self) -> PushUrl {
+        PushUrl {
+            scheme: Scheme::Rtmp,
+            host: self.host.clone(),
+            port: self.port,
+            app: self.app.clone(),
+            stream: self.stream.clone(),
+            query: self.query.clone(),
+        }
+    }
+
+    /// The URL with txSecret replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_query_in(&self.to_string())
+    }
+}
+
+impl fmt::Display for PlayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let u = self.as_signed();
+        let suffix = match self.format {
+            PlayFormat::Rtmp => "",
+            PlayFormat::Flv => ".flv",
+            PlayFormat::Hls => ".m3u8",
+        };
+        write!(
+            f,
+            "{}://{}/{}/{}{suffix}",
+            self.scheme,
+            u.authority(),
+            self.app,
+            self.stream
+        )?;
+        if !self.query.is_empty() {
+            write!(f, "?{}", u.query_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The three play URLs of a stream on a play domain (RTMP, HTTP-FLV, HLS),
+/// signed like push URLs (`txSecret = MD5(play key + stream + txTime)`)
+/// when a play key is given, else unsigned.
+pub fn play_urls(
+    domain: &str,
+    app: &str,
+    stream: &str,
+    key: Option<&Secret>,
+    expiry_unix: u64,
+) -> Result<Vec<PlayUrl>, UrlError> {
+    check_stream_name(stream)?;
+    let (host, port) = split_host_port(domain)?;
+    if app.is_empty() {
+        return Err(UrlError::NoApp);
+    }
+    if app.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?') {
+        return Err(UrlError::App(app.to_string()));
+    }
+    let query = match key {
+        Some(k) => {
+            let tx_time = tx_time_hex(expiry_unix);
+            vec![
+                ("txSecret".to_string(), tx_secret(k, stream, &tx_time)),
+                ("txTime".to_string(), tx_time),
+            ]
+        }
+        None => Vec::new(),
+    };
+    Ok(PlayFormat::ALL
+        .into_iter()
+        .map(|format| PlayUrl {
+            format,
+            scheme: if format == PlayFormat::Rtmp {
+                "rtmp"
+            } else {
+                "http"
+            },
+            host: host.clone(),
+            port,
+            app: app.to_string(),
+            stream: stream.to_string(),
+            query: query.clone(),
+        })
+        .collect())
+}
+
 /// Callback signature: lowercase hex MD5(callback key + t), t in decimal.
 pub fn callback_sign(key: &Secret, t: u64) -> String {
     md5_hex(&[key.expose().as_bytes(), t.to_string().as_bytes()])
@@ -516,6 +708,46 @@ pub fn redact_query_in(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn play_urls_signed_with_the_play_key_and_parsed_back() {
+        let k = key("e12c46f2612d5106e2034781ab261ca3");
+        let urls = play_urls(
+            "liveplay.example.com",
+            "live",
+            "test",
+            Some(&k),
+            0x5C27_1099,
+        )
+        .unwrap();
+        let q = "?txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099";
+        let shown: Vec<String> = urls.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                format!("rtmp://liveplay.example.com/live/test{q}"),
+                format!("http://liveplay.example.com/live/test.flv{q}"),
+                format!("http://liveplay.example.com/live/test.m3u8{q}"),
+            ]
+        );
+        for (u, s) in urls.iter().zip(&shown) {
+            assert_eq!(&PlayUrl::parse(s).unwrap(), u);
+            assert!(!u.redacted().contains("f85a2ab3"));
+        }
+        let unsigned = play_urls("p.example.com:8080", "app", "s", None, 1).unwrap();
+        assert_eq!(
+            unsigned[1].to_string(),
+            "http://p.example.com:8080/app/s.flv"
+        );
+        assert!(play_urls("p", "live", "a b", None, 1).is_err());
+        assert!(play_urls("p", "", "s", None, 1).is_err());
+        assert_eq!(
+            PlayUrl::parse("http://p/live/s.mp4"),
+            Err(UrlError::PlayFile("s.mp4".into()))
+        );
+        assert_eq!(PlayUrl::parse("http://p/s.flv"), Err(UrlError::NoApp));
+        assert_eq!(PlayUrl::parse("https://p/live/s.m3u8").unwrap().port(), 443);
+    }
 
     fn key(s: &str) -> Secret {
         Secret::new(s.to_string())

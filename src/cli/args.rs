@@ -236,6 +236,33 @@ pub struct ServeArgs {
     /// Pause between callback retries (Tencent: 1 minute).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
     pub callback_retry_interval: Duration,
+    /// Play authentication: with a play key, RTMP play and HTTP-FLV URLs
+    /// need a valid txSecret (403 / NetStream.Play.Failed otherwise).
+    #[command(flatten)]
+    pub play_key: PlayKeyArgs,
+    /// Live tags a viewer may have queued before it is dropped as too slow
+    /// (512 is about 7 s of 30 fps video with AAC audio).
+    #[arg(long, value_name = "TAGS", default_value_t = crate::ingest::playout::DEFAULT_QUEUE_TAGS)]
+    pub play_queue: usize,
+}
+
+/// Where the play key comes from: PUSHPROBE_PLAY_KEY, or a file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlayKeyArgs {
+    /// Read the play key (txSecret = MD5(play key + stream + txTime)) from the
+    /// first line of this file (else PUSHPROBE_PLAY_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub play_key_file: Option<PathBuf>,
+}
+
+impl PlayKeyArgs {
+    /// The play key from the file, else the environment; `None` when neither has one.
+    pub fn key(&self) -> Result<Option<crate::secret::Secret>, crate::secret::SecretError> {
+        match &self.play_key_file {
+            Some(p) => crate::secret::from_file(p).map(Some),
+            None => crate::secret::from_env("PUSHPROBE_PLAY_KEY"),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -273,7 +300,7 @@ pub struct UrlArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["domain", "stream"])]
     pub check: Option<String>,
     /// Push domain (e.g. livepush.example.com).
-    #[arg(long, required_unless_present = "check")]
+    #[arg(long, required_unless_present_any = ["check", "play"])]
     pub domain: Option<String>,
     /// Stream name.
     #[arg(long, required_unless_present = "check")]
@@ -298,6 +325,15 @@ pub struct UrlArgs {
     pub show_secrets: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Build play URLs (RTMP, HTTP-FLV, HLS) for --play-domain instead of a
+    /// push URL; signed with the play key when one is given, else unsigned.
+    #[arg(long, requires = "play_domain", conflicts_with = "check")]
+    pub play: bool,
+    /// Play domain (e.g. liveplay.example.com), for --play.
+    #[arg(long, value_name = "DOMAIN")]
+    pub play_domain: Option<String>,
+    #[command(flatten)]
+    pub play_key: PlayKeyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,10 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         args.max_frame_bytes
     );
     anyhow::ensure!(
+        args.play_queue >= 1,
+        "--play-queue must be at least 1 tag"
+    );
+    anyhow::ensure!(
         !args.idle_timeout.is_zero(),
         "--idle-timeout must be above zero"
     );
@@ -39,6 +43,8 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         idle_timeout: args.idle_timeout,
         handshake_timeout: IngestConfig::default().handshake_timeout,
         notifier: None,
+        play_keys: Keys::default(),
+        play_queue: args.play_queue,
     })
 }
 
@@ -71,6 +77,7 @@ fn notify_config(args: &ServeArgs) -> anyhow::Result<Option<NotifyConfig>> {
 pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let keys = args.keys.keys()?;
     let mut config = config(args, keys)?;
+    config.play_keys.primary = args.play_key.key()?;
     if let Some(cfg) = notify_config(args)? {
         eprintln!("pushprobe serve: callbacks to {}", cfg.url);
         config.notifier = Some(Notifier::start(cfg)?);
@@ -95,6 +102,16 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "pushprobe serve: HTTP on http://{0}/streams, http://{0}/records, http://{0}/health",
             h.local_addr()?
+        );
+        eprintln!(
+            "pushprobe serve: play HTTP-FLV at http://{}/{}/STREAM.flv (RTMP play on the RTMP port)",
+            h.local_addr()?,
+            config.app
+        );
+    }
+    if config.play_keys.primary.is_some() {
+        eprintln!(
+            "pushprobe serve: play authentication on: play URLs need a txSecret signed with the play key"
         );
     }
     match (&config.keys.primary, &config.keys.backup) {
@@ -189,6 +206,8 @@ mod tests {
         assert!(bad(&["--max-frame-bytes=10"]).is_err());
         assert!(bad(&["--idle-timeout=0s"]).is_err());
         assert!(bad(&["--app=live/x"]).is_err());
+        assert!(bad(&["--play-queue=0"]).is_err());
+        assert_eq!(c.play_queue, crate::ingest::playout::DEFAULT_QUEUE_TAGS);
         let https = serve_args(&["--callback-url=https://h/cb"]).unwrap();
         assert!(notify_config(&https).is_err());
     }

@@ -1,17 +1,22 @@
 //! One RTMP connection of the ingest: handshake, chunk loop, commands, publish
-//! admission, media accounting, and how (with which errcode) the push ends.
+//! admission, media accounting, and how (with which errcode) the push ends;
+//! or, for a viewer, `play` and the media written from the stream's fan-out.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use super::IngestState;
+use super::playout::{self, MediaTag, Viewer, ViewerEnd, ViewerKind};
 use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
 use super::rules::{self, Policy, Publish};
+use super::{IngestState, PlayDenied};
 use crate::avc::sps_dimensions;
 use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{self, PushInfo};
@@ -39,6 +44,11 @@ const BITRATE_WINDOW: Duration = Duration::from_secs(1);
 const STARTED_WITHOUT_HEADER: Duration = Duration::from_secs(1);
 /// Aggregate messages carry media too.
 const AGGREGATE: u8 = 22;
+/// Live tags written to a viewer in one vectored write, at most.
+const PLAY_BATCH: usize = 64;
+/// While playing, the viewer need not send anything (its acks come every
+/// 2.5 MB); its liveness is judged by writes (the idle timeout) instead.
+const PLAY_READ_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How a connection (and its push, if live) ends.
 #[derive(Debug)]
@@ -57,12 +67,18 @@ enum End {
     Shutdown,
     /// The publish was refused (already recorded).
     Refused,
+    /// A play request got no stream (answered with an error onStatus).
+    PlayDenied(&'static str),
+    /// A viewer's stream ended, or it was dropped for reading too slowly.
+    Played(ViewerEnd),
 }
 
 impl End {
     fn errcode(&self) -> Errcode {
         match self {
-            End::Clean(_) | End::Refused => Errcode::CLIENT_STOPPED,
+            End::Clean(_) | End::Refused | End::PlayDenied(_) | End::Played(_) => {
+                Errcode::CLIENT_STOPPED
+            }
             End::Idle(_) => Errcode::NO_DATA,
             End::TooLarge { .. } => Errcode::FRAME_TOO_LARGE,
             End::Protocol(_) => Errcode::RTMP_CONTENT,
@@ -85,6 +101,11 @@ impl End {
             End::Replaced => "replaced by a new push".to_string(),
             End::Shutdown => "the ingest is shutting down".to_string(),
             End::Refused => "push refused".to_string(),
+            End::PlayDenied(why) => format!("play refused: {why}"),
+            End::Played(ViewerEnd::PublisherLeft) => "the played stream ended".to_string(),
+            End::Played(ViewerEnd::Dropped) => {
+                "viewer dropped: it read slower than the stream".to_string()
+            }
         }
     }
 }
@@ -154,6 +175,8 @@ struct Conn<S> {
     shutdown: watch::Receiver<bool>,
     connected: Option<Connected>,
     push: Option<LivePush>,
+    /// The stream this connection plays, when it is a viewer.
+    play: Option<Viewer>,
     flags: Flags,
 }
 
@@ -192,6 +215,7 @@ pub async fn handle<S>(
         shutdown,
         connected: None,
         push: None,
+        play: None,
         flags: Flags::default(),
     };
     let end = match handshaken {
@@ -211,7 +235,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if let Err(end) = self.flush().await {
                 return end;
             }
+            if let Err(end) = self.write_startup().await {
+                return end;
+            }
             let started_due = self.push.as_ref().and_then(|p| p.started_due);
+            let read_limit = if self.play.is_some() {
+                PLAY_READ_TIMEOUT
+            } else {
+                idle
+            };
             let read = tokio::select! {
                 _ = stopped(&mut self.shutdown) => return End::Shutdown,
                 _ = evicted(&mut self.push) => return End::Replaced,
@@ -219,7 +251,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.send_started();
                     continue;
                 }
-                r = timeout(idle, self.io.read_buf(self.session.read_buf())) => r,
+                tag = next_tag(&mut self.play) => match tag {
+                    Ok(tag) => {
+                        if let Err(end) = self.write_live(tag).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Err(end) => return self.play_ended(end),
+                },
+                r = timeout(read_limit, self.io.read_buf(self.session.read_buf())) => r,
             };
             let n = match read {
                 Err(_) => return End::Idle(idle),
@@ -272,6 +313,99 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Writes shared buffers (whole RTMP messages) in vectored writes,
+    /// within the idle timeout.
+    async fn write_shared(&mut self, mut bufs: VecDeque<Bytes>) -> Result<(), End> {
+        let idle = self.state.config.idle_timeout;
+        let io = &mut self.io;
+        let written = timeout(idle, async {
+            while !bufs.is_empty() {
+                let slices: Vec<IoSlice<'_>> = bufs
+                    .iter()
+                    .take(PLAY_BATCH)
+                    .map(|b| IoSlice::new(b))
+                    .collect();
+                let mut n = io.write_vectored(&slices).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                while n > 0 {
+                    let Some(front) = bufs.front_mut() else { break };
+                    if n >= front.len() {
+                        n -= front.len();
+                        bufs.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Network(e.to_string())),
+            Err(_) => Err(End::Network("viewer does not read".to_string())),
+        }
+    }
+
+    /// A new viewer's metadata, sequence headers and cached GOP.
+    async fn write_startup(&mut self) -> Result<(), End> {
+        let Some(v) = &mut self.play else {
+            return Ok(());
+        };
+        if v.startup.is_empty() {
+            return Ok(());
+        }
+        let bufs = std::mem::take(&mut v.startup)
+            .iter()
+            .map(|t| t.rtmp().clone())
+            .collect();
+        self.write_shared(bufs).await
+    }
+
+    /// `first` and whatever else is queued (up to a batch), in one write.
+    async fn write_live(&mut self, first: Arc<MediaTag>) -> Result<(), End> {
+        let mut bufs = VecDeque::with_capacity(8);
+        bufs.push_back(first.rtmp().clone());
+        if let Some(v) = &mut self.play {
+            while bufs.len() < PLAY_BATCH {
+                let Some(t) = v.try_next() else { break };
+                bufs.push_back(t.rtmp().clone());
+            }
+        }
+        self.write_shared(bufs).await
+    }
+
+    /// The played stream ended: tell the viewer (a dropped one is just closed).
+    fn play_ended(&mut self, end: ViewerEnd) -> End {
+        self.play = None;
+        if end == ViewerEnd::PublisherLeft {
+            let id = playout::PLAY_STREAM_ID;
+            self.session
+                .send_control(&Control::User(UserControl::StreamEof(id)));
+            for (code, description) in [
+                (
+                    "NetStream.Play.UnpublishNotify",
+                    "The stream is unpublished.",
+                ),
+                ("NetStream.Play.Stop", "Stopped playing."),
+            ] {
+                self.send_status(id, "status", code, description);
+            }
+        }
+        End::Played(end)
+    }
+
+    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let status = status_object(level, code, description);
+        self.session.send_command(
+            stream_id,
+            &Command::new("onStatus", 0.0, Value::Null, vec![status]),
+        );
+    }
+
     fn on_message(&mut self, m: Message) -> Result<(), End> {
         match m.type_id {
             message::AUDIO
@@ -305,6 +439,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return;
         };
         p.claim.publisher.add_bytes(m.payload.len() as u64);
+        if m.type_id == AGGREGATE {
+            for tag in playout::split_aggregate(m.timestamp, &m.payload) {
+                p.claim.fanout.push(tag);
+            }
+        } else {
+            p.claim
+                .fanout
+                .push(MediaTag::new(m.type_id, m.timestamp, m.payload.clone()));
+        }
         // The first AVC sequence header: codec id 7, AVC packet type 0.
         let avc_header = matches!(&m.payload[..], [b0, 0, ..] if b0 & 0x0f == 7);
         if m.type_id == message::VIDEO && avc_header && !p.saw_video_header {
@@ -340,12 +483,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 );
             }
             "publish" => self.on_publish(&cmd, m.stream_id)?,
+            "play" => self.on_play(&cmd, m.stream_id)?,
             "FCUnpublish" => self.end_push(&End::Clean("FCUnpublish")),
-            "closeStream" => self.end_push(&End::Clean("closeStream")),
+            "closeStream" => {
+                self.play = None;
+                self.end_push(&End::Clean("closeStream"));
+            }
             // The push ends here; the connection stays until the client
             // closes it (GStreamer's rtmp2sink reports an error when the
             // server closes first; nginx-rtmp waits too).
-            "deleteStream" => self.end_push(&End::Clean("deleteStream")),
+            "deleteStream" => {
+                self.play = None;
+                self.end_push(&End::Clean("deleteStream"));
+            }
             // Anything else (_checkbw, getStreamLength, ...) is harmless.
             _ => {}
         }
@@ -391,8 +541,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// `play`: StreamNotFound when nobody publishes the stream, Play.Failed
+    /// when play authentication refuses it; else StreamBegin, Play.Reset,
+    /// Play.Start, |RtmpSampleAccess, and the stream from its last keyframe.
+    fn on_play(&mut self, cmd: &Command, stream_id: u32) -> Result<(), End> {
+        if self.push.is_some() || self.play.is_some() {
+            return Err(End::Protocol(
+                "play while already publishing or playing".to_string(),
+            ));
+        }
+        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("");
+        let (stream, _) = rules::split_query(name);
+        let Some(connected) = self.connected.as_ref() else {
+            return Err(End::Protocol("play before connect".to_string()));
+        };
+        let query = rules::pick_query(name, &connected.tc_url, &connected.app);
+        let now = unix_secs(SystemTime::now());
+        let played = self
+            .state
+            .play(&connected.app, stream, query, ViewerKind::Rtmp, now);
+        let viewer = match played {
+            Ok(v) => v,
+            Err(denied) => {
+                let (code, why, end) = match &denied {
+                    PlayDenied::NotFound => (
+                        "NetStream.Play.StreamNotFound",
+                        format!("{stream} is not live"),
+                        "stream not found",
+                    ),
+                    PlayDenied::Refused(r) => {
+                        ("NetStream.Play.Failed", r.errmsg.clone(), "not authorized")
+                    }
+                };
+                tracing::info!(client = %self.peer, stream, "play refused: {why}");
+                self.send_status(stream_id, "error", code, &why);
+                return Err(End::PlayDenied(end));
+            }
+        };
+        tracing::info!(client = %self.peer, stream, "play started");
+        let id = playout::PLAY_STREAM_ID;
+        self.session
+            .send_control(&Control::User(UserControl::StreamBegin(id)));
+        self.send_status(
+            id,
+            "status",
+            "NetStream.Play.Reset",
+            &format!("Playing and resetting {stream}."),
+        );
+        self.send_status(
+            id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {stream}."),
+        );
+        let mut access = bytes::BytesMut::new();
+        crate::rtmp::amf0::encode(
+            &[
+                Value::str("|RtmpSampleAccess"),
+                Value::Boolean(true),
+                Value::Boolean(true),
+            ],
+            &mut access,
+        );
+        self.session.send_message(
+            u32::from(message::CSID_DATA),
+            0,
+            message::DATA_AMF0,
+            id,
+            &access,
+        );
+        self.play = Some(viewer);
+        Ok(())
+    }
+
     fn on_publish(&mut self, cmd: &Command, stream_id: u32) -> Result<(), End> {
-        if self.push.is_some() {
+        if self.push.is_some() || self.play.is_some() {
             return Err(End::Protocol(
                 "publish while already publishing".to_string(),
             ));
@@ -582,6 +805,14 @@ async fn evicted(push: &mut Option<LivePush>) {
         Some(p) => {
             let _ = (&mut p.claim.evicted).await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next live tag of the stream played; never while nothing is played.
+async fn next_tag(play: &mut Option<Viewer>) -> Result<Arc<MediaTag>, ViewerEnd> {
+    match play {
+        Some(v) => v.next().await,
         None => std::future::pending().await,
     }
 }

@@ -1,16 +1,27 @@
-//! The ingest's HTTP view: `GET /streams` (live pushes), `GET /records`
-//! (refusals and interruptions) and `GET /health`, as JSON, served with a
-//! lingering close after early answers.
+//! The ingest's HTTP view: `GET /streams` (live pushes and their viewers),
+//! `GET /records` (refusals and interruptions) and `GET /health`, as JSON,
+//! and HTTP-FLV play (`GET /APP/STREAM.flv`), served with a lingering close
+//! after early answers.
 
+use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
+use hyper::body::Frame;
 
-use super::IngestState;
+use super::playout::{FLV_HEADER, MediaTag, Viewer, ViewerEnd, ViewerKind};
 use super::registry::{Record, StreamView};
+use super::{IngestState, PlayDenied};
 use crate::callback::{ServeOptions, serve_router};
 
 pub fn router(state: Arc<IngestState>) -> Router {
@@ -18,7 +29,103 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .route("/streams", get(streams))
         .route("/records", get(records))
         .route("/health", get(health))
+        .route("/{app}/{file}", get(play_flv))
         .with_state(state)
+}
+
+/// `GET /APP/STREAM.flv[?txSecret=..&txTime=..]`: the stream as FLV, from
+/// its last keyframe, until the publisher leaves (the body ends) or the
+/// viewer reads too slowly (the connection is aborted). 404 when the stream
+/// is not live, 403 when play authentication refuses the URL.
+async fn play_flv(
+    State(state): State<Arc<IngestState>>,
+    Path((app, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(stream) = file.strip_suffix(".flv") else {
+        return (
+            StatusCode::NOT_FOUND,
+            "not found: play URLs are /APP/STREAM.flv\n",
+        )
+            .into_response();
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let query = query.unwrap_or_default();
+    match state.play(&app, stream, &query, ViewerKind::Flv, now) {
+        Ok(viewer) => (
+            [
+                (header::CONTENT_TYPE, "video/x-flv"),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            Body::new(FlvBody::new(viewer)),
+        )
+            .into_response(),
+        Err(PlayDenied::NotFound) => (
+            StatusCode::NOT_FOUND,
+            format!("stream {stream:?} is not live\n"),
+        )
+            .into_response(),
+        Err(PlayDenied::Refused(r)) => {
+            (StatusCode::FORBIDDEN, format!("{}\n", r.errmsg)).into_response()
+        }
+    }
+}
+
+/// An FLV body fed by a viewer: the file header, the startup tags, then
+/// live tags, each the tag's shared framing.
+struct FlvBody {
+    header: bool,
+    startup: VecDeque<Arc<MediaTag>>,
+    viewer: Viewer,
+}
+
+impl FlvBody {
+    fn new(mut viewer: Viewer) -> FlvBody {
+        FlvBody {
+            header: false,
+            startup: std::mem::take(&mut viewer.startup).into(),
+            viewer,
+        }
+    }
+}
+
+impl hyper::body::Body for FlvBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if !this.header {
+            this.header = true;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FLV_HEADER)))));
+        }
+        loop {
+            let tag = match this.startup.pop_front() {
+                Some(t) => t,
+                None => match this.viewer.poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(t)) => t,
+                    // The stream is over: a clean end of the body.
+                    Poll::Ready(Err(ViewerEnd::PublisherLeft)) => return Poll::Ready(None),
+                    // Too slow: abort, so the viewer sees a cut, not an end.
+                    Poll::Ready(Err(ViewerEnd::Dropped)) => {
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "viewer dropped: it read slower than the stream",
+                        ))));
+                    }
+                },
+            };
+            if tag.fits_flv() {
+                return Poll::Ready(Some(Ok(Frame::data(tag.flv().clone()))));
+            }
+        }
+    }
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, on the callback

@@ -4,11 +4,13 @@
 //!
 //! - `rules`: the publish admission rules (app, disabled, txTime, txSecret); pure.
 //! - `registry`: live streams (reject or replace a duplicate) and the records ring.
-//! - `conn`: one task per RTMP connection.
-//! - `http`: `GET /streams`, `/records`, `/health`.
+//! - `conn`: one task per RTMP connection (publish or play).
+//! - `playout`: per-stream fan-out to viewers (GOP cache, slow-viewer drop).
+//! - `http`: `GET /streams`, `/records`, `/health`, and HTTP-FLV play.
 
 pub mod conn;
 pub mod http;
+pub mod playout;
 pub mod registry;
 pub mod rules;
 #[cfg(test)]
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use playout::{Fanout, MediaTag, Viewer, ViewerEnd, ViewerKind};
 pub use registry::{DuplicateMode, Record, Registry, StreamView};
 pub use rules::Refusal;
 
@@ -35,6 +38,12 @@ use crate::sign::Keys;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after an accept error that is not about one connection (EMFILE...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Send buffer of every accepted socket (set on the listeners, which Linux
+/// passes on to accepted sockets; the kernel doubles it). Without a cap,
+/// autotuning grows a viewer's buffer to 4 MB, a minute of a 500 kbit/s
+/// stream held in the kernel before a viewer that stopped reading fills its
+/// queue and is dropped. 128 KiB still carries 20 Mbit/s at 100 ms RTT.
+pub const SEND_BUFFER: usize = 128 << 10;
 
 /// What the ingest serves and how strictly.
 pub struct IngestConfig {
@@ -58,6 +67,11 @@ pub struct IngestConfig {
     pub handshake_timeout: Duration,
     /// Sends the push / interruption callbacks (never awaited on the media path).
     pub notifier: Option<Notifier>,
+    /// Play keys; when any is set, a play URL must carry a valid txSecret
+    /// (MD5(play key + stream + txTime)) and an unexpired txTime.
+    pub play_keys: Keys,
+    /// Live tags a viewer may queue before it is dropped as too slow.
+    pub play_queue: usize,
 }
 
 impl Default for IngestConfig {
@@ -74,6 +88,8 @@ impl Default for IngestConfig {
             idle_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             notifier: None,
+            play_keys: Keys::default(),
+            play_queue: playout::DEFAULT_QUEUE_TAGS,
         }
     }
 }
@@ -92,6 +108,8 @@ impl fmt::Debug for IngestConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("notifier", &self.notifier.is_some())
+            .field("play_keys", &self.play_keys)
+            .field("play_queue", &self.play_queue)
             .finish()
     }
 }
@@ -105,8 +123,8 @@ pub struct IngestState {
 impl IngestState {
     pub fn new(config: IngestConfig) -> IngestState {
         IngestState {
+            registry: Registry::default().with_play_queue(config.play_queue),
             config,
-            registry: Registry::default(),
         }
     }
     pub fn config(&self) -> &IngestConfig {
@@ -115,6 +133,43 @@ impl IngestState {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// Admits a viewer of `stream` in `app` (RTMP play or HTTP-FLV): the
+    /// app must be the one served, and with play keys set the query must
+    /// carry an unexpired txTime and a txSecret signed with a play key (the
+    /// push rules, with the play keys). A stream that is not live is not
+    /// waited for: Tencent's CDN answers 404 too.
+    pub fn play(
+        &self,
+        app: &str,
+        stream: &str,
+        query: &str,
+        kind: ViewerKind,
+        now_unix: u64,
+    ) -> Result<Viewer, PlayDenied> {
+        let cfg = &self.config;
+        let policy = rules::Policy {
+            app: &cfg.app,
+            disabled: &[],
+            keys: &cfg.play_keys,
+            auth_delta: cfg.auth_delta,
+        };
+        let req = rules::Publish { app, stream, query };
+        rules::check(&req, &policy, now_unix).map_err(PlayDenied::Refused)?;
+        self.registry
+            .fanout(stream)
+            .and_then(|f| f.subscribe(kind))
+            .ok_or(PlayDenied::NotFound)
+    }
+}
+
+/// Why a play request gets no stream.
+#[derive(Debug)]
+pub enum PlayDenied {
+    /// Wrong app, or play authentication failed (HTTP 403, NetStream.Play.Failed).
+    Refused(Refusal),
+    /// Nobody publishes the stream (HTTP 404, NetStream.Play.StreamNotFound).
+    NotFound,
 }
 
 /// Serves RTMP on `listener` (and the HTTP view on `http`) until `shutdown`
@@ -135,6 +190,11 @@ async fn run_state(
     state: Arc<IngestState>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    for l in std::iter::once(&listener).chain(http.as_ref()) {
+        if let Err(e) = socket2::SockRef::from(l).set_send_buffer_size(SEND_BUFFER) {
+            tracing::warn!("cannot cap the send buffer of viewers: {e}");
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each connection task holds a sender; recv() returns None once all ended.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);

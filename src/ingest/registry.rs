@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::playout::{self, Fanout, ViewerCounts};
 use super::rules::Refusal;
 use crate::errcode::{Errcode, SubErrcode};
 use crate::sign::redact_query_in;
@@ -183,6 +184,8 @@ pub struct StreamView {
     /// The push query with txSecret redacted.
     pub query: String,
     pub flags: Vec<&'static str>,
+    /// Who plays the stream back (RTMP play, HTTP-FLV) and how many were dropped.
+    pub viewers: ViewerCounts,
 }
 
 /// A refused or interrupted push.
@@ -241,15 +244,18 @@ impl Record {
 }
 
 /// The stream is the caller's until `evicted` fires (another push replaced it).
+/// Its media goes into `fanout` (from any source: RTMP, SRT) for viewers.
 #[derive(Debug)]
 pub struct Claim {
     pub publisher: Arc<Publisher>,
     pub evicted: oneshot::Receiver<()>,
+    pub fanout: Arc<Fanout>,
 }
 
 struct Entry {
     publisher: Arc<Publisher>,
     evict: oneshot::Sender<()>,
+    fanout: Arc<Fanout>,
 }
 
 #[derive(Default)]
@@ -263,6 +269,8 @@ struct Inner {
 pub struct Registry {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// Live tags a viewer may queue before it is dropped.
+    play_queue: usize,
 }
 
 impl Default for Registry {
@@ -277,7 +285,14 @@ impl Registry {
         Registry {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
+            play_queue: playout::DEFAULT_QUEUE_TAGS,
         }
+    }
+
+    /// Viewers of streams claimed from now on may queue `tags` live tags.
+    pub fn with_play_queue(mut self, tags: usize) -> Registry {
+        self.play_queue = tags.max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -303,15 +318,23 @@ impl Registry {
                 ),
             ));
         }
+        let fanout = Arc::new(Fanout::new(self.play_queue));
         let entry = Entry {
             publisher: publisher.clone(),
             evict,
+            fanout: fanout.clone(),
         };
         if let Some(old) = inner.live.insert(publisher.stream.clone(), entry) {
             // The old task may already be ending: then nobody listens.
             let _ = old.evict.send(());
+            // Its viewers saw that publisher's stream: they end with it.
+            old.fanout.close();
         }
-        Ok(Claim { publisher, evicted })
+        Ok(Claim {
+            publisher,
+            evicted,
+            fanout,
+        })
     }
 
     /// Ends publisher `id`'s hold on `stream`; false when it no longer holds it
@@ -319,7 +342,9 @@ impl Registry {
     pub fn release(&self, stream: &str, id: u64) -> bool {
         let mut inner = self.lock();
         if inner.live.get(stream).is_some_and(|e| e.publisher.id == id) {
-            inner.live.remove(stream);
+            if let Some(e) = inner.live.remove(stream) {
+                e.fanout.close();
+            }
             true
         } else {
             false
@@ -342,15 +367,24 @@ impl Registry {
         self.lock().live.get(stream).map(|e| e.publisher.clone())
     }
 
+    /// The play-out of a live stream.
+    pub fn fanout(&self, stream: &str) -> Option<Arc<Fanout>> {
+        self.lock().live.get(stream).map(|e| e.fanout.clone())
+    }
+
     /// Live streams, sorted by stream name.
     pub fn streams(&self) -> Vec<StreamView> {
-        let publishers: Vec<Arc<Publisher>> = {
+        let publishers: Vec<(Arc<Publisher>, ViewerCounts)> = {
             let inner = self.lock();
-            inner.live.values().map(|e| e.publisher.clone()).collect()
+            inner
+                .live
+                .values()
+                .map(|e| (e.publisher.clone(), e.fanout.counts()))
+                .collect()
         };
         let mut out: Vec<StreamView> = publishers
             .iter()
-            .map(|p| {
+            .map(|(p, viewers)| {
                 let (width, height) = p.dimensions();
                 StreamView {
                     id: p.id,
@@ -365,6 +399,7 @@ impl Registry {
                     height,
                     query: redact_query_in(&p.query),
                     flags: p.flags().names(),
+                    viewers: *viewers,
                 }
             })
             .collect();

@@ -188,6 +188,27 @@ impl Session {
         );
     }
 
+    /// Queues any message (a data message such as `|RtmpSampleAccess`) on
+    /// chunk stream `csid`, fmt 0 with an absolute timestamp.
+    pub fn send_message(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) {
+        chunk::write_message(
+            &mut self.outbound,
+            self.chunk_size,
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+            payload,
+        );
+    }
+
     /// Queues a control message on the control chunk stream. A
     /// SetChunkSize goes through [`Session::set_chunk_size`] instead.
     pub fn send_control(&mut self, c: &Control) {

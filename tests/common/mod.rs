@@ -35,7 +35,8 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pushprobe"));
     c.env_remove("PUSHPROBE_KEY")
         .env_remove("PUSHPROBE_BACKUP_KEY")
-        .env_remove("PUSHPROBE_CALLBACK_KEY");
+        .env_remove("PUSHPROBE_CALLBACK_KEY")
+        .env_remove("PUSHPROBE_PLAY_KEY");
     c
 }
 
