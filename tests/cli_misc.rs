@@ -22,6 +22,8 @@ fn demo_runs_the_whole_job_offline() {
     for want in [
         "[ok] the signed push was accepted and streamed",
         "[ok] the ingest parsed 640x360 from the SPS",
+        "[ok] the ingest played the push back over RTMP, stamped latency measured",
+        "[ok] the ingest played the push back over HTTP-FLV, stamped latency measured",
         "[ok] both callbacks arrived with a valid sign",
         "[ok] both carry the same sequence",
         "[ok] the expired URL was refused and named expired_url",

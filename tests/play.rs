@@ -49,16 +49,31 @@ fn rtmp_play_of_a_stamped_push_relayed_by_nginx_measures_latency() {
     assert_eq!(v["latency_method"], "sei", "{v}");
     let frames = v["video_frames"].as_u64().unwrap();
     assert!(frames > 0, "{v}");
-    assert_eq!(v["stamped"].as_u64(), Some(frames), "every frame stamped: {v}");
+    assert_eq!(
+        v["stamped"].as_u64(),
+        Some(frames),
+        "every frame stamped: {v}"
+    );
     assert_eq!(v["lost"], 0, "no frame lost over RTMP: {v}");
     assert_eq!(v["duplicated"], 0, "{v}");
     assert_eq!(v["reordered"], 0, "{v}");
     assert_eq!(v["stalls"], 0, "{v}");
     let lat = &v["latency_ms"];
     assert!(lat["p50"].as_f64().unwrap() > 0.0, "latency positive: {v}");
-    assert!(lat["max"].as_f64().unwrap() < 1000.0, "under --max-latency: {v}");
+    assert!(
+        lat["max"].as_f64().unwrap() < 1000.0,
+        "under --max-latency: {v}"
+    );
     assert_eq!(lat["count"].as_u64(), Some(frames), "{v}");
-    for phase in ["dns", "tcp", "handshake", "connect", "play", "first_frame", "first_keyframe"] {
+    for phase in [
+        "dns",
+        "tcp",
+        "handshake",
+        "connect",
+        "play",
+        "first_frame",
+        "first_keyframe",
+    ] {
         assert!(v["phases_ms"][phase].is_number(), "phase {phase}: {v}");
     }
 }
@@ -99,7 +114,11 @@ fn delay_proxy_between_publisher_and_nginx_raises_latency_by_its_delay() {
     assert_eq!(code, Some(0), "{all}");
     assert_eq!(slow["latency_method"], "sei");
     let rise = p50(&slow) - p50(&base);
-    eprintln!("p50 direct {:.1} ms, delayed {:.1} ms, rise {rise:.1} ms", p50(&base), p50(&slow));
+    eprintln!(
+        "p50 direct {:.1} ms, delayed {:.1} ms, rise {rise:.1} ms",
+        p50(&base),
+        p50(&slow)
+    );
     let want = DELAY.as_secs_f64() * 1000.0;
     assert!(
         rise >= want - BELOW && rise <= want + ABOVE,
@@ -169,7 +188,15 @@ fn garbage_from_a_server_is_a_clear_error_not_a_hang() {
         };
         let began = Instant::now();
         let out = run(
-            bin().args(["play", &url, "--json", "--timeout", "3s", "--duration", "2s"]),
+            bin().args([
+                "play",
+                &url,
+                "--json",
+                "--timeout",
+                "3s",
+                "--duration",
+                "2s",
+            ]),
             Duration::from_secs(60),
         );
         assert_eq!(out.status.code(), Some(1), "{url}: {}", text(&out));
@@ -197,7 +224,10 @@ fn http_error_status_is_the_failure_with_the_servers_words() {
     assert_eq!(v["http_status"], 404);
     assert_eq!(v["failure"]["kind"], "http");
     let msg = v["failure"]["message"].as_str().unwrap();
-    assert!(msg.contains("404") && msg.contains("no such stream"), "{msg}");
+    assert!(
+        msg.contains("404") && msg.contains("no such stream"),
+        "{msg}"
+    );
     assert!(!all.contains("hidden"), "secret shown: {all}");
 }
 
@@ -240,7 +270,14 @@ fn push_with_play_plays_the_stream_back_and_its_json_validates() {
     assert_eq!(p["stopped_by_user"], false, "{p}");
     // Text: the verdict gains the play-back line.
     let out = run(
-        bin().args(["smoke", &ng.url("both2"), "--duration", "5s", "--play", &ng.url("both2")]),
+        bin().args([
+            "smoke",
+            &ng.url("both2"),
+            "--duration",
+            "5s",
+            "--play",
+            &ng.url("both2"),
+        ]),
         Duration::from_secs(90),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -251,7 +288,15 @@ fn push_with_play_plays_the_stream_back_and_its_json_validates() {
     );
     // A play URL nobody publishes: the push is accepted, the check fails.
     let out = run(
-        bin().args(["push", &ng.url("pushed"), "--duration", "3s", "--json", "--play", &ng.url("other")]),
+        bin().args([
+            "push",
+            &ng.url("pushed"),
+            "--duration",
+            "3s",
+            "--json",
+            "--play",
+            &ng.url("other"),
+        ]),
         Duration::from_secs(90),
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -274,12 +319,11 @@ fn hls_play_of_nginx_rtmps_hls_output_measures_latency() {
     let push = spawn(bin().args(["push", &url, "--stamp", "--duration", "30s"]));
     ng.wait_publishing("hlsout", &push);
     // nginx writes the playlist once its first segment is cut.
-    wait_until(
-        "nginx to write the HLS playlist",
-        READY,
-        &[&push.1],
-        || http_get(ng.stat_port, "/hls/hlsout.m3u8").contains("#EXTINF").then_some(()),
-    );
+    wait_until("nginx to write the HLS playlist", READY, &[&push.1], || {
+        http_get(ng.stat_port, "/hls/hlsout.m3u8")
+            .contains("#EXTINF")
+            .then_some(())
+    });
     let hls = format!("http://127.0.0.1:{}/hls/hlsout.m3u8", ng.stat_port);
     // Bound: nginx keeps 6 s of playlist (hls_playlist_length), segments
     // are one GOP (2 s); a frame can wait for its segment to be cut (2 s),
@@ -311,10 +355,16 @@ fn doctor_step_6_plays_the_push_back() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_valid("doctor", &v);
     let s6 = &v["steps"][5];
-    assert_eq!((s6["step"].as_u64(), s6["name"].as_str()), (Some(6), Some("play")));
+    assert_eq!(
+        (s6["step"].as_u64(), s6["name"].as_str()),
+        (Some(6), Some("play"))
+    );
     assert_eq!(s6["status"], "pass", "{v}");
     let d = s6["detail"].as_str().unwrap();
-    assert!(d.contains("first frame after") && d.contains("(sei)"), "{d}");
+    assert!(
+        d.contains("first frame after") && d.contains("(sei)"),
+        "{d}"
+    );
     // A play domain that serves no such stream: step 6 fails, exit 1.
     let port = ng.port.to_string();
     let out = run(
@@ -328,6 +378,93 @@ fn doctor_step_6_plays_the_push_back() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("6 play     fail") && said.contains("StreamNotFound"), "{said}");
+    assert!(
+        said.contains("6 play     fail") && said.contains("StreamNotFound"),
+        "{said}"
+    );
     assert!(said.contains("verdict  play"), "{said}");
+}
+
+/// A relay that strips the stamps (as a transcoding CDN may strip SEI):
+/// ffmpeg copies the stream from one nginx name to another, dropping SEI
+/// NAL units and keeping timestamps (`-copyts`). `push --play` then has no
+/// stamps and falls back to matching FLV timestamps against its own send log.
+#[test]
+fn without_stamps_latency_falls_back_to_the_publishers_send_log() {
+    if !have("nginx") || !have("ffmpeg") {
+        return;
+    }
+    // idle_streams on (nginx's default): the player waits for `out` to appear.
+    let ng = Nginx::start(None);
+    let (input, output) = (ng.url("in"), ng.url("out"));
+    let push = spawn(bin().args([
+        "push",
+        &input,
+        "--duration",
+        "15s",
+        "--json",
+        "--play",
+        &output,
+    ]));
+    ng.wait_publishing("in", &push);
+    let _relay = spawn(std::process::Command::new("ffmpeg").args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-rw_timeout",
+        "8000000",
+        "-i",
+        &input,
+        "-c",
+        "copy",
+        "-bsf:v",
+        "filter_units=remove_types=6",
+        "-copyts",
+        "-f",
+        "flv",
+        &output,
+    ]));
+    let out = push.finish(Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["play"];
+    assert_eq!(p["stamped"], 0, "the relay stripped the stamps: {p}");
+    assert_eq!(p["latency_method"], "timestamp", "{p}");
+    let lat = &p["latency_ms"];
+    assert!(lat["count"].as_u64().unwrap() > 0, "{p}");
+    // Bound: the relay adds its start-up burst (ffmpeg reads the first GOP
+    // as fast as it can: up to ~1.5 s seen here) and loopback hops; 10 s is
+    // the player's own bound on any wait (the push's --timeout).
+    assert!(lat["max"].as_f64().unwrap() < 10_000.0, "{p}");
+}
+
+/// HTTP-FLV from an independent server with an HTTP-FLV output:
+/// node-media-server relays the stamped push over HTTP.
+#[test]
+fn http_flv_play_from_node_media_server_measures_latency() {
+    let Some(peer) = common::peers::Peer::node_media_server(None) else {
+        return;
+    };
+    let url = peer.url("flvplay");
+    let flv = format!(
+        "http://127.0.0.1:{}/live/flvplay.flv",
+        peer.http_port.unwrap()
+    );
+    // push --play: the player starts once the push is accepted.
+    let out = run(
+        bin().args(["push", &url, "--duration", "6s", "--json", "--play", &flv]),
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid("push", &v);
+    let p = &v["play"];
+    assert_eq!(p["protocol"], "http_flv", "{p}");
+    assert_eq!(p["http_status"], 200, "{p}");
+    assert_eq!(p["latency_method"], "sei", "{p}");
+    assert!(p["video_frames"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["lost"], 0, "{p}");
+    assert!(p["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{p}");
+    // Bound: a loopback relay; 10 s is the player's own bound on any wait.
+    assert!(p["latency_ms"]["max"].as_f64().unwrap() < 10_000.0, "{p}");
 }

@@ -1,7 +1,8 @@
 //! `pushprobe demo`: the whole job offline on loopback. An embedded ingest
 //! and callback receiver, a signed push with its phases, the ingest's view and
-//! both callbacks with their arrival latency; then an expired URL and a
-//! duplicate push, each refused and named.
+//! both callbacks with their arrival latency, the push played back from the
+//! ingest over RTMP and HTTP-FLV (first frame, stamped latency); then an
+//! expired URL and a duplicate push, each refused and named.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ use crate::ingest::IngestConfig;
 use crate::notify::{Notifier, NotifyConfig};
 use crate::probe::dup::{self, DupFinding};
 use crate::probe::embedded::random_hex;
+use crate::probe::play;
 use crate::probe::report::write_text;
 use crate::probe::{Embedded, PreparedPush, PushSettings};
 use crate::publish::{Observer, Phase};
@@ -98,9 +100,19 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let url = embedded.url("demo", now_unix() + 24 * 3600)?;
     let settings = PushSettings {
         duration: args.duration,
+        // Stamped: the push is played back below.
+        stamp: true,
         ..PushSettings::default()
     };
     let p = PreparedPush::prepare(&url, embedded.keys(), &settings)?;
+    // Played back from the ingest while it streams, over RTMP and HTTP-FLV.
+    let players = [
+        format!("rtmp://{}/live/demo", embedded.ingest.rtmp_addr),
+        format!("http://{}/live/demo.flv", embedded.ingest.http_addr),
+    ]
+    .iter()
+    .map(|u| play::play_config(u, &settings))
+    .collect::<Result<Vec<_>, _>>()?;
     writeln!(
         out,
         "\n1. push {} for {:?}",
@@ -114,7 +126,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep((args.duration / 2).min(Duration::from_secs(2))).await;
         registry.registry().streams()
     };
-    let (pushed, streams) = tokio::join!(p.run_observed(&cancel, &mut seen, false), view);
+    let ((pushed, played), streams) = tokio::join!(
+        play::push_and_play_all(&p, players, &cancel, &mut seen),
+        view
+    );
     let closed = Instant::now();
     let verdict = &pushed.verdict;
     write_text(&mut out, &pushed)?;
@@ -130,6 +145,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         verdict.outcome == Outcome::Accepted,
         "the signed push was accepted and streamed",
     )?;
+    for (how, r) in ["RTMP", "HTTP-FLV"].iter().zip(&played) {
+        writeln!(
+            out,
+            "  play back over {how}: {}",
+            play::verdict_line(r.as_ref())
+        )?;
+        check(
+            &mut out,
+            r.as_ref().is_some_and(|r| {
+                r.kept_up(None) && r.latency_method == crate::play::LatencyMethod::Sei
+            }),
+            &format!("the ingest played the push back over {how}, stamped latency measured"),
+        )?;
+    }
     match streams.iter().find(|s| s.stream == "demo") {
         Some(s) => {
             writeln!(

@@ -36,5 +36,9 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<ExitCode> {
     } else {
         report::write_text(&mut out, &r)?;
     }
-    Ok(ExitCode::from(if r.kept_up(args.max_latency) { 0 } else { 1 }))
+    Ok(ExitCode::from(if r.kept_up(args.max_latency) {
+        0
+    } else {
+        1
+    }))
 }

@@ -48,17 +48,17 @@ async fn receive(
         if play_until(cfg, player).is_some_and(|end| now >= end) {
             return Ok(Stop::Done);
         }
-        let frame =
-            match tokio::time::timeout_at(next_deadline(cfg, player, last_rx), body.frame()).await
-            {
-                Err(_) if play_until(cfg, player).is_some_and(|end| Instant::now() >= end) => {
-                    return Ok(Stop::Done);
-                }
-                Err(_) => return Err(Failure::Timeout { phase }),
-                Ok(None) => return Err(Failure::Ended { status: None }),
-                Ok(Some(Err(e))) => return Err(protocol(phase, e)),
-                Ok(Some(Ok(f))) => f,
-            };
+        let frame = match tokio::time::timeout_at(next_deadline(cfg, player, last_rx), body.frame())
+            .await
+        {
+            Err(_) if play_until(cfg, player).is_some_and(|end| Instant::now() >= end) => {
+                return Ok(Stop::Done);
+            }
+            Err(_) => return Err(Failure::Timeout { phase }),
+            Ok(None) => return Err(Failure::Ended { status: None }),
+            Ok(Some(Err(e))) => return Err(protocol(phase, e)),
+            Ok(Some(Ok(f))) => f,
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };

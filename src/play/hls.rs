@@ -73,7 +73,8 @@ async fn hls(cfg: &PlayConfig, player: &mut Player<'_>) -> Result<Stop, Failure>
             Phase::FirstFrame
         };
         let text = fetch(cfg, &playlist, player, PLAYLIST_MAX).await?;
-        let parsed = m3u8::parse(&String::from_utf8_lossy(&text)).map_err(|e| protocol(phase, e))?;
+        let parsed =
+            m3u8::parse(&String::from_utf8_lossy(&text)).map_err(|e| protocol(phase, e))?;
         let (target, segments, ended) = match parsed {
             Playlist::Master { variant } if hops < MAX_HOPS => {
                 hops += 1;
@@ -115,7 +116,11 @@ async fn hls(cfg: &PlayConfig, player: &mut Player<'_>) -> Result<Stop, Failure>
                 return Ok(Stop::Done);
             }
         }
-        if ended && segments.last().is_none_or(|s| next.is_some_and(|n| s.seq < n)) {
+        if ended
+            && segments
+                .last()
+                .is_none_or(|s| next.is_some_and(|n| s.seq < n))
+        {
             return Err(Failure::Ended { status: None });
         }
         if last_new.elapsed() > cfg.timeout {

@@ -148,9 +148,6 @@ mod tests {
         assert!(matches!(parse("<html>"), Err(M3u8Error::NotM3u8(_))));
         assert_eq!(resolve("/hls/s.m3u8?t=1", "s-1.ts"), "/hls/s-1.ts");
         assert_eq!(resolve("/hls/s.m3u8", "/other/x.ts"), "/other/x.ts");
-        assert_eq!(
-            resolve("/hls/s.m3u8", "http://cdn/x.ts"),
-            "http://cdn/x.ts"
-        );
+        assert_eq!(resolve("/hls/s.m3u8", "http://cdn/x.ts"), "http://cdn/x.ts");
     }
 }

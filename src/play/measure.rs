@@ -326,7 +326,10 @@ mod tests {
         let mut m = Meter::new(Duration::from_secs(1));
         let mut s = Samples::default();
         // Received at unix 1_000_000_000 + 40_000 µs, sent 250 ms before.
-        m.frame(&video(40, 40, Some((1, 1, 1_000_040_000 - 250_000))), &mut s);
+        m.frame(
+            &video(40, 40, Some((1, 1, 1_000_040_000 - 250_000))),
+            &mut s,
+        );
         // Sent "after" it arrived: clocks apart, recorded as 0 and counted.
         m.frame(&video(80, 80, Some((1, 2, 2_000_000_000))), &mut s);
         assert_eq!(

@@ -237,7 +237,10 @@ pub struct PlayResult {
 
 impl PlayResult {
     pub fn at(&self, phase: Phase) -> Option<Duration> {
-        self.marks.iter().find(|(p, _)| *p == phase).map(|(_, d)| *d)
+        self.marks
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, d)| *d)
     }
 
     /// Playback started: a video frame arrived.

@@ -54,7 +54,11 @@ impl PlayReport {
             protocol: r.protocol,
             ok: r.kept_up(max_latency),
             started: r.started(),
-            phases_ms: r.marks.iter().map(|(p, d)| (p.name(), millis(*d))).collect(),
+            phases_ms: r
+                .marks
+                .iter()
+                .map(|(p, d)| (p.name(), millis(*d)))
+                .collect(),
             failure: r.failure.as_ref().map(|f| FailureReport {
                 kind: kind(f),
                 phase: f.phase(),
@@ -92,11 +96,13 @@ pub fn verdict_line(r: &PlayResult) -> String {
         (Some(t), _) => {
             let mut s = format!("playable: first frame after {:.0} ms", millis(t));
             match &r.latency {
-                Some(p) => s += &format!(
-                    ", latency p50 {:.1} ms ({})",
-                    p.p50,
-                    r.latency_method.name()
-                ),
+                Some(p) => {
+                    s += &format!(
+                        ", latency p50 {:.1} ms ({})",
+                        p.p50,
+                        r.latency_method.name()
+                    )
+                }
                 None => s += ", latency not measured (no stamps, no send log)",
             }
             if let Some(f) = &r.failure {

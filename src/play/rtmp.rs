@@ -57,7 +57,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn command(&mut self, stream_id: u32, cmd: &Command, phase: Phase) -> Result<(), Failure> {
+    async fn command(
+        &mut self,
+        stream_id: u32,
+        cmd: &Command,
+        phase: Phase,
+    ) -> Result<(), Failure> {
         self.session.send_command(stream_id, cmd);
         self.flush(phase).await
     }
@@ -120,8 +125,7 @@ async fn session(
     })?;
     let mut io = net::dial(cfg, &cfg.url, player).await?;
     let phase = Phase::Handshake;
-    let h = match tokio::time::timeout(cfg.timeout, drive::handshake(&mut io, Role::Client)).await
-    {
+    let h = match tokio::time::timeout(cfg.timeout, drive::handshake(&mut io, Role::Client)).await {
         Err(_) => return Err(Failure::Timeout { phase }),
         Ok(Err(HandshakeIoError::Protocol(e))) => {
             return Err(Failure::Protocol {
@@ -282,7 +286,10 @@ async fn receive(
         if play_until(cfg, player).is_some_and(|end| Instant::now() >= end) {
             return Ok(Stop::Done);
         }
-        match conn.next(next_deadline(cfg, player, last_rx), phase).await? {
+        match conn
+            .next(next_deadline(cfg, player, last_rx), phase)
+            .await?
+        {
             Some(m) => {
                 last_rx = Instant::now();
                 handle(&m, player, phase, last_rx)?;

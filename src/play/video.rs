@@ -134,7 +134,18 @@ mod tests {
         let nal = stamp::nal(&st);
         for length_size in [4usize, 2] {
             let mut r = VideoReader::default();
-            let seq = [0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xfc | (length_size as u8 - 1)];
+            let seq = [
+                0x17,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0x64,
+                0,
+                0x1f,
+                0xfc | (length_size as u8 - 1),
+            ];
             assert_eq!(r.read(&seq), Some(Video::Config));
             let mut body = vec![0x27, 1, 0, 0, 0];
             for n in [&nal[..], &[0x41, 0x9a, 0x01][..]] {

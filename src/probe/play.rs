@@ -4,18 +4,19 @@
 //! publisher's send log for latency when the relay strips the stamps.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::report::PushReport;
 use super::{PreparedPush, Pushed};
 use crate::classify::Outcome;
 use crate::play::report::PlayReport;
-use crate::play::{self, Failure, PlayConfig, PlayResult, PlayUrl, SendLog};
 use crate::play::url::PlayUrlError;
+use crate::play::{self, Failure, PlayConfig, PlayResult, PlayUrl, SendLog};
 use crate::publish::{Observer, Phase};
 
 /// Send times kept: about 2 minutes of 30 fps video, enough for any relay
@@ -50,21 +51,27 @@ impl SendLog for SendRecord {
     }
 }
 
-/// Watches the publisher: records video send times, wakes the player once
-/// the server accepted the push.
-struct Recorder {
+/// Watches the publisher: records video send times, says when the server
+/// accepted the push, and passes everything on to the caller's observer.
+struct Recorder<'a> {
     log: Arc<SendRecord>,
-    published: Arc<Notify>,
+    published: CancellationToken,
+    inner: &'a mut dyn Observer,
 }
 
-impl Observer for Recorder {
-    fn phase(&mut self, phase: Phase, _at: tokio::time::Instant) {
+impl Observer for Recorder<'_> {
+    fn phase(&mut self, phase: Phase, at: tokio::time::Instant) {
         if phase == Phase::Publish {
-            self.published.notify_one();
+            self.published.cancel();
         }
+        self.inner.phase(phase, at);
     }
-    fn frame_sent(&mut self, timestamp_ms: u64, _sequence: u64, sent_unix_us: u64) {
+    fn sent(&mut self, bytes: u64) {
+        self.inner.sent(bytes);
+    }
+    fn frame_sent(&mut self, timestamp_ms: u64, sequence: u64, sent_unix_us: u64) {
         self.log.push(timestamp_ms, sent_unix_us);
+        self.inner.frame_sent(timestamp_ms, sequence, sent_unix_us);
     }
 }
 
@@ -107,16 +114,31 @@ pub fn play_config(url: &str, s: &super::PushSettings) -> Result<PlayConfig, Pla
 /// should be stamped (`PushSettings::stamp`).
 pub async fn push_and_play(
     push: &PreparedPush,
-    mut play: PlayConfig,
+    play: PlayConfig,
     cancel: &CancellationToken,
 ) -> PushedAndPlayed {
+    let (pushed, mut played) = push_and_play_all(push, vec![play], cancel, &mut ()).await;
+    PushedAndPlayed {
+        pushed,
+        played: played.pop().flatten(),
+    }
+}
+
+/// [`push_and_play`] with several players at once (the demo plays RTMP and
+/// HTTP-FLV) and the caller's observer of the push. One result per player,
+/// in order; `None` when the push was never accepted.
+pub async fn push_and_play_all(
+    push: &PreparedPush,
+    plays: Vec<PlayConfig>,
+    cancel: &CancellationToken,
+    observer: &mut dyn Observer,
+) -> (Pushed, Vec<Option<PlayResult>>) {
     let log = Arc::new(SendRecord::default());
-    let published = Arc::new(Notify::new());
-    play.send_log = Some(log.clone());
-    play.duration = None;
+    let published = CancellationToken::new();
     let mut recorder = Recorder {
-        log,
+        log: log.clone(),
         published: published.clone(),
+        inner: observer,
     };
     let stop_play = cancel.child_token();
     let pushing = async {
@@ -124,27 +146,55 @@ pub async fn push_and_play(
         stop_play.cancel();
         r
     };
-    let playing = async {
-        tokio::select! {
-            _ = published.notified() => {}
-            _ = stop_play.cancelled() => return None,
+    let players = plays.into_iter().map(|mut play| {
+        play.send_log = Some(log.clone());
+        play.duration = None;
+        let (published, stop_play) = (&published, &stop_play);
+        async move {
+            tokio::select! {
+                _ = published.cancelled() => {}
+                _ = stop_play.cancelled() => return None,
+            }
+            Some(play::play_one(&play, stop_play).await)
         }
-        Some(play::play_one(&play, &stop_play).await)
-    };
-    let (pushed, mut played) = tokio::join!(pushing, playing);
-    // The publisher ending its own stream is the end of the play, not a
-    // failure of it.
-    if pushed.verdict.outcome == Outcome::Accepted
-        && let Some(p) = &mut played
-        && matches!(p.failure, Some(Failure::Ended { .. }))
-    {
-        p.failure = None;
-    }
-    // Stopped because the push ended: only the user's stop is a stop.
-    if let Some(p) = &mut played {
+    });
+    let (pushed, mut played) = tokio::join!(pushing, join_all(players.collect()));
+    for p in played.iter_mut().flatten() {
+        // The publisher ending its own stream is the end of the play, not a
+        // failure of it.
+        if pushed.verdict.outcome == Outcome::Accepted
+            && matches!(p.failure, Some(Failure::Ended { .. }))
+        {
+            p.failure = None;
+        }
+        // Stopped because the push ended: only the user's stop is a stop.
         p.cancelled &= cancel.is_cancelled();
     }
-    PushedAndPlayed { pushed, played }
+    (pushed, played)
+}
+
+/// Runs every future to its end, concurrently on this task; outputs in order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// The push JSON with its `play` object (`schemas/commands.json`).
