@@ -162,7 +162,8 @@ impl Tag {
         match self.kind {
             TagKind::Video => self.video_packet() == Some(Packet::SequenceStart),
             TagKind::Audio => {
-                self.data.first().is_some_and(|b| b >> 4 == CODEC_AAC) && self.data.get(1) == Some(&0)
+                self.data.first().is_some_and(|b| b >> 4 == CODEC_AAC)
+                    && self.data.get(1) == Some(&0)
             }
             TagKind::Script => false,
         }

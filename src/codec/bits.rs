@@ -62,7 +62,6 @@ impl<'a> BitReader<'a> {
     }
 }
 
-
 impl BitReader<'_> {
     /// Skips `n` bits; `None` when fewer remain.
     pub fn skip(&mut self, n: usize) -> Option<()> {

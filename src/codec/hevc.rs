@@ -28,7 +28,10 @@ fn first_sps(record: &[u8]) -> Option<&[u8]> {
         let count = u16::from_be_bytes([*record.get(pos + 1)?, *record.get(pos + 2)?]);
         pos += 3;
         for _ in 0..count {
-            let len = usize::from(u16::from_be_bytes([*record.get(pos)?, *record.get(pos + 1)?]));
+            let len = usize::from(u16::from_be_bytes([
+                *record.get(pos)?,
+                *record.get(pos + 1)?,
+            ]));
             let nal = record.get(pos + 2..pos + 2 + len)?;
             if nal_type == NAL_SPS && (nal.first()? >> 1) & 0x3f == NAL_SPS {
                 return Some(nal);

@@ -37,9 +37,7 @@ pub enum CodecError {
     CommandFrame(u8),
     #[error("multitrack video tags cannot be sent with a legacy FLV codec id")]
     MultitrackLegacy,
-    #[error(
-        "unknown codec {0:?}: expected one of h264, hevc, av1, vp9 (aliases: avc, h265)"
-    )]
+    #[error("unknown codec {0:?}: expected one of h264, hevc, av1, vp9 (aliases: avc, h265)")]
     UnknownName(String),
 }
 
@@ -208,7 +206,10 @@ mod tests {
         assert_eq!(VideoCodec::from_name("avc"), Ok(VideoCodec::H264));
         assert_eq!(VideoCodec::from_legacy_id(2), None);
         let err = VideoCodec::from_name("mpeg2").unwrap_err();
-        assert!(err.to_string().starts_with("unknown codec \"mpeg2\""), "{err}");
+        assert!(
+            err.to_string().starts_with("unknown codec \"mpeg2\""),
+            "{err}"
+        );
     }
 }
 
@@ -221,7 +222,12 @@ mod fixture_tests {
     use std::path::Path;
 
     fn load(name: &str) -> flv::Fixture {
-        flv::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)).unwrap()
+        flv::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -237,9 +243,16 @@ mod fixture_tests {
             assert_eq!(f.video_framing, Some(Framing::Enhanced), "{name}");
             assert_eq!(f.width.zip(f.height), size, "{name}");
             let seq = f.video_sequence_header.as_ref().expect("sequence header");
-            assert_eq!(parse_video_tag(&seq.data).unwrap().packet, Packet::SequenceStart);
+            assert_eq!(
+                parse_video_tag(&seq.data).unwrap().packet,
+                Packet::SequenceStart
+            );
             // 2 s GOP over 10 s: five key frames, first media video tag a key frame.
-            assert_eq!(f.media.iter().filter(|t| t.is_keyframe()).count(), 5, "{name}");
+            assert_eq!(
+                f.media.iter().filter(|t| t.is_keyframe()).count(),
+                5,
+                "{name}"
+            );
             assert!(f.media.iter().all(|t| !t.is_sequence_header()), "{name}");
             assert!((9_900..=10_200).contains(&f.duration_ms), "{name}");
         }
@@ -262,18 +275,35 @@ mod fixture_tests {
                     .filter(|t| t.kind == flv::TagKind::Video)
                     .filter_map(|t| {
                         let v = parse_video_tag(&t.data).ok()?;
-                        (v.packet == Packet::CodedFrames)
-                            .then(|| (t.timestamp_ms, v.is_keyframe(), t.data.slice(v.payload_at..)))
+                        (v.packet == Packet::CodedFrames).then(|| {
+                            (
+                                t.timestamp_ms,
+                                v.is_keyframe(),
+                                t.data.slice(v.payload_at..),
+                            )
+                        })
                     })
                     .collect::<Vec<_>>()
             };
             assert_eq!(videos(&enhanced), videos(&legacy), "{name}");
-            assert!(legacy.media.iter().filter(|t| t.kind == flv::TagKind::Video).all(|t| t.data[0] & 0x0f == id));
-            assert_eq!(legacy.media.len() + 1, enhanced.media.len(), "{name}: colorInfo Metadata dropped");
+            assert!(
+                legacy
+                    .media
+                    .iter()
+                    .filter(|t| t.kind == flv::TagKind::Video)
+                    .all(|t| t.data[0] & 0x0f == id)
+            );
+            assert_eq!(
+                legacy.media.len() + 1,
+                enhanced.media.len(),
+                "{name}: colorInfo Metadata dropped"
+            );
         }
         // VP9 has no legacy codec id.
         let err = load("vp9-360p.flv").with_legacy_codec_id().unwrap_err();
-        assert!(format!("{:#}", anyhow::Error::from(err)).contains("vp9 has no legacy FLV codec id"));
+        assert!(
+            format!("{:#}", anyhow::Error::from(err)).contains("vp9 has no legacy FLV codec id")
+        );
         // H.264 fixtures are unchanged.
         let sd = flv::default_fixture();
         assert_eq!(sd.with_legacy_codec_id().unwrap().media, sd.media);

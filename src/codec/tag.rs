@@ -210,10 +210,19 @@ mod tests {
         assert!(t.is_keyframe());
         // Codec id 12, inter frame, NALUs, composition time -2 (0xfffffe).
         let t = parse_video_tag(&[0x2c, 1, 0xff, 0xff, 0xfe, 0, 0, 0, 1]).unwrap();
-        assert_eq!((t.codec, t.packet, t.composition_ms), (VideoCodec::Hevc, Packet::CodedFrames, -2));
+        assert_eq!(
+            (t.codec, t.packet, t.composition_ms),
+            (VideoCodec::Hevc, Packet::CodedFrames, -2)
+        );
         assert!(!t.is_keyframe());
-        assert_eq!(parse_video_tag(&[0x1d, 2, 0, 0, 0]).unwrap().packet, Packet::SequenceEnd);
-        assert_eq!(parse_video_tag(&[0x12, 0]), Err(CodecError::UnknownCodecId(2)));
+        assert_eq!(
+            parse_video_tag(&[0x1d, 2, 0, 0, 0]).unwrap().packet,
+            Packet::SequenceEnd
+        );
+        assert_eq!(
+            parse_video_tag(&[0x12, 0]),
+            Err(CodecError::UnknownCodecId(2))
+        );
     }
 
     #[test]
@@ -222,19 +231,42 @@ mod tests {
         let t = parse_video_tag(b"\x90hvc1\x01").unwrap();
         assert_eq!(
             (t.codec, t.framing, t.packet, t.payload_at),
-            (VideoCodec::Hevc, Framing::Enhanced, Packet::SequenceStart, 5)
+            (
+                VideoCodec::Hevc,
+                Framing::Enhanced,
+                Packet::SequenceStart,
+                5
+            )
         );
         // CodedFrames: hvc1 carries SI24 composition time, av01 does not.
         let t = parse_video_tag(b"\x91hvc1\x00\x00\x21\xaa").unwrap();
-        assert_eq!((t.packet, t.composition_ms, t.payload_at), (Packet::CodedFrames, 33, 8));
+        assert_eq!(
+            (t.packet, t.composition_ms, t.payload_at),
+            (Packet::CodedFrames, 33, 8)
+        );
         let t = parse_video_tag(b"\xa1av01\x12\x00").unwrap();
-        assert_eq!((t.codec, t.packet, t.payload_at, t.frame_type), (VideoCodec::Av1, Packet::CodedFrames, 5, 2));
+        assert_eq!(
+            (t.codec, t.packet, t.payload_at, t.frame_type),
+            (VideoCodec::Av1, Packet::CodedFrames, 5, 2)
+        );
         // CodedFramesX: no composition time.
         let t = parse_video_tag(b"\x93hvc1\xaa").unwrap();
-        assert_eq!((t.packet, t.composition_ms, t.payload_at), (Packet::CodedFrames, 0, 5));
-        assert_eq!(parse_video_tag(b"\x92vp09").unwrap().packet, Packet::SequenceEnd);
-        assert_eq!(parse_video_tag(b"\xd4vp09\x02").unwrap().packet, Packet::Metadata);
-        assert_eq!(parse_video_tag(b"\x95av01").unwrap().packet, Packet::Other(5));
+        assert_eq!(
+            (t.packet, t.composition_ms, t.payload_at),
+            (Packet::CodedFrames, 0, 5)
+        );
+        assert_eq!(
+            parse_video_tag(b"\x92vp09").unwrap().packet,
+            Packet::SequenceEnd
+        );
+        assert_eq!(
+            parse_video_tag(b"\xd4vp09\x02").unwrap().packet,
+            Packet::Metadata
+        );
+        assert_eq!(
+            parse_video_tag(b"\x95av01").unwrap().packet,
+            Packet::Other(5)
+        );
     }
 
     #[test]
@@ -242,26 +274,56 @@ mod tests {
         // ModEx (7): one byte of data (size 0 + 1), then type nibble 0 and
         // packet type CodedFramesX.
         let t = parse_video_tag(b"\x97\x00\xff\x03av01\x12").unwrap();
-        assert_eq!((t.codec, t.packet, t.payload_at), (VideoCodec::Av1, Packet::CodedFrames, 8));
+        assert_eq!(
+            (t.codec, t.packet, t.payload_at),
+            (VideoCodec::Av1, Packet::CodedFrames, 8)
+        );
         // Multitrack (6), OneTrack + SequenceStart, FourCC, track id 0.
         let t = parse_video_tag(b"\x96\x00hvc1\x00\x01").unwrap();
-        assert_eq!((t.codec, t.packet, t.multitrack, t.payload_at), (VideoCodec::Hevc, Packet::SequenceStart, true, 7));
+        assert_eq!(
+            (t.codec, t.packet, t.multitrack, t.payload_at),
+            (VideoCodec::Hevc, Packet::SequenceStart, true, 7)
+        );
         // ManyTracks + CodedFrames: FourCC, track id, 24-bit track size, cts.
         let t = parse_video_tag(b"\x96\x11hvc1\x01\x00\x00\x04\x00\x00\x00\xaa").unwrap();
         assert_eq!((t.packet, t.payload_at), (Packet::CodedFrames, 13));
         // A command frame (type 5, not Metadata) names no codec.
-        assert_eq!(parse_video_tag(b"\xd0\x01"), Err(CodecError::CommandFrame(1)));
+        assert_eq!(
+            parse_video_tag(b"\xd0\x01"),
+            Err(CodecError::CommandFrame(1))
+        );
         // ModEx chains are bounded.
-        let chain: Vec<u8> = std::iter::once(0x97).chain([0u8, 0, 0x07].repeat(20)).collect();
-        assert!(matches!(parse_video_tag(&chain), Err(CodecError::Truncated { .. })));
+        let chain: Vec<u8> = std::iter::once(0x97)
+            .chain([0u8, 0, 0x07].repeat(20))
+            .collect();
+        assert!(matches!(
+            parse_video_tag(&chain),
+            Err(CodecError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn truncated_and_unknown_headers_are_errors() {
-        assert!(matches!(parse_video_tag(&[]), Err(CodecError::Truncated { .. })));
-        assert!(matches!(parse_video_tag(b"\x90hv"), Err(CodecError::Truncated { need: 5, have: 3, .. })));
-        assert!(matches!(parse_video_tag(b"\x91hvc1\x00"), Err(CodecError::Truncated { .. })));
-        assert!(matches!(parse_video_tag(&[0x17, 1, 0]), Err(CodecError::Truncated { .. })));
+        assert!(matches!(
+            parse_video_tag(&[]),
+            Err(CodecError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video_tag(b"\x90hv"),
+            Err(CodecError::Truncated {
+                need: 5,
+                have: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_video_tag(b"\x91hvc1\x00"),
+            Err(CodecError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video_tag(&[0x17, 1, 0]),
+            Err(CodecError::Truncated { .. })
+        ));
         let err = parse_video_tag(b"\x90mp4v").unwrap_err();
         assert_eq!(err, CodecError::UnknownFourCc("mp4v".into()));
         assert!(err.to_string().contains("\"mp4v\""));

@@ -158,6 +158,8 @@ mod tests {
             remote_addr: None,
             attempts: vec![],
             forced: None,
+            server_fourcc: None,
+            pushed_fourcc: None,
         }
     }
 

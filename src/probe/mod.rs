@@ -50,6 +50,8 @@ pub struct PushSettings {
     pub dial: DialOptions,
     /// Add `txHost=` to the query: `Some("")` the URL's host, `Some(d)` d.
     pub tx_host: Option<String>,
+    /// Push Enhanced RTMP video as legacy FLV codec id 12/13 (`--legacy-codec-id`).
+    pub legacy_codec_id: bool,
 }
 
 impl Default for PushSettings {
@@ -63,6 +65,7 @@ impl Default for PushSettings {
             refusal_window: publish::REFUSAL_WINDOW,
             dial: DialOptions::default(),
             tx_host: None,
+            legacy_codec_id: false,
         }
     }
 }
@@ -108,11 +111,20 @@ impl Pushed {
 }
 
 /// Loads the fixture at `path`, or the embedded one; with its display name.
-pub fn load_fixture(path: Option<&Path>) -> Result<(Fixture, String), FlvError> {
-    match path {
-        Some(p) => Ok((flv::load(p)?, p.display().to_string())),
-        None => Ok((flv::default_fixture(), "embedded sd-360p.flv".to_string())),
+/// With `legacy_codec_id` its Enhanced RTMP video is rewritten once to FLV
+/// codec id 12/13 (see [`Fixture::with_legacy_codec_id`]).
+pub fn load_fixture(
+    path: Option<&Path>,
+    legacy_codec_id: bool,
+) -> Result<(Fixture, String), FlvError> {
+    let (fixture, name) = match path {
+        Some(p) => (flv::load(p)?, p.display().to_string()),
+        None => (flv::default_fixture(), "embedded sd-360p.flv".to_string()),
+    };
+    if legacy_codec_id {
+        return Ok((fixture.with_legacy_codec_id()?, name));
     }
+    Ok((fixture, name))
 }
 
 impl PreparedPush {
@@ -124,7 +136,8 @@ impl PreparedPush {
     ) -> Result<PreparedPush, PrepareError> {
         let url = PushUrl::parse(url)?;
         url.expiry()?;
-        let (fixture, fixture_name) = load_fixture(settings.fixture.as_deref())?;
+        let (fixture, fixture_name) =
+            load_fixture(settings.fixture.as_deref(), settings.legacy_codec_id)?;
         let plan = MediaPlan::new(&fixture, settings.chunk_size);
         let mut config = PublishConfig::new(url.clone());
         config.timeout = settings.timeout;
@@ -180,6 +193,7 @@ impl PreparedPush {
         if let Some(u) = &uplink {
             verdict = verdict.judge_uplink(u);
         }
+        verdict = verdict.judge_codec(&result, self.plan.pushed_video());
         Pushed {
             result,
             verdict,

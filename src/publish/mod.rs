@@ -19,7 +19,7 @@ use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
 use crate::rtmp::drive::{self, HandshakeIoError};
 use crate::rtmp::handshake::Role;
-use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, StatusReply};
+use crate::rtmp::message::{self, COMMAND_AMF0, COMMAND_AMF3, Command, FourCcReply, StatusReply};
 use crate::sign::PushUrl;
 use conn::{Conn, Dial, DialError, RecvError, Transport};
 use dial::{AddrError, Attempt, DialOptions};
@@ -314,6 +314,10 @@ pub struct PublishResult {
     pub attempts: Vec<Attempt>,
     /// The flags that forced the addresses (`--resolve ...`), if any.
     pub forced: Option<String>,
+    /// What the connect `_result` said about Enhanced RTMP (`None` before it).
+    pub server_fourcc: Option<FourCcReply>,
+    /// The Enhanced RTMP FourCC advertised in connect and pushed, if any.
+    pub pushed_fourcc: Option<&'static str>,
 }
 
 impl PublishResult {
@@ -427,6 +431,8 @@ struct Run<'a> {
     remote_addr: Option<SocketAddr>,
     attempts: Vec<Attempt>,
     forced: Option<String>,
+    video_fourcc: Option<&'static str>,
+    server_fourcc: Option<FourCcReply>,
     observer: &'a mut dyn Observer,
 }
 
@@ -448,6 +454,8 @@ pub async fn publish(
         remote_addr: None,
         attempts: Vec::new(),
         forced: None,
+        video_fourcc: plan.enhanced_fourcc(),
+        server_fourcc: None,
         observer,
     };
     let mut bytes_sent = 0;
@@ -486,6 +494,8 @@ pub async fn publish(
         remote_addr: run.remote_addr,
         attempts: run.attempts,
         forced: run.forced,
+        server_fourcc: run.server_fourcc,
+        pushed_fourcc: run.video_fourcc,
     }
 }
 
@@ -684,21 +694,13 @@ impl Run<'_> {
 
     async fn connect(&mut self, conn: &mut Conn) -> Result<(), Failure> {
         let url = &self.cfg.url;
-        let cmd = Command::new(
-            "connect",
-            1.0,
-            Value::obj(&[
-                ("app", Value::String(url.app.clone())),
-                ("type", Value::str("nonprivate")),
-                ("flashVer", Value::str("FMLE/3.0 (compatible; pushprobe)")),
-                ("tcUrl", Value::String(url.tc_url())),
-            ]),
-            vec![],
-        );
+        let object = message::connect_object(&url.app, &url.tc_url(), self.video_fourcc);
+        let cmd = Command::new("connect", 1.0, object, vec![]);
         conn.send_command(0, &cmd)
             .await
             .map_err(|e| self.io_failure(Phase::Connect, e))?;
-        self.await_reply(conn, Phase::Connect, 1.0, None).await?;
+        let reply = self.await_reply(conn, Phase::Connect, 1.0, None).await?;
+        self.server_fourcc = Some(FourCcReply::from_result(&reply));
         // Raise our chunk size for media.
         let cs = self.cfg.chunk_size.clamp(128, 0xFF_FFFF);
         conn.set_chunk_size(cs)
