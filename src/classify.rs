@@ -293,12 +293,25 @@ impl Verdict {
             .and_then(|f| f.fourcc_list.as_ref())
             .map(|l| l.join(", "))
             .unwrap_or_default();
+        // A refusal the server's own words explain stays what they say.
+        let worded = match r.failure() {
+            Some(Failure::RefusedAfterStart { cause, .. }) => match cause.as_ref() {
+                Failure::Rejected { status, .. } => wire_reason(status),
+                _ => None,
+            },
+            Some(Failure::Rejected { status, .. }) => wire_reason(status),
+            _ => None,
+        };
+        let cut_after_start =
+            matches!(r.ending, Ending::Interrupted { .. }) || r.refused_after_start();
         let (evidence, certain) = match (self.outcome, listed) {
             (_, Some(true)) => {
                 self.evidence
                     .push(format!("the server's connect _result lists {fourcc}"));
                 return self;
             }
+            (Outcome::CodecUnsupported, _) => (format!("pushed {pushed}"), self.certain),
+            _ if worded.is_some() => return self,
             (Outcome::Accepted | Outcome::TooSlow, Some(false)) => (
                 format!(
                     "the server's connect _result lists [{list}] without {fourcc}: it does not take {pushed}"
@@ -311,19 +324,16 @@ impl Verdict {
                 ),
                 false,
             ),
-            (Outcome::Interrupted, _) => (
+            _ if cut_after_start => (
                 format!(
                     "accepted, then cut while pushing {pushed}: ingests that do not take a codec close the push at its first video tag"
                 ),
                 listed == Some(false),
             ),
-            (Outcome::Refused, _) if r.refused_after_start() || r.server_fourcc.is_some() => (
-                format!(
-                    "refused while pushing {pushed}, without a reason the wire or local facts decide: the codec is the likely cause"
-                ),
-                listed == Some(false),
+            (Outcome::Refused, Some(false)) => (
+                format!("refused; the server's connect _result lists [{list}] without {fourcc}"),
+                true,
             ),
-            (Outcome::CodecUnsupported, _) => (format!("pushed {pushed}"), self.certain),
             _ => return self,
         };
         self.evidence.push(evidence);

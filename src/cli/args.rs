@@ -226,6 +226,16 @@ pub struct ServeArgs {
     /// Pause between callback retries (Tencent: 1 minute).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
     pub callback_retry_interval: Duration,
+    /// Video codecs taken, comma-separated: h264, hevc, av1, vp9, each in any
+    /// framing or as CODEC:enhanced / CODEC:legacy-id (e.g. h264,hevc:legacy-id
+    /// for a domain without Enhanced RTMP). A push of another codec is closed
+    /// at its first video tag (errcode 6 in the interruption record). Default: all.
+    #[arg(long, value_name = "LIST", value_parser = parse_codecs, default_value = "h264,hevc,av1,vp9,vp8,vvc")]
+    pub codecs: crate::codec::CodecSet,
+}
+
+fn parse_codecs(s: &str) -> Result<crate::codec::CodecSet, String> {
+    crate::codec::CodecSet::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]

@@ -39,6 +39,7 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         idle_timeout: args.idle_timeout,
         handshake_timeout: IngestConfig::default().handshake_timeout,
         notifier: None,
+        codecs: args.codecs.clone(),
     })
 }
 

@@ -189,6 +189,100 @@ pub fn sequence_header_dimensions(body: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
+/// An ingest's `_result` properties answering a client's `fourCcList` with
+/// what `codecs` takes in Enhanced RTMP framing; none when it sent none.
+pub fn answer_fourcc(
+    client_connect: &crate::rtmp::amf0::Value,
+    codecs: &CodecSet,
+) -> Vec<(String, crate::rtmp::amf0::Value)> {
+    let ours: Vec<&str> = VideoCodec::ALL.iter().map(|c| c.fourcc_str()).collect();
+    crate::rtmp::message::FourCcReply::answer(client_connect, &ours, |f| codecs.takes_fourcc(f))
+        .map(|r| r.properties())
+        .unwrap_or_default()
+}
+
+/// What an ingest learns from a video tag: codec, framing, and for a
+/// sequence header the display size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoSeen {
+    pub codec: VideoCodec,
+    pub framing: Framing,
+    pub sequence_start: bool,
+    pub size: Option<(u32, u32)>,
+}
+
+/// Reads a video tag body for the ingest; `None` when it names no codec.
+pub fn video_seen(body: &[u8]) -> Option<VideoSeen> {
+    let tag = parse_video_tag(body).ok()?;
+    let sequence_start = tag.packet == Packet::SequenceStart;
+    Some(VideoSeen {
+        codec: tag.codec,
+        framing: tag.framing,
+        sequence_start,
+        size: if sequence_start {
+            sequence_header_dimensions(body)
+        } else {
+            None
+        },
+    })
+}
+
+/// The codecs an ingest takes (`serve --codecs h264,hevc:legacy-id`): each
+/// entry a codec in any framing, or `CODEC:enhanced` / `CODEC:legacy-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecSet(Vec<(VideoCodec, Option<Framing>)>);
+
+impl Default for CodecSet {
+    /// Every codec in every framing.
+    fn default() -> CodecSet {
+        CodecSet(VideoCodec::ALL.iter().map(|&c| (c, None)).collect())
+    }
+}
+
+impl CodecSet {
+    /// Parses a comma-separated list; an empty list is an error.
+    pub fn parse(list: &str) -> Result<CodecSet, CodecError> {
+        let mut set = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, framing) = match item.split_once(':') {
+                None => (item, None),
+                Some((name, "enhanced")) => (name, Some(Framing::Enhanced)),
+                Some((name, "legacy-id" | "legacy")) => (name, Some(Framing::Legacy)),
+                Some(_) => return Err(CodecError::UnknownName(item.to_string())),
+            };
+            set.push((VideoCodec::from_name(name)?, framing));
+        }
+        if set.is_empty() {
+            return Err(CodecError::UnknownName(list.to_string()));
+        }
+        Ok(CodecSet(set))
+    }
+
+    pub fn accepts(&self, codec: VideoCodec, framing: Framing) -> bool {
+        self.0
+            .iter()
+            .any(|&(c, f)| c == codec && f.is_none_or(|f| f == framing))
+    }
+
+    /// Takes this Enhanced RTMP FourCC.
+    pub fn takes_fourcc(&self, fourcc: &str) -> bool {
+        VideoCodec::from_fourcc(fourcc.as_bytes())
+            .is_some_and(|c| self.accepts(c, Framing::Enhanced))
+    }
+
+    /// The list as given on the command line.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(c, f)| match f {
+                None => c.as_str().to_string(),
+                Some(f) => format!("{c}:{f}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +299,22 @@ mod tests {
         assert_eq!(VideoCodec::from_name("H265"), Ok(VideoCodec::Hevc));
         assert_eq!(VideoCodec::from_name("avc"), Ok(VideoCodec::H264));
         assert_eq!(VideoCodec::from_legacy_id(2), None);
+        let set = CodecSet::parse("h264, hevc:legacy-id").unwrap();
+        assert!(set.accepts(VideoCodec::H264, Framing::Enhanced));
+        assert!(set.accepts(VideoCodec::Hevc, Framing::Legacy));
+        assert!(!set.accepts(VideoCodec::Hevc, Framing::Enhanced));
+        assert!(!set.accepts(VideoCodec::Av1, Framing::Legacy));
+        assert_eq!(set.describe(), "h264,hevc:legacy-id");
+        assert!(CodecSet::default().accepts(VideoCodec::Vp9, Framing::Enhanced));
+        for bad in ["", " , ", "hevc:odd", "mpeg4"] {
+            assert!(CodecSet::parse(bad).is_err(), "{bad:?}");
+        }
+        let seen = video_seen(b"\x90av01\x81").unwrap();
+        assert_eq!(
+            (seen.codec, seen.framing, seen.sequence_start, seen.size),
+            (VideoCodec::Av1, Framing::Enhanced, true, None)
+        );
+        assert_eq!(video_seen(&[0x12, 0]), None);
         let err = VideoCodec::from_name("mpeg2").unwrap_err();
         assert!(
             err.to_string().starts_with("unknown codec \"mpeg2\""),

@@ -95,6 +95,7 @@ mod tests {
             app: "live",
             client,
             flags: Flags::default(),
+            video: None,
         };
         state
             .registry()

@@ -58,6 +58,9 @@ pub struct IngestConfig {
     pub handshake_timeout: Duration,
     /// Sends the push / interruption callbacks (never awaited on the media path).
     pub notifier: Option<Notifier>,
+    /// Video codecs taken (`--codecs`); a push of another ends at its first
+    /// video tag (errcode 6, as an ingest that cannot parse the content).
+    pub codecs: crate::codec::CodecSet,
 }
 
 impl Default for IngestConfig {
@@ -74,6 +77,7 @@ impl Default for IngestConfig {
             idle_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             notifier: None,
+            codecs: crate::codec::CodecSet::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::rules::Refusal;
+use crate::codec::{Framing, VideoCodec};
 use crate::errcode::{Errcode, SubErrcode};
 use crate::sign::redact_query_in;
 
@@ -96,6 +97,8 @@ pub struct Publisher {
     width: AtomicU32,
     height: AtomicU32,
     flags: AtomicU32,
+    /// Video codec and framing of the first video tag that names one.
+    video: std::sync::OnceLock<(VideoCodec, Framing)>,
 }
 
 impl Publisher {
@@ -121,6 +124,7 @@ impl Publisher {
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             flags: AtomicU32::new(flags.0),
+            video: std::sync::OnceLock::new(),
         }
     }
 
@@ -159,6 +163,13 @@ impl Publisher {
             self.height.load(Ordering::Relaxed),
         )
     }
+    /// Keeps the first codec seen; later calls change nothing.
+    pub fn set_video(&self, codec: VideoCodec, framing: Framing) {
+        let _ = self.video.set((codec, framing));
+    }
+    pub fn video(&self) -> Option<(VideoCodec, Framing)> {
+        self.video.get().copied()
+    }
     pub fn add_flag(&self, f: Flag) {
         self.flags.fetch_or(f.bit(), Ordering::Relaxed);
     }
@@ -183,6 +194,9 @@ pub struct StreamView {
     /// The push query with txSecret redacted.
     pub query: String,
     pub flags: Vec<&'static str>,
+    /// Video codec (h264, hevc, av1, vp9) and framing (enhanced, legacy-id).
+    pub codec: Option<&'static str>,
+    pub framing: Option<&'static str>,
 }
 
 /// A refused or interrupted push.
@@ -199,6 +213,8 @@ pub struct Record {
     pub errmsg: String,
     pub push_duration_ms: u64,
     pub flags: Vec<&'static str>,
+    /// Video codec of the push, when a video tag named one.
+    pub codec: Option<&'static str>,
 }
 
 /// The facts a record is made of, besides the time.
@@ -208,6 +224,7 @@ pub struct RecordOf<'a> {
     pub app: &'a str,
     pub client: SocketAddr,
     pub flags: Flags,
+    pub video: Option<(VideoCodec, Framing)>,
 }
 
 impl Record {
@@ -231,6 +248,7 @@ impl Record {
             errmsg: errmsg.to_string(),
             push_duration_ms,
             flags: of.flags.names(),
+            codec: of.video.map(|(c, _)| c.as_str()),
         }
     }
 
@@ -365,6 +383,8 @@ impl Registry {
                     height,
                     query: redact_query_in(&p.query),
                     flags: p.flags().names(),
+                    codec: p.video().map(|(c, _)| c.as_str()),
+                    framing: p.video().map(|(_, f)| f.as_str()),
                 }
             })
             .collect();
@@ -463,6 +483,7 @@ mod tests {
             app: "live",
             client: addr(1),
             flags: Flags::default(),
+            video: None,
         };
         for i in 0..5 {
             reg.record(Record::new(

@@ -344,6 +344,53 @@ impl FourCcReply {
         reply
     }
 
+    /// An ingest's answer to a client's `fourCcList` (`None` when the client
+    /// sent none): the FourCCs asked for that `takes` accepts (`*` asks for
+    /// all of `ours`), each CanDecode|CanForward in the info map, capsEx 0.
+    pub fn answer(
+        client: &Value,
+        ours: &[&str],
+        takes: impl Fn(&str) -> bool,
+    ) -> Option<FourCcReply> {
+        let Some(Value::StrictArray(asked)) = client.get("fourCcList") else {
+            return None;
+        };
+        let mut list: Vec<String> = Vec::new();
+        for f in asked.iter().filter_map(Value::as_str) {
+            let wanted: Vec<&str> = if f == "*" { ours.to_vec() } else { vec![f] };
+            for w in wanted {
+                if takes(w) && !list.iter().any(|l| l == w) {
+                    list.push(w.to_string());
+                }
+            }
+        }
+        Some(FourCcReply {
+            video_fourcc_info_map: Some(list.iter().map(|f| (f.clone(), 5)).collect()),
+            fourcc_list: Some(list),
+            caps_ex: Some(0),
+        })
+    }
+
+    /// The reply as `_result` command object properties.
+    pub fn properties(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        if let Some(l) = &self.fourcc_list {
+            let list = l.iter().map(|f| Value::String(f.clone())).collect();
+            out.push(("fourCcList".to_string(), Value::StrictArray(list)));
+        }
+        if let Some(m) = &self.video_fourcc_info_map {
+            let map = m
+                .iter()
+                .map(|(k, &v)| (k.clone(), Value::Number(f64::from(v))))
+                .collect();
+            out.push(("videoFourCcInfoMap".to_string(), Value::Object(map)));
+        }
+        if let Some(c) = self.caps_ex {
+            out.push(("capsEx".to_string(), Value::Number(f64::from(c))));
+        }
+        out
+    }
+
     /// The server said nothing about Enhanced RTMP.
     pub fn is_silent(&self) -> bool {
         *self == FourCcReply::default()
@@ -522,6 +569,16 @@ mod tests {
             ..FourCcReply::default()
         };
         assert_eq!(star.takes("vp09"), Some(true));
+        // An ingest's answer round-trips through its _result.
+        let client = connect_object("live", "rtmp://h/live", Some("hvc1"));
+        let answer = FourCcReply::answer(&client, &["hvc1", "av01"], |f| f == "av01").unwrap();
+        assert_eq!(answer.takes("hvc1"), Some(false));
+        let star = Value::obj(&[("fourCcList", Value::StrictArray(vec![Value::str("*")]))]);
+        let all = FourCcReply::answer(&star, &["hvc1", "av01"], |_| true).unwrap();
+        let result = Command::new("_result", 1.0, Value::Object(all.properties()), vec![]);
+        assert_eq!(FourCcReply::from_result(&result), all);
+        assert_eq!(all.fourcc_list.as_deref().unwrap().len(), 2);
+        assert!(FourCcReply::answer(&Value::obj(&[]), &["hvc1"], |_| true).is_none());
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["fourCcList"][0], "av01");
         assert_eq!(json["capsEx"], 1);
