@@ -324,12 +324,19 @@ impl Verdict {
                 ),
                 false,
             ),
-            _ if cut_after_start => (
-                format!(
-                    "accepted, then cut while pushing {pushed}: ingests that do not take a codec close the push at its first video tag"
-                ),
-                listed == Some(false),
-            ),
+            _ if cut_after_start => {
+                let unlisted = if listed == Some(false) {
+                    format!("; its connect _result lists [{list}] without {fourcc}")
+                } else {
+                    String::new()
+                };
+                (
+                    format!(
+                        "accepted, then cut while pushing {pushed}: ingests that do not take a codec close the push at its first video tag{unlisted}"
+                    ),
+                    listed == Some(false),
+                )
+            }
             (Outcome::Refused, Some(false)) => (
                 format!("refused; the server's connect _result lists [{list}] without {fourcc}"),
                 true,
