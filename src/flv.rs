@@ -296,6 +296,31 @@ pub fn default_fixture() -> Fixture {
     .expect("the built-in fixture fixtures/sd-360p.flv parses (tested)")
 }
 
+/// The built-in 640x360 fixture of `codec` (same content, GOP and AAC audio
+/// as sd-360p; HEVC, AV1 and VP9 in Enhanced RTMP framing), with its name;
+/// `None` for codecs without one (VP8, VVC).
+pub fn builtin_fixture(codec: VideoCodec) -> Option<(Fixture, &'static str)> {
+    let (bytes, name): (&'static [u8], _) = match codec {
+        VideoCodec::H264 => return Some((default_fixture(), "embedded sd-360p.flv")),
+        VideoCodec::Hevc => (
+            include_bytes!("../fixtures/hevc-360p.flv"),
+            "embedded hevc-360p.flv",
+        ),
+        VideoCodec::Av1 => (
+            include_bytes!("../fixtures/av1-360p.flv"),
+            "embedded av1-360p.flv",
+        ),
+        VideoCodec::Vp9 => (
+            include_bytes!("../fixtures/vp9-360p.flv"),
+            "embedded vp9-360p.flv",
+        ),
+        VideoCodec::Vp8 | VideoCodec::Vvc => return None,
+    };
+    let fixture = parse_bytes(Bytes::from_static(bytes))
+        .expect("the built-in fixtures parse (tested in codec::fixture_tests)");
+    Some((fixture, name))
+}
+
 fn check_size(size: u64) -> Result<(), FlvError> {
     if size > MAX_FILE_BYTES {
         return Err(FlvError::TooLarge { size });

@@ -270,3 +270,60 @@ fn nginx_rtmp_drops_enhanced_hevc_video() {
     );
     assert_eq!(v["server_fourcc"]["fourCcList"], Value::Null, "{v}");
 }
+
+/// Issue 14: `smoke --codecs` prints the codec x framing matrix; against an
+/// ingest that takes HEVC only as codec id 12 and no AV1, the cells say so,
+/// the JSON matches the committed schema, and the exit code is 1 (AV1 was
+/// accepted in no framing).
+#[test]
+fn smoke_codecs_matrix() {
+    let serve = Serve::start(&[], &["--codecs", "h264,hevc:legacy-id"]);
+    let url = format!("rtmp://127.0.0.1:{}/live/matrix", serve.port);
+    let out = run(
+        bin().args([
+            "smoke",
+            &url,
+            "--codecs",
+            "h264,hevc,av1",
+            "--duration",
+            "1s",
+            "--json",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = json(&out);
+    let schema_text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut schema: Value = serde_json::from_str(&schema_text).unwrap();
+    schema["$ref"] = serde_json::json!("#/$defs/codec_matrix");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{v:#}");
+    let cells: Vec<(String, String, String)> = v["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("codec"), s("framing"), s("result"))
+        })
+        .collect();
+    let want = [
+        ("h264", "legacy-id", "accepted"),
+        ("hevc", "enhanced", "cut"),
+        ("hevc", "legacy-id", "accepted"),
+        ("av1", "enhanced", "cut"),
+        ("av1", "legacy-id", "cut"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(cells, want, "{v:#}");
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["codecs"][1]["outcome"], "codec_unsupported", "{v:#}");
+}

@@ -33,6 +33,16 @@ pub struct SmokeArgs {
     /// Write a JUnit XML report (one test case per check) to this file, for CI.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Push each of these codecs (h264, hevc, av1, vp9; comma-separated)
+    /// briefly with the built-in fixtures, in Enhanced RTMP and legacy codec
+    /// id framing, and print the matrix codec x framing -> accepted / refused
+    /// / cut. Each push streams 3 s unless --duration says otherwise.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_codec, conflicts_with_all = ["fixture", "legacy_codec_id"])]
+    pub codecs: Vec<crate::codec::VideoCodec>,
+}
+
+fn parse_codec(s: &str) -> Result<crate::codec::VideoCodec, String> {
+    crate::codec::VideoCodec::from_name(s).map_err(|e| e.to_string())
 }
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.

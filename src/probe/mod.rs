@@ -3,6 +3,7 @@
 //! local facts, give the verdict. Commands parse arguments, call this and
 //! render; nothing here reads arguments or prints.
 
+pub mod codecs;
 pub mod dup;
 pub mod embedded;
 pub mod report;
@@ -134,11 +135,25 @@ impl PreparedPush {
         keys: Keys,
         settings: &PushSettings,
     ) -> Result<PreparedPush, PrepareError> {
-        let url = PushUrl::parse(url)?;
-        url.expiry()?;
+        // The URL is checked before the fixture is read, as it always was.
+        PushUrl::parse(url)?.expiry()?;
         let (fixture, fixture_name) =
             load_fixture(settings.fixture.as_deref(), settings.legacy_codec_id)?;
-        let plan = MediaPlan::new(&fixture, settings.chunk_size);
+        PreparedPush::prepare_fixture(url, keys, settings, &fixture, fixture_name)
+    }
+
+    /// [`PreparedPush::prepare`] with a fixture already loaded (and framed)
+    /// instead of `settings.fixture`.
+    pub fn prepare_fixture(
+        url: &str,
+        keys: Keys,
+        settings: &PushSettings,
+        fixture: &Fixture,
+        fixture_name: String,
+    ) -> Result<PreparedPush, PrepareError> {
+        let url = PushUrl::parse(url)?;
+        url.expiry()?;
+        let plan = MediaPlan::new(fixture, settings.chunk_size);
         let mut config = PublishConfig::new(url.clone());
         config.timeout = settings.timeout;
         config.duration = Some(settings.duration);
