@@ -75,10 +75,12 @@ fn video_tag_seeds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     for name in ["sd-360p", "hevc-360p", "av1-360p", "vp9-360p"] {
         let f = flv::load(&dir.join(format!("{name}.flv"))).unwrap();
-        let videos = f
-            .video_sequence_header
-            .iter()
-            .chain(f.media.iter().filter(|t| t.kind == flv::TagKind::Video).take(3));
+        let videos = f.video_sequence_header.iter().chain(
+            f.media
+                .iter()
+                .filter(|t| t.kind == flv::TagKind::Video)
+                .take(3),
+        );
         for (i, t) in videos.enumerate() {
             let body = &t.data[..t.data.len().min(2048)];
             write("video_tag", &format!("{name}-{i}.bin"), body);
@@ -91,7 +93,10 @@ fn video_tag_seeds() {
         ("modex-coded-x", b"\x97\x00\xff\x03av01\x12\x00"),
         ("modex-long", b"\x97\xff\x00\x02\x00\x00\x03hvc1\x00"),
         ("multitrack-one", b"\x96\x00hvc1\x00\x01\x01"),
-        ("multitrack-many", b"\x96\x21hvc1\x00\x00\x00\x04\x00\x00\x00\xaaav01\x01\x00\x00\x01\x12"),
+        (
+            "multitrack-many",
+            b"\x96\x21hvc1\x00\x00\x00\x04\x00\x00\x00\xaaav01\x01\x00\x00\x01\x12",
+        ),
         ("command", b"\xd0\x01"),
     ];
     for (name, bytes) in crafted {
@@ -103,7 +108,14 @@ fn video_tag_seeds() {
 /// tag over 4 KiB left out, and one plain prefix under 48 KiB.
 fn flv_seeds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    for name in ["low-240p", "sd-360p", "hd-720p", "hevc-360p", "av1-360p", "vp9-360p"] {
+    for name in [
+        "low-240p",
+        "sd-360p",
+        "hd-720p",
+        "hevc-360p",
+        "av1-360p",
+        "vp9-360p",
+    ] {
         let file = std::fs::read(dir.join(format!("{name}.flv"))).unwrap();
         let mut small = file[..13].to_vec();
         let mut prefix = file[..13].to_vec();
