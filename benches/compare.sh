@@ -117,3 +117,31 @@ print(f"ingest: {(su+ss)/tck*1000/ss_:.3f} CPU ms/stream-s")
 PY
   sed -n '/latency, ms/,/lag behind/p' "$WORK/scale.txt"
 fi
+
+# ---- part 3 (issue 14): HEVC vs H.264, load cost per stream-second ----
+# Same 640x360 content at ~500 kbit/s; 200 publishers of each fixture in
+# turn against nginx-rtmp (it takes Publish.Start for both). Set CODEC_N=0
+# to skip, CODEC_B to time another pushprobe binary.
+CODEC_N=${CODEC_N:-200}
+CB=${CODEC_B:-$B}
+if [ "$CODEC_N" -gt 0 ]; then
+  for fx in sd-360p hevc-360p; do
+    /usr/bin/time -f "%U %S %M" -o "$WORK/codec-$fx.time" \
+      "$CB" load --url-template "rtmp://127.0.0.1:$NP/live/$fx{i}" --publishers "$CODEC_N" --rate 200 \
+      --duration "${SECS}s" --fixture "$PWD/fixtures/$fx.flv" --progress none --json-out "$WORK/codec-$fx.json" > /dev/null || true
+  done
+  python3 - "$WORK" "$CODEC_N" <<'PY'
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+print(f"\npart 3: {n} publishers, H.264 vs HEVC (Enhanced RTMP), nginx-rtmp")
+print(f"{'fixture':<12}{'CPU ms/stream-s':>16}{'KB/publisher':>14}{'kbit/s':>8}  accepted")
+cost = {}
+for fx in ["sd-360p", "hevc-360p"]:
+    u, s, m = map(float, open(f"{work}/codec-{fx}.time").read().split()[-3:])
+    rep = json.load(open(f"{work}/codec-{fx}.json"))
+    ss = rep["stream_seconds"]
+    cost[fx] = (u + s) * 1000 / ss
+    print(f"{fx:<12}{cost[fx]:>16.3f}{m / n:>14.1f}{rep.get('fixture_kbps', 0):>8}  {rep['outcomes'].get('accepted', 0)} (codec_unsupported {rep['outcomes'].get('codec_unsupported', 0)})")
+print(f"ratio HEVC/H.264: {cost['hevc-360p'] / cost['sd-360p']:.2f}")
+PY
+fi

@@ -1,6 +1,8 @@
 //! H.264 sequence header reading: the display size from the first SPS of an FLV
 //! AVC sequence header tag. Pure, bounded, and `None` on anything malformed.
 
+use crate::codec::bits::{BitReader, unescape};
+
 /// FLV video tag header bytes before the AVCDecoderConfigurationRecord:
 /// frame type/codec id, AVC packet type, 24-bit composition time.
 const FLV_AVC_HEADER_LEN: usize = 5;
@@ -32,67 +34,6 @@ fn first_sps(record: &[u8]) -> Option<&[u8]> {
     let sps = record.get(8..8 + len)?;
     // forbidden_zero_bit clear and nal_unit_type 7.
     (sps.first()? & 0x9f == 7).then_some(sps)
-}
-
-/// NAL payload to RBSP: drops each emulation-prevention byte (the 3 in 00 00 03).
-fn unescape(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-/// Reads bits MSB first; every read is `None` past the end.
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> BitReader<'a> {
-        BitReader { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(u32::from(bit))
-    }
-
-    fn flag(&mut self) -> Option<bool> {
-        Some(self.bit()? == 1)
-    }
-
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        (0..n).try_fold(0, |acc, _| Some((acc << 1) | self.bit()?))
-    }
-
-    /// Unsigned exp-Golomb, ue(v); at most 32 leading zeros (values below 2^32).
-    fn ue(&mut self) -> Option<u64> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 32 {
-                return None;
-            }
-        }
-        let rest = u64::from(self.bits(zeros)?);
-        Some((1u64 << zeros) - 1 + rest)
-    }
-
-    /// Signed exp-Golomb, se(v).
-    fn se(&mut self) -> Option<i64> {
-        let k = i64::try_from(self.ue()?).ok()?;
-        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
 }
 
 /// Profiles whose SPS carries chroma_format_idc, bit depths and scaling lists.

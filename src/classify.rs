@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::codec::{Framing, VideoCodec};
 use crate::publish::{Ending, Failure, Phase, PublishResult};
 use crate::rtmp::message::StatusReply;
 use crate::sign::{Expiry, SecretCheck};
@@ -37,6 +38,10 @@ pub enum Outcome {
     /// Accepted, but the path could not carry the fixture's bitrate: the
     /// push fell more than [`LAG_LIMIT`] behind real time.
     TooSlow,
+    /// The server does not take the video codec (or its framing): refused,
+    /// accepted and cut, or accepted while its connect `_result` did not list
+    /// the FourCC pushed.
+    CodecUnsupported,
 }
 
 /// How far behind real time a push may fall before its uplink is too slow
@@ -44,7 +49,7 @@ pub enum Outcome {
 pub const LAG_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Outcome {
-    pub const ALL: [Outcome; 19] = [
+    pub const ALL: [Outcome; 20] = [
         Outcome::Accepted,
         Outcome::ExpiredUrl,
         Outcome::UnsignedUrl,
@@ -64,6 +69,7 @@ impl Outcome {
         Outcome::Interrupted,
         Outcome::Cancelled,
         Outcome::TooSlow,
+        Outcome::CodecUnsupported,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +93,7 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::Cancelled => "cancelled",
             Outcome::TooSlow => "too_slow",
+            Outcome::CodecUnsupported => "codec_unsupported",
         }
     }
 
@@ -106,7 +113,10 @@ impl Outcome {
             Outcome::ExpiredUrl => Some(3),
             Outcome::UnsignedUrl | Outcome::BadSecret => Some(4),
             Outcome::AlreadyInUse | Outcome::StreamDisabled => Some(5),
-            Outcome::Refused | Outcome::ConnectRejected | Outcome::ProtocolError => None,
+            Outcome::Refused
+            | Outcome::ConnectRejected
+            | Outcome::ProtocolError
+            | Outcome::CodecUnsupported => None,
         }
     }
 
@@ -166,6 +176,9 @@ impl Outcome {
             }
             Outcome::TooSlow => {
                 "the uplink cannot carry this bitrate: push a lower-bitrate fixture, or use a faster network path"
+            }
+            Outcome::CodecUnsupported => {
+                "this ingest does not take the codec in this framing: try --legacy-codec-id (HEVC as FLV codec id 12, AV1 as 13), or push H.264; enable HEVC/AV1 for the domain if its console offers it"
             }
         }
     }
@@ -249,6 +262,96 @@ impl Verdict {
     }
 }
 
+/// The video a push carried, for [`Verdict::judge_codec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushedVideo {
+    pub codec: VideoCodec,
+    pub framing: Framing,
+}
+
+impl Verdict {
+    /// A push of a codec other than H.264 that the server did not take is
+    /// `codec_unsupported`, not a generic refusal or cut: refused without a
+    /// decided reason, accepted and then cut, or accepted while the connect
+    /// `_result` listed FourCCs without ours (certain) or said nothing about
+    /// Enhanced RTMP (not certain: nginx-rtmp accepts such a push and drops
+    /// its video, node-media-server 4 is silent too and relays it). Other
+    /// verdicts are kept.
+    pub fn judge_codec(mut self, r: &PublishResult, video: Option<PushedVideo>) -> Verdict {
+        let Some(v) = video.filter(|v| v.codec != VideoCodec::H264) else {
+            return self;
+        };
+        let fourcc = v.codec.fourcc_str();
+        let pushed = format!("{} ({} framing)", v.codec, v.framing);
+        let listed = match (v.framing, &r.server_fourcc) {
+            (Framing::Enhanced, Some(reply)) => reply.takes(fourcc),
+            _ => None,
+        };
+        let list = r
+            .server_fourcc
+            .as_ref()
+            .and_then(|f| f.fourcc_list.as_ref())
+            .map(|l| l.join(", "))
+            .unwrap_or_default();
+        // A refusal the server's own words explain stays what they say.
+        let worded = match r.failure() {
+            Some(Failure::RefusedAfterStart { cause, .. }) => match cause.as_ref() {
+                Failure::Rejected { status, .. } => wire_reason(status),
+                _ => None,
+            },
+            Some(Failure::Rejected { status, .. }) => wire_reason(status),
+            _ => None,
+        };
+        let cut_after_start =
+            matches!(r.ending, Ending::Interrupted { .. }) || r.refused_after_start();
+        let (evidence, certain) = match (self.outcome, listed) {
+            (_, Some(true)) => {
+                self.evidence
+                    .push(format!("the server's connect _result lists {fourcc}"));
+                return self;
+            }
+            (Outcome::CodecUnsupported, _) => (format!("pushed {pushed}"), self.certain),
+            _ if worded.is_some() => return self,
+            (Outcome::Accepted | Outcome::TooSlow, Some(false)) => (
+                format!(
+                    "the server's connect _result lists [{list}] without {fourcc}: it does not take {pushed}"
+                ),
+                true,
+            ),
+            (Outcome::Accepted | Outcome::TooSlow, None) if v.framing == Framing::Enhanced => (
+                format!(
+                    "accepted, but the server's connect _result said nothing about {fourcc} (no fourCcList or videoFourCcInfoMap): a server without Enhanced RTMP (nginx-rtmp) accepts {pushed} and drops the video, so players get audio only; play the stream back to confirm"
+                ),
+                false,
+            ),
+            _ if cut_after_start => {
+                let unlisted = if listed == Some(false) {
+                    format!("; its connect _result lists [{list}] without {fourcc}")
+                } else {
+                    String::new()
+                };
+                (
+                    format!(
+                        "accepted, then cut while pushing {pushed}: ingests that do not take a codec close the push at its first video tag{unlisted}"
+                    ),
+                    listed == Some(false),
+                )
+            }
+            (Outcome::Refused, Some(false)) => (
+                format!("refused; the server's connect _result lists [{list}] without {fourcc}"),
+                true,
+            ),
+            _ => return self,
+        };
+        self.evidence.push(evidence);
+        self.outcome = Outcome::CodecUnsupported;
+        self.step = None;
+        self.fix = Outcome::CodecUnsupported.fix();
+        self.certain = certain;
+        self
+    }
+}
+
 /// The words of a status text without the query strings it may echo (the
 /// publish name `s?txSecret=..&txTime=..` would read as "secret").
 fn words_of(text: &str) -> String {
@@ -291,6 +394,8 @@ fn wire_reason(s: &StatusReply) -> Option<Outcome> {
         Some(Outcome::ExpiredUrl)
     } else if has(&["secret", "signature", "sign mismatch", "auth"]) {
         Some(Outcome::BadSecret)
+    } else if has(&["codec", "fourcc"]) {
+        Some(Outcome::CodecUnsupported)
     } else if has(&["disabled", "banned", "forbidden", "not allowed"]) {
         Some(Outcome::StreamDisabled)
     } else {
@@ -547,6 +652,8 @@ mod tests {
             attempts: vec![],
             forced: None,
             srt: None,
+            server_fourcc: None,
+            pushed_fourcc: None,
         }
     }
 
@@ -1134,5 +1241,99 @@ mod tests {
             "{:?}",
             v.evidence
         );
+    }
+
+    /// Issue 14: a codec the server does not take is named as such.
+    #[test]
+    fn codec_unsupported_verdicts() {
+        use crate::rtmp::message::FourCcReply;
+        let hevc = Some(PushedVideo {
+            codec: VideoCodec::Hevc,
+            framing: Framing::Enhanced,
+        });
+        let legacy_hevc = Some(PushedVideo {
+            codec: VideoCodec::Hevc,
+            framing: Framing::Legacy,
+        });
+        let h264 = Some(PushedVideo {
+            codec: VideoCodec::H264,
+            framing: Framing::Legacy,
+        });
+        let judge = |r: &PublishResult, v| classify(r, &good_facts()).judge_codec(r, v);
+        let with = |mut r: PublishResult, reply: FourCcReply| {
+            r.server_fourcc = Some(reply);
+            r
+        };
+        let silent = FourCcReply::default();
+        let lists = |l: &[&str]| FourCcReply {
+            fourcc_list: Some(l.iter().map(|s| s.to_string()).collect()),
+            ..FourCcReply::default()
+        };
+        // Accepted, _result silent: codec_unsupported, not certain, says why.
+        let v = judge(&with(result(Ending::Completed), silent.clone()), hevc);
+        assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, false));
+        assert!(
+            v.evidence
+                .iter()
+                .any(|e| e.contains("said nothing about hvc1")),
+            "{v:?}"
+        );
+        assert!(v.fix.contains("--legacy-codec-id") && v.fix.contains("H.264"));
+        // Accepted, _result lists others: certain.
+        let v = judge(&with(result(Ending::Completed), lists(&["av01"])), hevc);
+        assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, true));
+        assert!(
+            v.evidence.iter().any(|e| e.contains("[av01] without hvc1")),
+            "{v:?}"
+        );
+        // Accepted and listed (or "*"): accepted, with the evidence.
+        for reply in [lists(&["hvc1"]), lists(&["*"])] {
+            let v = judge(&with(result(Ending::Completed), reply), hevc);
+            assert_eq!(v.outcome, Outcome::Accepted, "{v:?}");
+            assert!(v.evidence.iter().any(|e| e.contains("lists hvc1")));
+        }
+        // Accepted and cut, in either framing.
+        let cut = result(Ending::Interrupted {
+            failure: closed_streaming(),
+        });
+        for video in [hevc, legacy_hevc] {
+            let v = judge(&with(cut.clone(), silent.clone()), video);
+            assert_eq!(v.outcome, Outcome::CodecUnsupported, "{v:?}");
+            assert!(
+                v.evidence
+                    .iter()
+                    .any(|e| e.contains("cut while pushing hevc"))
+            );
+        }
+        // Refused right after Publish.Start, reason unknown: the codec.
+        let refused = with(after_start(4, closed_streaming()), silent.clone());
+        assert_eq!(judge(&refused, hevc).outcome, Outcome::CodecUnsupported);
+        // The server's words say codec: certain from the wire.
+        let said = after_start(
+            4,
+            rejected(
+                "NetStream.Publish.Rejected",
+                "video codec hevc not accepted",
+            ),
+        );
+        let v = judge(&said, legacy_hevc);
+        assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, true));
+        // A decided refusal stays what it is; H.264 and no video are untouched.
+        let expired = judge(
+            &failed(rejected("NetStream.Publish.Rejected", "txTime expired")),
+            hevc,
+        );
+        assert_eq!(expired.outcome, Outcome::ExpiredUrl);
+        let legacy_accepted = judge(
+            &with(result(Ending::Completed), silent.clone()),
+            legacy_hevc,
+        );
+        assert_eq!(legacy_accepted.outcome, Outcome::Accepted);
+        for video in [h264, None] {
+            assert_eq!(
+                judge(&with(cut.clone(), silent.clone()), video).outcome,
+                Outcome::Interrupted
+            );
+        }
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::codec::{self, CodecError, Framing, Packet, VideoCodec};
+
 /// Largest FLV file we accept. Fixtures are held in memory by every run, so a
 /// bigger file is almost certainly the wrong file.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -84,6 +86,8 @@ pub enum FlvError {
     Gap { tag: usize, jump_ms: u32 },
     #[error("FLV file is {size} bytes, over the 512 MiB limit: use a shorter fixture")]
     TooLarge { size: u64 },
+    #[error("cannot push this fixture with --legacy-codec-id")]
+    Legacy(#[source] CodecError),
     #[error("cannot read FLV file {}", path.display())]
     Io {
         path: PathBuf,
@@ -145,29 +149,34 @@ pub struct Tag {
 }
 
 impl Tag {
-    /// A video tag whose frame type is 1 (key frame). Audio and script tags are not.
+    /// A video tag whose frame type is 1 (key frame), in either framing (the
+    /// Enhanced RTMP IsExHeader bit aside). Audio and script tags are not.
     pub fn is_keyframe(&self) -> bool {
-        self.kind == TagKind::Video && self.data.first().is_some_and(|b| b >> 4 == 1)
+        self.kind == TagKind::Video && self.data.first().is_some_and(|b| (b >> 4) & 0x07 == 1)
     }
 
-    /// An AVC sequence header (AVCDecoderConfigurationRecord) or an AAC
-    /// sequence header (AudioSpecificConfig).
+    /// A video sequence header (AVC/HEVC/AV1 decoder configuration record,
+    /// legacy codec id or Enhanced RTMP SequenceStart) or an AAC sequence
+    /// header (AudioSpecificConfig).
     pub fn is_sequence_header(&self) -> bool {
-        let (Some(&first), Some(&packet_type)) = (self.data.first(), self.data.get(1)) else {
-            return false;
-        };
         match self.kind {
-            TagKind::Video => first & 0x0f == CODEC_AVC && packet_type == 0,
-            TagKind::Audio => first >> 4 == CODEC_AAC && packet_type == 0,
+            TagKind::Video => self.video_packet() == Some(Packet::SequenceStart),
+            TagKind::Audio => {
+                self.data.first().is_some_and(|b| b >> 4 == CODEC_AAC)
+                    && self.data.get(1) == Some(&0)
+            }
             TagKind::Script => false,
         }
     }
 
-    /// An AVC end-of-sequence marker (AVC packet type 2).
+    /// A video end-of-sequence marker (AVC packet type 2 / SequenceEnd).
     fn is_end_of_sequence(&self) -> bool {
-        self.kind == TagKind::Video
-            && self.data.first().is_some_and(|b| b & 0x0f == CODEC_AVC)
-            && self.data.get(1) == Some(&2)
+        self.kind == TagKind::Video && self.video_packet() == Some(Packet::SequenceEnd)
+    }
+
+    /// The video packet kind; `None` for other tags and unreadable headers.
+    fn video_packet(&self) -> Option<Packet> {
+        codec::parse_video_tag(&self.data).ok().map(|t| t.packet)
     }
 }
 
@@ -196,8 +205,10 @@ pub struct Fixture {
     /// no AVC header or its SPS cannot be read.
     pub width: Option<u32>,
     pub height: Option<u32>,
-    /// FLV codec id of the first video tag (7 = AVC).
-    pub video_codec: Option<u8>,
+    /// Codec of the first video tag that names one (legacy id or FourCC).
+    pub video_codec: Option<VideoCodec>,
+    /// How that tag names its codec (legacy FLV codec id or Enhanced RTMP).
+    pub video_framing: Option<Framing>,
     /// FLV sound format of the first audio tag (10 = AAC).
     pub audio_codec: Option<u8>,
 }
@@ -211,6 +222,40 @@ impl Fixture {
     /// Average media bitrate over one loop, in bits per second.
     pub fn bitrate_bps(&self) -> u64 {
         self.media_bytes() * 8 * 1000 / u64::from(self.duration_ms.max(1))
+    }
+
+    /// The fixture with its Enhanced RTMP video rewritten to the legacy FLV
+    /// codec id framing (12 HEVC, 13 AV1); Enhanced Metadata tags, which have
+    /// no legacy form, are dropped. Legacy fixtures come back unchanged.
+    /// Built once, before any publisher starts.
+    pub fn with_legacy_codec_id(&self) -> Result<Fixture, FlvError> {
+        if self.video_framing != Some(Framing::Enhanced) {
+            return Ok(self.clone());
+        }
+        let rewrite = |tag: &Tag| -> Result<Option<Tag>, FlvError> {
+            if tag.kind != TagKind::Video {
+                return Ok(Some(tag.clone()));
+            }
+            let body = codec::legacy::to_legacy(&tag.data).map_err(FlvError::Legacy)?;
+            Ok(body.map(|b| Tag {
+                data: Bytes::from(b),
+                ..tag.clone()
+            }))
+        };
+        let mut media = Vec::with_capacity(self.media.len());
+        for tag in &self.media {
+            media.extend(rewrite(tag)?);
+        }
+        let video_sequence_header = match &self.video_sequence_header {
+            Some(t) => rewrite(t)?,
+            None => None,
+        };
+        Ok(Fixture {
+            media,
+            video_sequence_header,
+            video_framing: Some(Framing::Legacy),
+            ..self.clone()
+        })
     }
 }
 
@@ -249,6 +294,31 @@ pub fn default_fixture() -> Fixture {
         "../fixtures/sd-360p.flv"
     )))
     .expect("the built-in fixture fixtures/sd-360p.flv parses (tested)")
+}
+
+/// The built-in 640x360 fixture of `codec` (same content, GOP and AAC audio
+/// as sd-360p; HEVC, AV1 and VP9 in Enhanced RTMP framing), with its name;
+/// `None` for codecs without one (VP8, VVC).
+pub fn builtin_fixture(codec: VideoCodec) -> Option<(Fixture, &'static str)> {
+    let (bytes, name): (&'static [u8], _) = match codec {
+        VideoCodec::H264 => return Some((default_fixture(), "embedded sd-360p.flv")),
+        VideoCodec::Hevc => (
+            include_bytes!("../fixtures/hevc-360p.flv"),
+            "embedded hevc-360p.flv",
+        ),
+        VideoCodec::Av1 => (
+            include_bytes!("../fixtures/av1-360p.flv"),
+            "embedded av1-360p.flv",
+        ),
+        VideoCodec::Vp9 => (
+            include_bytes!("../fixtures/vp9-360p.flv"),
+            "embedded vp9-360p.flv",
+        ),
+        VideoCodec::Vp8 | VideoCodec::Vvc => return None,
+    };
+    let fixture = parse_bytes(Bytes::from_static(bytes))
+        .expect("the built-in fixtures parse (tested in codec::fixture_tests)");
+    Some((fixture, name))
 }
 
 fn check_size(size: u64) -> Result<(), FlvError> {
@@ -407,6 +477,8 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
     let mut video_sequence_header = None;
     let mut audio_sequence_header = None;
     let mut video_codec = None;
+    let mut video_framing = None;
+    let mut has_video = false;
     let mut audio_codec = None;
     let mut media = Vec::new();
     let mut check = TimestampCheck::default();
@@ -420,7 +492,13 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
                 continue;
             }
             TagKind::Video => {
-                video_codec = video_codec.or(tag.data.first().map(|b| b & 0x0f));
+                if video_codec.is_none()
+                    && let Ok(v) = codec::parse_video_tag(&tag.data)
+                {
+                    video_codec = Some(v.codec);
+                    video_framing = Some(v.framing);
+                }
+                has_video = true;
             }
             TagKind::Audio => {
                 audio_codec = audio_codec.or(tag.data.first().map(|b| b >> 4));
@@ -461,12 +539,12 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
 
     let (width, height) = video_sequence_header
         .as_ref()
-        .and_then(|tag| crate::avc::sps_dimensions(&tag.data))
+        .and_then(|tag| codec::sequence_header_dimensions(&tag.data))
         .unzip();
 
     Ok(Fixture {
         has_audio: audio_codec.is_some(),
-        has_video: video_codec.is_some(),
+        has_video,
         metadata,
         video_sequence_header,
         audio_sequence_header,
@@ -475,6 +553,7 @@ fn build_fixture(tags: Vec<RawTag>) -> Result<Fixture, FlvError> {
         width,
         height,
         video_codec,
+        video_framing,
         audio_codec,
     })
 }
@@ -553,7 +632,7 @@ mod tests {
         assert_eq!(f.metadata.as_deref(), Some(META));
         assert_eq!(f.video_sequence_header.as_ref().unwrap().data, AVC_SEQ);
         assert_eq!(f.audio_sequence_header.as_ref().unwrap().data, AAC_SEQ);
-        assert_eq!(f.video_codec, Some(CODEC_AVC));
+        assert_eq!(f.video_codec, Some(VideoCodec::H264));
         assert_eq!(f.audio_codec, Some(CODEC_AAC));
         // The test's AVC header has no SPS: size unknown, not an error.
         assert_eq!((f.width, f.height), (None, None));
@@ -940,7 +1019,7 @@ mod tests {
             let f = load(&dir.join(name)).unwrap();
             assert_eq!((f.width, f.height), (Some(width), Some(height)), "{name}");
             assert!(f.has_audio && f.has_video, "{name}");
-            assert_eq!(f.video_codec, Some(CODEC_AVC), "{name}");
+            assert_eq!(f.video_codec, Some(VideoCodec::H264), "{name}");
             assert_eq!(f.audio_codec, Some(CODEC_AAC), "{name}");
             assert!(f.metadata.is_some(), "{name}");
             assert!(f.video_sequence_header.is_some(), "{name}");
@@ -976,7 +1055,7 @@ mod tests {
     #[test]
     fn default_fixture_is_sd() {
         let f = default_fixture();
-        assert_eq!(f.video_codec, Some(CODEC_AVC));
+        assert_eq!(f.video_codec, Some(VideoCodec::H264));
         assert_eq!((f.width, f.height), (Some(640), Some(360)));
         assert!(f.media.len() > 500);
     }

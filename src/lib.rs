@@ -43,6 +43,7 @@
 //! - `signal`: a stop token for SIGINT/SIGTERM that remembers which came.
 //! - `stamp`: the per-frame latency stamp (an H.264 SEI user_data_unregistered NAL): build and find; pure.
 //! - `ts`: MPEG-TS mux (FLV tags -> TS packets) and demux; pure.
+//! - `codec`: video codec and framing of a tag (FLV codec id or Enhanced RTMP FourCC), HEVC/AV1 display size, legacy id rewrite; pure.
 
 pub mod avc;
 pub mod callback;
@@ -50,6 +51,7 @@ pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod codec;
 pub mod errcode;
 pub mod flv;
 pub mod ingest;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::codec::{Framing, VideoCodec};
 use crate::flv::{Fixture, Tag, TagKind};
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
 use crate::stamp;
@@ -106,6 +107,9 @@ pub struct MediaPlan {
     pub bitrate_bps: u64,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// The video codec pushed and how its tags name it.
+    pub video_codec: Option<VideoCodec>,
+    pub video_framing: Option<Framing>,
 }
 
 impl MediaPlan {
@@ -180,6 +184,8 @@ impl MediaPlan {
             bitrate_bps: fixture.bitrate_bps(),
             width: fixture.width,
             height: fixture.height,
+            video_codec: fixture.video_codec,
+            video_framing: fixture.video_framing,
         })
     }
 
@@ -187,6 +193,20 @@ impl MediaPlan {
     /// publishers started together do not send keyframes at the same instant.
     pub fn start_index(&self, n: u64) -> usize {
         self.keyframes[(n % self.keyframes.len() as u64) as usize]
+    }
+
+    /// The video codec and framing pushed, for the verdict.
+    pub fn pushed_video(&self) -> Option<crate::classify::PushedVideo> {
+        let (codec, framing) = self.video_codec.zip(self.video_framing)?;
+        Some(crate::classify::PushedVideo { codec, framing })
+    }
+
+    /// The FourCC to advertise in `connect`: only for Enhanced RTMP video.
+    pub fn enhanced_fourcc(&self) -> Option<&'static str> {
+        match (self.video_codec, self.video_framing) {
+            (Some(c), Some(Framing::Enhanced)) => Some(c.fourcc_str()),
+            _ => None,
+        }
     }
 }
 

@@ -119,6 +119,9 @@ pub struct PushInfo {
     pub stream_param: String,
     pub width: u32,
     pub height: u32,
+    /// Video codec (`hevc`), empty when no video tag named one yet; sent as
+    /// an extra `codec` field (Tencent's callbacks have none).
+    pub codec: String,
 }
 
 impl fmt::Debug for PushInfo {
@@ -131,6 +134,7 @@ impl fmt::Debug for PushInfo {
             .field("stream_param", &sign::redact_query_in(&self.stream_param))
             .field("width", &self.width)
             .field("height", &self.height)
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -353,8 +357,17 @@ fn build_event(cfg: &NotifyConfig, job: &Job) -> CallbackEvent {
         t,
         t_text: String::new(),
         sign,
-        extra: Map::new(),
+        extra: codec_extra(&info.codec),
     }
+}
+
+/// The extra `codec` field of a push's callbacks, when the codec is known.
+fn codec_extra(codec: &str) -> Map<String, serde_json::Value> {
+    let mut extra = Map::new();
+    if !codec.is_empty() {
+        extra.insert("codec".into(), codec.into());
+    }
+    extra
 }
 
 /// Up to `1 + retries` attempts, `retry_interval` apart; only HTTP 200 counts.
@@ -446,6 +459,7 @@ mod tests {
             stream_param: "txSecret=abc&txTime=65A0B0C0".into(),
             width: 640,
             height: 360,
+            codec: "hevc".into(),
         }
     }
 
@@ -614,6 +628,10 @@ mod tests {
         assert_eq!(started.event.event_type, Some(1));
         assert_eq!(started.event.push_duration, None);
         assert_eq!((started.event.width, started.event.height), (640, 360));
+        assert_eq!(
+            started.event.extra["codec"], "hevc",
+            "issue 14: codec in callbacks"
+        );
         assert_eq!(ended.event.event_type, Some(0));
         assert_eq!(ended.event.push_duration, Some(12_300));
         assert_eq!(ended.event.errcode, 1);

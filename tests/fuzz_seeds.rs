@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pushprobe::classify::Outcome;
+use pushprobe::codec;
 use pushprobe::flv;
 use pushprobe::ingest::{self, IngestConfig};
 use pushprobe::load::aggregate::{Aggregator, RunMeta};
@@ -50,6 +51,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 #[ignore = "writes fuzz/corpus; run by hand when the seeds should change"]
 async fn write_seed_corpora() {
     flv_seeds();
+    video_tag_seeds();
     url_seeds();
     callback_seeds();
     report_seeds();
@@ -59,11 +61,61 @@ async fn write_seed_corpora() {
     }
 }
 
+#[test]
+#[ignore = "writes fuzz/corpus/flv and fuzz/corpus/video_tag; run by hand when the seeds should change"]
+fn write_codec_seeds() {
+    flv_seeds();
+    video_tag_seeds();
+}
+
+/// Video tag bodies of both framings (issue 14): each Enhanced fixture's
+/// sequence header, Metadata tag and first frames (cut to 2 KiB), their
+/// legacy codec id rewrites, and v2 ModEx / Multitrack / command forms.
+fn video_tag_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for name in ["sd-360p", "hevc-360p", "av1-360p", "vp9-360p"] {
+        let f = flv::load(&dir.join(format!("{name}.flv"))).unwrap();
+        let videos = f.video_sequence_header.iter().chain(
+            f.media
+                .iter()
+                .filter(|t| t.kind == flv::TagKind::Video)
+                .take(3),
+        );
+        for (i, t) in videos.enumerate() {
+            let body = &t.data[..t.data.len().min(2048)];
+            write("video_tag", &format!("{name}-{i}.bin"), body);
+            if let Ok(Some(legacy)) = codec::legacy::to_legacy(body) {
+                write("video_tag", &format!("{name}-{i}-legacy.bin"), &legacy);
+            }
+        }
+    }
+    let crafted: [(&str, &[u8]); 5] = [
+        ("modex-coded-x", b"\x97\x00\xff\x03av01\x12\x00"),
+        ("modex-long", b"\x97\xff\x00\x02\x00\x00\x03hvc1\x00"),
+        ("multitrack-one", b"\x96\x00hvc1\x00\x01\x01"),
+        (
+            "multitrack-many",
+            b"\x96\x21hvc1\x00\x00\x00\x04\x00\x00\x00\xaaav01\x01\x00\x00\x01\x12",
+        ),
+        ("command", b"\xd0\x01"),
+    ];
+    for (name, bytes) in crafted {
+        write("video_tag", &format!("{name}.bin"), bytes);
+    }
+}
+
 /// Whole-tag prefixes of each fixture: the first tags up to 16 KiB with any
 /// tag over 4 KiB left out, and one plain prefix under 48 KiB.
 fn flv_seeds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    for name in ["low-240p", "sd-360p", "hd-720p"] {
+    for name in [
+        "low-240p",
+        "sd-360p",
+        "hd-720p",
+        "hevc-360p",
+        "av1-360p",
+        "vp9-360p",
+    ] {
         let file = std::fs::read(dir.join(format!("{name}.flv"))).unwrap();
         let mut small = file[..13].to_vec();
         let mut prefix = file[..13].to_vec();

@@ -165,6 +165,11 @@ fn every_target_has_a_corpus_and_a_binary() {
 }
 
 #[test]
+fn fuzz_smoke_video_tag() {
+    smoke("video_tag");
+}
+
+#[test]
 fn fuzz_smoke_flv() {
     smoke("flv");
 }

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use pushprobe::callback::{
     self, CallbackEvent, ReceiverConfig, ReceiverState, Reject, human_line, redacted_json,
 };
+use pushprobe::codec;
 use pushprobe::flv::{self, TagKind};
 use pushprobe::ingest::{DuplicateMode, IngestConfig, IngestState};
 use pushprobe::load::aggregate::merge;
@@ -42,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ingest_session", ingest_session),
     ("report_merge", report_merge),
     ("ts_demux", ts_demux),
+    ("video_tag", video_tag),
 ];
 
 /// `flv::parse`, and for a file that parses: the fixture's invariants, the
@@ -55,7 +57,9 @@ pub fn flv(data: &[u8]) {
     assert_eq!(f.media.iter().map(|t| t.timestamp_ms).min(), Some(0));
     assert!(f.media.iter().all(|t| !t.is_sequence_header()));
     assert!(f.media.iter().all(|t| t.kind != TagKind::Script));
-    assert_eq!(f.has_video, f.video_codec.is_some());
+    // A video tag of an unknown codec leaves the codec unknown.
+    assert!(f.video_codec.is_none() || f.has_video);
+    assert_eq!(f.video_codec.is_some(), f.video_framing.is_some());
     assert_eq!(f.has_audio, f.audio_codec.is_some());
     if let Some(h) = &f.video_sequence_header {
         assert!(h.is_sequence_header() && h.kind == TagKind::Video);
@@ -63,6 +67,16 @@ pub fn flv(data: &[u8]) {
     let _ = f.bitrate_bps();
     for d in [f.width, f.height].into_iter().flatten() {
         assert!((1..=1 << 16).contains(&d), "dimension {d}");
+    }
+    // The legacy codec id rewrite (issue 14): every video tag it keeps
+    // names its codec by FLV codec id, with the same payload.
+    if let Ok(legacy) = f.with_legacy_codec_id() {
+        for t in legacy.media.iter().filter(|t| t.kind == TagKind::Video) {
+            if let Ok(v) = codec::parse_video_tag(&t.data) {
+                assert_eq!(v.framing, codec::Framing::Legacy, "{:?}", t.data);
+            }
+        }
+        assert!(legacy.media.len() <= f.media.len());
     }
 
     // The media path: chunk size from the input, two loops, decoded back.
@@ -91,6 +105,30 @@ pub fn flv(data: &[u8]) {
     }
     assert_eq!(got, sent.len());
     assert!(wire.is_empty());
+}
+
+/// A video tag body of either framing (issue 14): the header parser, the
+/// ingest's reading and the legacy rewrite never panic; a rewrite is legacy
+/// framing with the same codec, packet kind and payload.
+pub fn video_tag(data: &[u8]) {
+    let _ = codec::sequence_header_dimensions(data);
+    let _ = codec::video_seen(data);
+    let _ = codec::hevc::record_dimensions(data);
+    let _ = codec::av1::record_dimensions(data);
+    let _ = codec::av1::obus_dimensions(data);
+    let Ok(tag) = codec::parse_video_tag(data) else {
+        return;
+    };
+    assert!(tag.payload_at <= data.len());
+    if let Ok(Some(legacy)) = codec::legacy::to_legacy(data) {
+        let again = codec::parse_video_tag(&legacy).expect("a rewrite parses");
+        assert_eq!(again.framing, codec::Framing::Legacy);
+        assert_eq!((again.codec, again.packet), (tag.codec, tag.packet));
+        assert_eq!(&legacy[again.payload_at..], &data[tag.payload_at..]);
+        if tag.codec.has_composition_time() {
+            assert_eq!(again.composition_ms, tag.composition_ms);
+        }
+    }
 }
 
 /// `PushUrl::parse`, and for a URL that parses: it prints back to itself,

@@ -37,6 +37,16 @@ pub struct SmokeArgs {
     /// first frame and push-to-play latency join the verdict.
     #[arg(long, value_name = "URL")]
     pub play: Option<String>,
+    /// Push each of these codecs (h264, hevc, av1, vp9; comma-separated)
+    /// briefly with the built-in fixtures, in Enhanced RTMP and legacy codec
+    /// id framing, and print the matrix codec x framing -> accepted / refused
+    /// / cut. Each push streams 3 s unless --duration says otherwise.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_codec, conflicts_with_all = ["fixture", "legacy_codec_id"])]
+    pub codecs: Vec<crate::codec::VideoCodec>,
+}
+
+fn parse_codec(s: &str) -> Result<crate::codec::VideoCodec, String> {
+    crate::codec::VideoCodec::from_name(s).map_err(|e| e.to_string())
 }
 
 /// `push`'s options with doctor's defaults: a 3 s push and a 5 s timeout.
@@ -252,6 +262,16 @@ pub struct ServeArgs {
     /// (512 is about 7 s of 30 fps video with AAC audio).
     #[arg(long, value_name = "TAGS", default_value_t = crate::ingest::playout::DEFAULT_QUEUE_TAGS)]
     pub play_queue: usize,
+    /// Video codecs taken, comma-separated: h264, hevc, av1, vp9, each in any
+    /// framing or as CODEC:enhanced / CODEC:legacy-id (e.g. h264,hevc:legacy-id
+    /// for a domain without Enhanced RTMP). A push of another codec is closed
+    /// at its first video tag (errcode 6 in the interruption record). Default: all.
+    #[arg(long, value_name = "LIST", value_parser = parse_codecs, default_value = "h264,hevc,av1,vp9,vp8,vvc")]
+    pub codecs: crate::codec::CodecSet,
+}
+
+fn parse_codecs(s: &str) -> Result<crate::codec::CodecSet, String> {
+    crate::codec::CodecSet::parse(s).map_err(|e| e.to_string())
 }
 
 /// Where the play key comes from: PUSHPROBE_PLAY_KEY, or a file.

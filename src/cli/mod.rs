@@ -96,9 +96,14 @@ impl KeyArgs {
 /// shares (push, smoke, doctor, dup, load).
 #[derive(Debug, Args, Clone)]
 pub struct ConnectionOptions {
-    /// FLV file to push (H.264/AAC); default: the embedded 640x360 fixture.
+    /// FLV file to push (H.264, or HEVC/AV1/VP9 in Enhanced RTMP or legacy
+    /// codec id framing; AAC audio); default: the embedded 640x360 fixture.
     #[arg(long, value_name = "FILE")]
     pub fixture: Option<PathBuf>,
+    /// Send HEVC as FLV codec id 12 and AV1 as 13 (the Chinese CDN framing)
+    /// instead of Enhanced RTMP FourCCs; no fourCcList in connect.
+    #[arg(long)]
+    pub legacy_codec_id: bool,
     /// Timeout for each phase (DNS, TCP, handshake, connect, createStream, publish) and each write.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
@@ -207,6 +212,7 @@ impl PushOptions {
             tx_host: self.conn.dial.tx_host.clone(),
             stamp: self.conn.stamp,
             srt_latency: self.conn.srt_latency,
+            legacy_codec_id: self.conn.legacy_codec_id,
         })
     }
 }

@@ -110,7 +110,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             u.query.push(("txHost".into(), domain));
         }
     }
-    let (fixture, fixture_name) = crate::probe::load_fixture(args.conn.fixture.as_deref())?;
+    let (fixture, fixture_name) =
+        crate::probe::load_fixture(args.conn.fixture.as_deref(), args.conn.legacy_codec_id)?;
     let plan = MediaPlan::build(&fixture, args.conn.chunk_size, args.conn.stamp);
     drop(fixture);
     ensure_open_files(slots.len() as u64)?;

@@ -44,6 +44,7 @@ fn config(args: &ServeArgs, keys: Keys) -> anyhow::Result<IngestConfig> {
         notifier: None,
         play_keys: Keys::default(),
         play_queue: args.play_queue,
+        codecs: args.codecs.clone(),
     })
 }
 

@@ -11,7 +11,7 @@ use crate::cli::SmokeArgs;
 use crate::junit;
 use crate::probe::play::{self, PushPlayReport};
 use crate::probe::report::{self, PushReport};
-use crate::probe::{PreparedPush, Target};
+use crate::probe::{PreparedPush, Target, codecs};
 use crate::signal::Stop;
 
 pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
@@ -24,6 +24,9 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let target = Target::pick(args.url.as_deref(), opts.keys.keys()?, "smoke").await?;
+    if !args.codecs.is_empty() {
+        return codec_matrix(args, target).await;
+    }
     let p = PreparedPush::prepare(&target.url, target.keys.clone(), &settings)
         .context("cannot start the smoke test")?;
     if let Some(e) = &target.embedded
@@ -75,4 +78,34 @@ pub async fn run(args: &SmokeArgs) -> anyhow::Result<ExitCode> {
         Some((r, _)) => play::exit_code(code, r.as_ref()),
         None => code,
     }))
+}
+
+/// `smoke --codecs`: the codec x framing matrix; exit 0 when every codec was
+/// accepted in at least one framing.
+async fn codec_matrix(args: &SmokeArgs, target: Target) -> anyhow::Result<ExitCode> {
+    let settings = args.push.settings(Duration::from_secs(3))?;
+    let stop = Stop::on_signals();
+    let rows = codecs::run(
+        &target.url,
+        &target.keys,
+        &settings,
+        &args.codecs,
+        &stop.token,
+    )
+    .await
+    .context("cannot start the codec smoke test")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", codecs::json(&rows, &args.codecs))?;
+    } else {
+        codecs::write_text(&mut out, &rows)?;
+    }
+    target.shutdown().await;
+    if let Some(s) = stop.signal() {
+        return Ok(ExitCode::from(s.exit_code()));
+    }
+    Ok(ExitCode::from(u8::from(!codecs::passed(
+        &rows,
+        &args.codecs,
+    ))))
 }

@@ -17,7 +17,7 @@ use super::playout::{self, MediaTag, Viewer, ViewerEnd, ViewerKind};
 use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
 use super::rules::{self, Policy, Publish};
 use super::{IngestState, PlayDenied};
-use crate::avc::sps_dimensions;
+use crate::codec::{self, Framing, VideoCodec};
 use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{self, PushInfo};
 use crate::rtmp::amf0::Value;
@@ -71,6 +71,8 @@ enum End {
     PlayDenied(&'static str),
     /// A viewer's stream ended, or it was dropped for reading too slowly.
     Played(ViewerEnd),
+    /// A video codec `serve --codecs` does not take.
+    Codec(VideoCodec, Framing),
 }
 
 impl End {
@@ -81,7 +83,7 @@ impl End {
             }
             End::Idle(_) => Errcode::NO_DATA,
             End::TooLarge { .. } => Errcode::FRAME_TOO_LARGE,
-            End::Protocol(_) => Errcode::RTMP_CONTENT,
+            End::Protocol(_) | End::Codec(..) => Errcode::RTMP_CONTENT,
             End::Amf(_) => Errcode::AMF,
             End::Network(_) => Errcode::NETWORK,
             End::Replaced | End::Shutdown => Errcode::ENDED_BY_COMMAND,
@@ -96,6 +98,9 @@ impl End {
                 format!("a message of {len} bytes exceeds the {max}-byte frame limit")
             }
             End::Protocol(e) => format!("RTMP protocol error: {e}"),
+            End::Codec(c, f) => {
+                format!("video codec {c} ({f} framing) is not accepted by this ingest")
+            }
             End::Amf(e) => format!("AMF error: {e}"),
             End::Network(e) => format!("network error: {e}"),
             End::Replaced => "replaced by a new push".to_string(),
@@ -412,10 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             | message::VIDEO
             | message::DATA_AMF0
             | message::DATA_AMF3
-            | AGGREGATE => {
-                self.on_media(&m);
-                Ok(())
-            }
+            | AGGREGATE => self.on_media(&m),
             COMMAND_AMF0 | COMMAND_AMF3 => self.on_command(&m),
             // Shared objects and other types: nothing to do.
             _ => Ok(()),
@@ -434,11 +436,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn on_media(&mut self, m: &Message) {
+    fn on_media(&mut self, m: &Message) -> Result<(), End> {
         let Some(p) = &mut self.push else {
-            return;
+            return Ok(());
         };
         p.claim.publisher.add_bytes(m.payload.len() as u64);
+        // Codec and size from the first video sequence header of any codec
+        // and framing; a codec `--codecs` does not take ends the push
+        // before any viewer gets it.
+        let seen = (m.type_id == message::VIDEO && !p.saw_video_header)
+            .then(|| codec::video_seen(&m.payload))
+            .flatten();
+        if let Some(v) = &seen {
+            p.claim.publisher.set_video(v.codec, v.framing);
+            if !self.state.config.codecs.accepts(v.codec, v.framing) {
+                return Err(End::Codec(v.codec, v.framing));
+            }
+        }
         if m.type_id == AGGREGATE {
             for tag in playout::split_aggregate(m.timestamp, &m.payload) {
                 p.claim.fanout.push(tag);
@@ -448,15 +462,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .fanout
                 .push(MediaTag::new(m.type_id, m.timestamp, m.payload.clone()));
         }
-        // The first AVC sequence header: codec id 7, AVC packet type 0.
-        let avc_header = matches!(&m.payload[..], [b0, 0, ..] if b0 & 0x0f == 7);
-        if m.type_id == message::VIDEO && avc_header && !p.saw_video_header {
-            p.saw_video_header = true;
-            if let Some((w, h)) = sps_dimensions(&m.payload) {
-                p.claim.publisher.set_dimensions(w, h);
+        if let Some(v) = seen {
+            if v.sequence_start {
+                p.saw_video_header = true;
+                if let Some((w, h)) = v.size {
+                    p.claim.publisher.set_dimensions(w, h);
+                }
+                self.send_started();
             }
-            self.send_started();
         }
+        Ok(())
     }
 
     fn on_command(&mut self, m: &Message) -> Result<(), End> {
@@ -516,10 +531,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.session
             .send_control(&Control::SetPeerBandwidth(OUR_WINDOW, 2));
         self.session.set_chunk_size(OUR_CHUNK_SIZE);
-        let props = Value::obj(&[
-            ("fmsVer", Value::str("FMS/3,0,1,123")),
-            ("capabilities", Value::Number(31.0)),
-        ]);
+        let mut props = vec![
+            ("fmsVer".to_string(), Value::str("FMS/3,0,1,123")),
+            ("capabilities".to_string(), Value::Number(31.0)),
+        ];
+        // Enhanced RTMP: answer a fourCcList with the FourCCs --codecs takes.
+        props.extend(codec::answer_fourcc(&cmd.object, &self.state.config.codecs));
+        let props = Value::Object(props);
         let info = status_object(
             "status",
             "NetConnection.Connect.Success",
@@ -538,6 +556,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             app,
             client: self.peer,
             flags: self.flags,
+            video: None,
         }
     }
 
@@ -711,6 +730,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             stream_param: publisher.query.clone(),
             width,
             height,
+            codec: publisher
+                .video()
+                .map_or("", |(c, _)| c.as_str())
+                .to_string(),
         }
     }
 
@@ -748,6 +771,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             app: &publisher.app,
             client: self.peer,
             flags,
+            video: publisher.video(),
         };
         self.state.registry.record(Record::new(
             of,

@@ -202,6 +202,7 @@ mod tests {
             app: "live",
             client,
             flags: Flags::default(),
+            video: None,
         };
         state
             .registry()

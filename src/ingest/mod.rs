@@ -74,6 +74,9 @@ pub struct IngestConfig {
     pub play_keys: Keys,
     /// Live tags a viewer may queue before it is dropped as too slow.
     pub play_queue: usize,
+    /// Video codecs taken (`--codecs`); a push of another ends at its first
+    /// video tag (errcode 6, as an ingest that cannot parse the content).
+    pub codecs: crate::codec::CodecSet,
 }
 
 impl Default for IngestConfig {
@@ -92,6 +95,7 @@ impl Default for IngestConfig {
             notifier: None,
             play_keys: Keys::default(),
             play_queue: playout::DEFAULT_QUEUE_TAGS,
+            codecs: crate::codec::CodecSet::default(),
         }
     }
 }

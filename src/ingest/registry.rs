@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::playout::{self, Fanout, ViewerCounts};
 use super::rules::Refusal;
+use crate::codec::{Framing, VideoCodec};
 use crate::errcode::{Errcode, SubErrcode};
 use crate::sign::redact_query_in;
 
@@ -108,6 +109,8 @@ pub struct Publisher {
     width: AtomicU32,
     height: AtomicU32,
     flags: AtomicU32,
+    /// Video codec and framing of the first video tag that names one.
+    video: std::sync::OnceLock<(VideoCodec, Framing)>,
 }
 
 impl Publisher {
@@ -134,6 +137,7 @@ impl Publisher {
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             flags: AtomicU32::new(flags.0),
+            video: std::sync::OnceLock::new(),
         }
     }
 
@@ -172,6 +176,13 @@ impl Publisher {
             self.height.load(Ordering::Relaxed),
         )
     }
+    /// Keeps the first codec seen; later calls change nothing.
+    pub fn set_video(&self, codec: VideoCodec, framing: Framing) {
+        let _ = self.video.set((codec, framing));
+    }
+    pub fn video(&self) -> Option<(VideoCodec, Framing)> {
+        self.video.get().copied()
+    }
     pub fn add_flag(&self, f: Flag) {
         self.flags.fetch_or(f.bit(), Ordering::Relaxed);
     }
@@ -200,6 +211,9 @@ pub struct StreamView {
     pub flags: Vec<&'static str>,
     /// Who plays the stream back (RTMP play, HTTP-FLV) and how many were dropped.
     pub viewers: ViewerCounts,
+    /// Video codec (h264, hevc, av1, vp9) and framing (enhanced, legacy-id).
+    pub codec: Option<&'static str>,
+    pub framing: Option<&'static str>,
 }
 
 /// A refused or interrupted push.
@@ -216,6 +230,8 @@ pub struct Record {
     pub errmsg: String,
     pub push_duration_ms: u64,
     pub flags: Vec<&'static str>,
+    /// Video codec of the push, when a video tag named one.
+    pub codec: Option<&'static str>,
 }
 
 /// The facts a record is made of, besides the time.
@@ -225,6 +241,7 @@ pub struct RecordOf<'a> {
     pub app: &'a str,
     pub client: SocketAddr,
     pub flags: Flags,
+    pub video: Option<(VideoCodec, Framing)>,
 }
 
 impl Record {
@@ -248,6 +265,7 @@ impl Record {
             errmsg: errmsg.to_string(),
             push_duration_ms,
             flags: of.flags.names(),
+            codec: of.video.map(|(c, _)| c.as_str()),
         }
     }
 
@@ -415,6 +433,8 @@ impl Registry {
                     query: redact_query_in(&p.query),
                     flags: p.flags().names(),
                     viewers: *viewers,
+                    codec: p.video().map(|(c, _)| c.as_str()),
+                    framing: p.video().map(|(_, f)| f.as_str()),
                 }
             })
             .collect();
@@ -513,6 +533,7 @@ mod tests {
             app: "live",
             client: addr(1),
             flags: Flags::default(),
+            video: None,
         };
         for i in 0..5 {
             reg.record(Record::new(

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use super::IngestState;
+use super::playout::MediaTag;
 use super::registry::{Claim, Flags, Publisher, Record, RecordOf, Transport};
 use super::rules::{self, Policy, Publish, Refusal};
 use crate::avc::sps_dimensions;
@@ -191,12 +192,26 @@ pub fn admit(
 pub struct MediaProbe {
     demux: Demuxer,
     dimensions: Option<(u32, u32)>,
+    flv: flv::TsToFlv,
 }
 
 impl MediaProbe {
     /// Feeds TS bytes; returns the picture size the first time it is known.
     pub fn feed(&mut self, ts: &[u8]) -> Option<(u32, u32)> {
+        self.feed_tags(ts, |_| {})
+    }
+
+    /// [`MediaProbe::feed`], also handing each access unit, as FLV tags, to
+    /// `tag` (the play-out fan-out: SRT pushes play over RTMP and HTTP-FLV).
+    pub fn feed_tags(
+        &mut self,
+        ts: &[u8],
+        mut tag: impl FnMut(flv::FlvTag),
+    ) -> Option<(u32, u32)> {
         let units = self.demux.push(ts);
+        for t in units.iter().flat_map(|u| self.flv.convert(u)) {
+            tag(t);
+        }
         if self.dimensions.is_some() {
             return None;
         }
@@ -372,6 +387,7 @@ fn decide(
                 app: &r.app,
                 client: peer,
                 flags: Flags::default(),
+                video: None,
             };
             state.registry.record(Record::refusal(of, now, &r.refusal));
             Err(r.code)
@@ -437,8 +453,14 @@ impl Session {
             };
             let publisher = self.claim.publisher.clone();
             publisher.add_bytes(data.len() as u64);
-            if let Some((w, h)) = self.probe.feed(&data) {
+            let fanout = &self.claim.fanout;
+            let size = self.probe.feed_tags(&data, |t| {
+                fanout.push(MediaTag::new(t.type_id, t.timestamp_ms, t.body));
+            });
+            if let Some((w, h)) = size {
                 publisher.set_dimensions(w, h);
+                // MPEG-TS stream type 0x1B: H.264 (no FLV framing; shown as the plain codec id form).
+                publisher.set_video(crate::codec::VideoCodec::H264, crate::codec::Framing::Legacy);
                 self.send_started();
             }
             let elapsed = self.window_start.elapsed();
@@ -463,6 +485,7 @@ impl Session {
             stream_param: p.query.clone(),
             width,
             height,
+            codec: p.video().map_or(String::new(), |(c, _)| c.as_str().to_string()),
         }
     }
 
@@ -489,6 +512,7 @@ impl Session {
             app: &p.app,
             client: p.client,
             flags: Flags::default(),
+            video: p.video(),
         };
         self.state.registry.record(Record::new(
             of,

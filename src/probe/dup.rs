@@ -159,6 +159,8 @@ mod tests {
             attempts: vec![],
             forced: None,
             srt: None,
+            server_fourcc: None,
+            pushed_fourcc: None,
         }
     }
 

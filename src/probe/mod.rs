@@ -3,6 +3,7 @@
 //! local facts, give the verdict. Commands parse arguments, call this and
 //! render; nothing here reads arguments or prints.
 
+pub mod codecs;
 pub mod dup;
 pub mod embedded;
 pub mod play;
@@ -58,6 +59,8 @@ pub struct PushSettings {
     pub stamp: bool,
     /// SRT latency asked for on `srt://` pushes.
     pub srt_latency: Duration,
+    /// Push Enhanced RTMP video as legacy FLV codec id 12/13 (`--legacy-codec-id`).
+    pub legacy_codec_id: bool,
 }
 
 impl Default for PushSettings {
@@ -73,6 +76,7 @@ impl Default for PushSettings {
             tx_host: None,
             stamp: false,
             srt_latency: crate::srt::caller::DEFAULT_LATENCY,
+            legacy_codec_id: false,
         }
     }
 }
@@ -118,11 +122,20 @@ impl Pushed {
 }
 
 /// Loads the fixture at `path`, or the embedded one; with its display name.
-pub fn load_fixture(path: Option<&Path>) -> Result<(Fixture, String), FlvError> {
-    match path {
-        Some(p) => Ok((flv::load(p)?, p.display().to_string())),
-        None => Ok((flv::default_fixture(), "embedded sd-360p.flv".to_string())),
+/// With `legacy_codec_id` its Enhanced RTMP video is rewritten once to FLV
+/// codec id 12/13 (see [`Fixture::with_legacy_codec_id`]).
+pub fn load_fixture(
+    path: Option<&Path>,
+    legacy_codec_id: bool,
+) -> Result<(Fixture, String), FlvError> {
+    let (fixture, name) = match path {
+        Some(p) => (flv::load(p)?, p.display().to_string()),
+        None => (flv::default_fixture(), "embedded sd-360p.flv".to_string()),
+    };
+    if legacy_codec_id {
+        return Ok((fixture.with_legacy_codec_id()?, name));
     }
+    Ok((fixture, name))
 }
 
 impl PreparedPush {
@@ -132,10 +145,25 @@ impl PreparedPush {
         keys: Keys,
         settings: &PushSettings,
     ) -> Result<PreparedPush, PrepareError> {
+        // The URL is checked before the fixture is read, as it always was.
+        PushUrl::parse(url)?.expiry()?;
+        let (fixture, fixture_name) =
+            load_fixture(settings.fixture.as_deref(), settings.legacy_codec_id)?;
+        PreparedPush::prepare_fixture(url, keys, settings, &fixture, fixture_name)
+    }
+
+    /// [`PreparedPush::prepare`] with a fixture already loaded (and framed)
+    /// instead of `settings.fixture`.
+    pub fn prepare_fixture(
+        url: &str,
+        keys: Keys,
+        settings: &PushSettings,
+        fixture: &Fixture,
+        fixture_name: String,
+    ) -> Result<PreparedPush, PrepareError> {
         let url = PushUrl::parse(url)?;
         url.expiry()?;
-        let (fixture, fixture_name) = load_fixture(settings.fixture.as_deref())?;
-        let plan = MediaPlan::build(&fixture, settings.chunk_size, settings.stamp);
+        let plan = MediaPlan::build(fixture, settings.chunk_size, settings.stamp);
         let mut config = PublishConfig::new(url.clone());
         config.srt = srt_media(&url, &fixture, settings.srt_latency)?;
         config.timeout = settings.timeout;
@@ -191,6 +219,7 @@ impl PreparedPush {
         if let Some(u) = &uplink {
             verdict = verdict.judge_uplink(u);
         }
+        verdict = verdict.judge_codec(&result, self.plan.pushed_video());
         Pushed {
             result,
             verdict,

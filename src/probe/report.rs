@@ -12,7 +12,7 @@ use crate::classify::Outcome;
 use crate::clock::millis;
 use crate::publish::Phase;
 use crate::publish::dial::{self, Attempt, AttemptResult};
-use crate::rtmp::message::StatusReply;
+use crate::rtmp::message::{FourCcReply, StatusReply};
 use crate::sign;
 
 /// The JSON object `push`, `smoke` (and each push of `dup`) print.
@@ -53,6 +53,9 @@ pub struct PushReport {
     /// SRT pushes: SRT's own numbers at the end (absent for RTMP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srt: Option<crate::srt::caller::SrtStats>,
+    /// What the server's connect `_result` said about Enhanced RTMP
+    /// (`fourCcList`, `videoFourCcInfoMap`, `capsEx`); `null` before connect.
+    pub server_fourcc: Option<FourCcReply>,
 }
 
 /// One TCP connection attempt: address, how it ended, when it started and
@@ -89,6 +92,10 @@ pub struct FixtureInfo {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub bitrate_bps: u64,
+    /// Video codec pushed: h264, hevc, av1, vp9 (`null`: no video).
+    pub codec: Option<&'static str>,
+    /// How the video names its codec: `enhanced` (FourCC) or `legacy-id`.
+    pub framing: Option<&'static str>,
 }
 
 impl PushReport {
@@ -135,10 +142,28 @@ impl PushReport {
                 width: p.plan.width,
                 height: p.plan.height,
                 bitrate_bps: p.plan.bitrate_bps,
+                codec: p.plan.video_codec.map(|c| c.as_str()),
+                framing: p.plan.video_framing.map(|f| f.as_str()),
             },
             srt: r.srt,
+            server_fourcc: r.server_fourcc.clone(),
         }
     }
+}
+
+/// What the connect `_result` said about the FourCC pushed, in one line.
+pub fn describe_fourcc_reply(fourcc: &str, reply: &FourCcReply) -> String {
+    let said = match reply.takes(fourcc) {
+        None => "said nothing about Enhanced RTMP".to_string(),
+        Some(true) => format!("lists {fourcc}"),
+        Some(false) => format!("does not list {fourcc}"),
+    };
+    let list = reply
+        .fourcc_list
+        .as_ref()
+        .map(|l| format!(" (fourCcList [{}])", l.join(", ")))
+        .unwrap_or_default();
+    format!("pushed {fourcc}; the server's connect _result {said}{list}")
 }
 
 /// The text `push` and `smoke` print: phases, status, streaming, verdict.
@@ -156,6 +181,9 @@ pub fn write_text(out: &mut impl Write, pushed: &Pushed) -> std::io::Result<()> 
     dial::write_remote(out, r.remote_addr, r.forced.as_deref())?;
     if r.attempts.len() > 1 || r.remote_addr.is_none() {
         dial::write_attempts(out, &r.attempts)?;
+    }
+    if let (Some(fourcc), Some(reply)) = (r.pushed_fourcc, &r.server_fourcc) {
+        writeln!(out, "enhanced  {}", describe_fourcc_reply(fourcc, reply))?;
     }
     match (r.marks.at(Phase::Publish), &r.srt) {
         (Some(t), None) => writeln!(

@@ -20,7 +20,9 @@ use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
 use crate::rtmp::drive::{self, HandshakeIoError};
 use crate::rtmp::handshake::Role;
-use crate::rtmp::message::{COMMAND_AMF0, COMMAND_AMF3, Command, StatusReply, VIDEO};
+use crate::rtmp::message::{
+    self, COMMAND_AMF0, COMMAND_AMF3, Command, FourCcReply, StatusReply, VIDEO,
+};
 use crate::sign::PushUrl;
 use crate::stamp;
 use conn::{Conn, Dial, DialError, RecvError, Transport};
@@ -318,6 +320,10 @@ pub struct PublishResult {
     pub forced: Option<String>,
     /// SRT pushes: SRT's own numbers at the end (RTT, retransmissions, drops).
     pub srt: Option<crate::srt::caller::SrtStats>,
+    /// What the connect `_result` said about Enhanced RTMP (`None` before it).
+    pub server_fourcc: Option<FourCcReply>,
+    /// The Enhanced RTMP FourCC advertised in connect and pushed, if any.
+    pub pushed_fourcc: Option<&'static str>,
 }
 
 impl PublishResult {
@@ -442,6 +448,8 @@ struct Run<'a> {
     remote_addr: Option<SocketAddr>,
     attempts: Vec<Attempt>,
     forced: Option<String>,
+    video_fourcc: Option<&'static str>,
+    server_fourcc: Option<FourCcReply>,
     observer: &'a mut dyn Observer,
 }
 
@@ -466,6 +474,8 @@ pub async fn publish(
         remote_addr: None,
         attempts: Vec::new(),
         forced: None,
+        video_fourcc: plan.enhanced_fourcc(),
+        server_fourcc: None,
         observer,
     };
     let mut bytes_sent = 0;
@@ -505,6 +515,8 @@ pub async fn publish(
         attempts: run.attempts,
         forced: run.forced,
         srt: None,
+        server_fourcc: run.server_fourcc,
+        pushed_fourcc: run.video_fourcc,
     }
 }
 
@@ -705,21 +717,13 @@ impl Run<'_> {
 
     async fn connect(&mut self, conn: &mut Conn) -> Result<(), Failure> {
         let url = &self.cfg.url;
-        let cmd = Command::new(
-            "connect",
-            1.0,
-            Value::obj(&[
-                ("app", Value::String(url.app.clone())),
-                ("type", Value::str("nonprivate")),
-                ("flashVer", Value::str("FMLE/3.0 (compatible; pushprobe)")),
-                ("tcUrl", Value::String(url.tc_url())),
-            ]),
-            vec![],
-        );
+        let object = message::connect_object(&url.app, &url.tc_url(), self.video_fourcc);
+        let cmd = Command::new("connect", 1.0, object, vec![]);
         conn.send_command(0, &cmd)
             .await
             .map_err(|e| self.io_failure(Phase::Connect, e))?;
-        self.await_reply(conn, Phase::Connect, 1.0, None).await?;
+        let reply = self.await_reply(conn, Phase::Connect, 1.0, None).await?;
+        self.server_fourcc = Some(FourCcReply::from_result(&reply));
         // Raise our chunk size for media.
         let cs = self.cfg.chunk_size.clamp(128, 0xFF_FFFF);
         conn.set_chunk_size(cs)

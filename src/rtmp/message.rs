@@ -279,6 +279,142 @@ pub fn status_object(level: &str, code: &str, description: &str) -> Value {
     ])
 }
 
+/// Enhanced RTMP FourCC info map flag: the client can encode (send) it.
+pub const FOURCC_CAN_ENCODE: f64 = 2.0;
+
+/// The publisher's `connect` command object. With `video_fourcc` (an Enhanced
+/// RTMP codec is pushed) it also advertises it: v1 `fourCcList` and v2
+/// `videoFourCcInfoMap` (CanEncode) and `capsEx` (0: no reconnect,
+/// multitrack, ModEx or nanosecond offsets asked for). H.264 and legacy codec
+/// id pushes send none of these, as ffmpeg 6.1+ does.
+pub fn connect_object(app: &str, tc_url: &str, video_fourcc: Option<&str>) -> Value {
+    let mut pairs = vec![
+        ("app", Value::str(app)),
+        ("type", Value::str("nonprivate")),
+        ("flashVer", Value::str("FMLE/3.0 (compatible; pushprobe)")),
+        ("tcUrl", Value::str(tc_url)),
+    ];
+    if let Some(fourcc) = video_fourcc {
+        pairs.push(("fourCcList", Value::StrictArray(vec![Value::str(fourcc)])));
+        pairs.push((
+            "videoFourCcInfoMap",
+            Value::obj(&[(fourcc, Value::Number(FOURCC_CAN_ENCODE))]),
+        ));
+        pairs.push(("capsEx", Value::Number(0.0)));
+    }
+    Value::obj(&pairs)
+}
+
+/// What a server's connect `_result` says about Enhanced RTMP: its
+/// `fourCcList`, `videoFourCcInfoMap` and `capsEx`, each `None` when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct FourCcReply {
+    #[serde(rename = "fourCcList")]
+    pub fourcc_list: Option<Vec<String>>,
+    #[serde(rename = "videoFourCcInfoMap")]
+    pub video_fourcc_info_map: Option<std::collections::BTreeMap<String, u32>>,
+    #[serde(rename = "capsEx")]
+    pub caps_ex: Option<u32>,
+}
+
+impl FourCcReply {
+    /// Reads the fields from the `_result` command object or its info argument.
+    pub fn from_result(cmd: &Command) -> FourCcReply {
+        let mut reply = FourCcReply::default();
+        for v in std::iter::once(&cmd.object).chain(&cmd.args) {
+            if let Some(Value::StrictArray(list)) = v.get("fourCcList") {
+                reply.fourcc_list.get_or_insert_with(|| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                });
+            }
+            if let Some(Value::Object(p) | Value::EcmaArray(p)) = v.get("videoFourCcInfoMap") {
+                reply.video_fourcc_info_map.get_or_insert_with(|| {
+                    p.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_number()? as u32)))
+                        .collect()
+                });
+            }
+            if let Some(n) = v.get("capsEx").and_then(Value::as_number) {
+                reply.caps_ex.get_or_insert(n as u32);
+            }
+        }
+        reply
+    }
+
+    /// An ingest's answer to a client's `fourCcList` (`None` when the client
+    /// sent none): the FourCCs asked for that `takes` accepts (`*` asks for
+    /// all of `ours`), each CanDecode|CanForward in the info map, capsEx 0.
+    pub fn answer(
+        client: &Value,
+        ours: &[&str],
+        takes: impl Fn(&str) -> bool,
+    ) -> Option<FourCcReply> {
+        let Some(Value::StrictArray(asked)) = client.get("fourCcList") else {
+            return None;
+        };
+        let mut list: Vec<String> = Vec::new();
+        for f in asked.iter().filter_map(Value::as_str) {
+            let wanted: Vec<&str> = if f == "*" { ours.to_vec() } else { vec![f] };
+            for w in wanted {
+                if takes(w) && !list.iter().any(|l| l == w) {
+                    list.push(w.to_string());
+                }
+            }
+        }
+        Some(FourCcReply {
+            video_fourcc_info_map: Some(list.iter().map(|f| (f.clone(), 5)).collect()),
+            fourcc_list: Some(list),
+            caps_ex: Some(0),
+        })
+    }
+
+    /// The reply as `_result` command object properties.
+    pub fn properties(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        if let Some(l) = &self.fourcc_list {
+            let list = l.iter().map(|f| Value::String(f.clone())).collect();
+            out.push(("fourCcList".to_string(), Value::StrictArray(list)));
+        }
+        if let Some(m) = &self.video_fourcc_info_map {
+            let map = m
+                .iter()
+                .map(|(k, &v)| (k.clone(), Value::Number(f64::from(v))))
+                .collect();
+            out.push(("videoFourCcInfoMap".to_string(), Value::Object(map)));
+        }
+        if let Some(c) = self.caps_ex {
+            out.push(("capsEx".to_string(), Value::Number(f64::from(c))));
+        }
+        out
+    }
+
+    /// The server said nothing about Enhanced RTMP.
+    pub fn is_silent(&self) -> bool {
+        *self == FourCcReply::default()
+    }
+
+    /// Whether the server says it takes `fourcc`: `Some(true)` when listed
+    /// (or `*`) in `fourCcList` or in the info map with any flag, `Some(false)`
+    /// when it answered a list or map without it, `None` when silent.
+    pub fn takes(&self, fourcc: &str) -> Option<bool> {
+        let in_list = self
+            .fourcc_list
+            .as_ref()
+            .map(|l| l.iter().any(|f| f == fourcc || f == "*"));
+        let in_map = self.video_fourcc_info_map.as_ref().map(|m| {
+            m.iter()
+                .any(|(k, &flags)| (k == fourcc || k == "*") && flags != 0)
+        });
+        match (in_list, in_map) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+        }
+    }
+}
+
 /// `@setDataFrame("onMetaData", ...)` payload for the metadata of a fixture:
 /// the fixture's onMetaData body with `@setDataFrame` in front.
 pub fn set_data_frame(on_metadata_body: &[u8]) -> Bytes {
@@ -368,5 +504,83 @@ mod tests {
             Command::parse(COMMAND_AMF3, &[]),
             Err(MessageError::ShortCommand(0))
         );
+    }
+
+    #[test]
+    fn connect_object_advertises_only_enhanced_codecs() {
+        let plain = connect_object("live", "rtmp://h/live", None);
+        assert_eq!(plain.get_str("app"), Some("live"));
+        assert!(plain.get("fourCcList").is_none() && plain.get("capsEx").is_none());
+        let hevc = connect_object("live", "rtmp://h/live", Some("hvc1"));
+        assert_eq!(
+            hevc.get("fourCcList"),
+            Some(&Value::StrictArray(vec![Value::str("hvc1")]))
+        );
+        assert_eq!(
+            hevc.get("videoFourCcInfoMap").and_then(|m| m.get("hvc1")),
+            Some(&Value::Number(2.0))
+        );
+        assert_eq!(hevc.get("capsEx"), Some(&Value::Number(0.0)));
+        // It survives an encode/parse round trip as a connect command.
+        let cmd = Command::new("connect", 1.0, hevc.clone(), vec![]);
+        assert_eq!(
+            Command::parse(COMMAND_AMF0, &cmd.encode()).unwrap().object,
+            hevc
+        );
+    }
+
+    #[test]
+    fn fourcc_reply_from_result() {
+        let silent = Command::new(
+            "_result",
+            1.0,
+            Value::obj(&[("fmsVer", Value::str("x"))]),
+            vec![],
+        );
+        let r = FourCcReply::from_result(&silent);
+        assert!(r.is_silent());
+        assert_eq!(r.takes("hvc1"), None);
+        let object = Value::obj(&[
+            (
+                "fourCcList",
+                Value::StrictArray(vec![Value::str("av01"), Value::str("avc1")]),
+            ),
+            ("capsEx", Value::Number(1.0)),
+        ]);
+        let info = Value::obj(&[(
+            "videoFourCcInfoMap",
+            Value::EcmaArray(vec![
+                ("av01".into(), Value::Number(5.0)),
+                ("hvc1".into(), Value::Number(0.0)),
+            ]),
+        )]);
+        let r = FourCcReply::from_result(&Command::new("_result", 1.0, object, vec![info]));
+        assert_eq!(
+            r.fourcc_list.as_deref(),
+            Some(&["av01".to_string(), "avc1".to_string()][..])
+        );
+        assert_eq!(r.caps_ex, Some(1));
+        assert_eq!(r.video_fourcc_info_map.as_ref().unwrap()["av01"], 5);
+        assert_eq!(r.takes("av01"), Some(true));
+        // Listed nowhere (flags 0 in the map do not count).
+        assert_eq!(r.takes("hvc1"), Some(false));
+        let star = FourCcReply {
+            fourcc_list: Some(vec!["*".into()]),
+            ..FourCcReply::default()
+        };
+        assert_eq!(star.takes("vp09"), Some(true));
+        // An ingest's answer round-trips through its _result.
+        let client = connect_object("live", "rtmp://h/live", Some("hvc1"));
+        let answer = FourCcReply::answer(&client, &["hvc1", "av01"], |f| f == "av01").unwrap();
+        assert_eq!(answer.takes("hvc1"), Some(false));
+        let star = Value::obj(&[("fourCcList", Value::StrictArray(vec![Value::str("*")]))]);
+        let all = FourCcReply::answer(&star, &["hvc1", "av01"], |_| true).unwrap();
+        let result = Command::new("_result", 1.0, Value::Object(all.properties()), vec![]);
+        assert_eq!(FourCcReply::from_result(&result), all);
+        assert_eq!(all.fourcc_list.as_deref().unwrap().len(), 2);
+        assert!(FourCcReply::answer(&Value::obj(&[]), &["hvc1"], |_| true).is_none());
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["fourCcList"][0], "av01");
+        assert_eq!(json["capsEx"], 1);
     }
 }

@@ -117,6 +117,8 @@ pub async fn publish(
         attempts: Vec::new(),
         forced: run.forced,
         srt: out.stats,
+        server_fourcc: None,
+        pushed_fourcc: None,
     }
 }
 

@@ -15,7 +15,8 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::flv::{CODEC_AAC, CODEC_AVC, Fixture, Tag, TagKind};
+use crate::codec::VideoCodec;
+use crate::flv::{CODEC_AAC, Fixture, Tag, TagKind};
 
 pub const PACKET: usize = 188;
 /// TS packets per SRT payload (7 x 188 = 1316 bytes, what libsrt peers expect).
@@ -42,8 +43,8 @@ const TS_MASK: u64 = (1 << 33) - 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MuxError {
-    #[error("fixture has video that is not H.264 (FLV codec id {0}): SRT pushes carry H.264 + AAC")]
-    VideoCodec(u8),
+    #[error("fixture has {0} video, not H.264: SRT pushes carry H.264 + AAC")]
+    VideoCodec(&'static str),
     #[error(
         "fixture has audio that is not AAC (FLV sound format {0}): SRT pushes carry H.264 + AAC"
     )]
@@ -505,7 +506,7 @@ impl TsLoop {
     /// Muxes one loop of `fixture`.
     pub fn new(fixture: &Fixture) -> Result<TsLoop, MuxError> {
         let video = match fixture.video_codec {
-            Some(c) if c != CODEC_AVC => return Err(MuxError::VideoCodec(c)),
+            Some(c) if c != VideoCodec::H264 => return Err(MuxError::VideoCodec(c.as_str())),
             Some(_) => Some(avc_config(
                 fixture
                     .video_sequence_header
@@ -816,8 +817,8 @@ mod tests {
         f.audio_codec = Some(2);
         assert_eq!(TsLoop::new(&f).unwrap_err(), MuxError::AudioCodec(2));
         let mut f = fixture();
-        f.video_codec = Some(12);
-        assert_eq!(TsLoop::new(&f).unwrap_err(), MuxError::VideoCodec(12));
+        f.video_codec = Some(VideoCodec::Hevc);
+        assert_eq!(TsLoop::new(&f).unwrap_err(), MuxError::VideoCodec("hevc"));
         let mut f = fixture();
         f.video_sequence_header = None;
         assert_eq!(TsLoop::new(&f).unwrap_err(), MuxError::NoAvcHeader);
