@@ -28,7 +28,7 @@ pub struct PublisherRecord {
     /// The remote address and the addresses whose connects failed.
     pub addrs: super::by_address::PublisherAddrs,
     /// SRT publishers: SRT's counts over all attempts.
-    pub srt: Option<super::summary::SrtTotals>,
+    pub srt: Option<Box<super::summary::SrtTotals>>,
 }
 
 impl PublisherRecord {

@@ -359,7 +359,7 @@ impl PublisherTask {
         let mut kept: Option<Attempt> = None;
         let mut last = None;
         let (mut bytes_sent, mut streamed, mut max_lag) = (0, Duration::ZERO, Duration::ZERO);
-        let mut srt: Option<crate::load::summary::SrtTotals> = None;
+        let mut srt: Option<Box<crate::load::summary::SrtTotals>> = None;
         let (mut reconnects, mut failures_in_a_row) = (0u32, 0u32);
         // Boxed: it lives across every await of the task (issue 6 budget).
         let mut addrs = Box::<PublisherAddrs>::default();
