@@ -116,6 +116,20 @@ fn srt_url(port: u16, stream: &str, key: &str, expiry: u64) -> String {
     )
 }
 
+/// Checks a push's JSON against schemas/commands.json (its `srt` block too).
+fn assert_push_schema(doc: &serde_json::Value) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    s["$ref"] = serde_json::json!("#/$defs/push");
+    let v = jsonschema::validator_for(&s).unwrap();
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
 fn push_json(
     url: &str,
     extra: &[&str],
@@ -130,6 +144,7 @@ fn push_json(
     );
     let json = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("push printed no JSON ({e}):\n{}", text(&o)));
+    assert_push_schema(&json);
     (json, text(&o), o.status.code())
 }
 
