@@ -6,15 +6,22 @@
 #  2. 10,000 publishers of fixtures/low-240p.flv for 60 s, ramped at 1,000/s,
 #     against the local ingest (`pushprobe serve`) in another process:
 #     accepted count, max lag, client memory per publisher, both CPUs.
+#  3. SRT (issue 17), into examples/srt_sink (an srt-tokio listener taking
+#     every caller): pushprobe load (200 SRT publishers) vs ffmpeg
+#     -re -c copy -f mpegts srt:// (20 processes), CPU per stream-second and
+#     memory per publisher; then SRT_PUBLISHERS (2,000) SRT publishers in
+#     real time from one process for 60 s: accepted, lag, retransmissions.
 #
-# Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS]
-#   defaults: 30 s for part 1, 10000 publishers for part 2 (0 skips part 2).
+# Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS] [SRT_PUBLISHERS]
+#   defaults: 30 s for parts 1 and 3, 10000 publishers for part 2 (0 skips
+#   part 2), 2000 for part 4's SRT scale run (0 skips it); ONLY=srt runs part 4 (SRT) alone.
 # Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}
 SCALE=${2:-10000}
-cargo build --release --quiet
+SRT_N=${3:-2000}
+cargo build --release --quiet --bin pushprobe --example srt_sink
 B=$PWD/target/release/pushprobe
 FIX=$PWD/fixtures/sd-360p.flv
 WORK=$(mktemp -d)
@@ -31,6 +38,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "fixture: $FIX ($(ffprobe -v error -show_entries format=bit_rate -of csv=p=0 "$FIX") bit/s)"
 
+if [ "${ONLY:-}" != srt ]; then
 # ---- part 1: nginx-rtmp, pushprobe vs ffmpeg ----
 NP=$(free_port)
 cat > "$WORK/n.conf" <<EOF
@@ -143,5 +151,70 @@ for fx in ["sd-360p", "hevc-360p"]:
     cost[fx] = (u + s) * 1000 / ss
     print(f"{fx:<12}{cost[fx]:>16.3f}{m / n:>14.1f}{rep.get('fixture_kbps', 0):>8}  {rep['outcomes'].get('accepted', 0)} (codec_unsupported {rep['outcomes'].get('codec_unsupported', 0)})")
 print(f"ratio HEVC/H.264: {cost['hevc-360p'] / cost['sd-360p']:.2f}")
+PY
+fi
+fi
+
+# ---- part 4: SRT, pushprobe vs ffmpeg, then SRT_N publishers ----
+udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+srt_sink() { # $1: name; starts a sink, sets SINK_PORT
+  local p; p=$(udp_port)
+  "$PWD/target/release/examples/srt_sink" 127.0.0.1:"$p" > "$WORK/$1.sink" & PIDS+=($!)
+  for _ in $(seq 100); do grep -q listening "$WORK/$1.sink" 2>/dev/null && break; sleep 0.05; done
+  SINK_PORT=$p
+}
+srt_sink srt1
+N_PP=200
+/usr/bin/time -f "%U %S %M" -o "$WORK/spp.time" \
+  "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/pp{i}" --publishers $N_PP --rate 200 \
+  --duration "${SECS}s" --fixture "$FIX" --progress none --json-out "$WORK/spp.json" > "$WORK/spp.txt"
+N_FF=20
+FFP=()
+for i in $(seq 1 $N_FF); do
+  /usr/bin/time -f "%U %S %M" -o "$WORK/sff$i.time" \
+    ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$FIX" -c copy -t "$SECS" \
+    -f mpegts "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/ff$i&pkt_size=1316" &
+  FFP+=($!)
+done
+wait "${FFP[@]}" 2>/dev/null || true
+python3 - "$WORK" "$N_PP" "$N_FF" "$SECS" <<'PY'
+import json, sys, glob
+work, npp, nff, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+u, s, m = map(float, open(f"{work}/spp.time").read().split()[-3:])
+rep = json.load(open(f"{work}/spp.json"))
+pp_cpu = (u + s) * 1000 / rep["stream_seconds"]
+pp_mem = m / npp
+ff_cpu_s = ff_mem = 0.0
+for f in glob.glob(f"{work}/sff*.time"):
+    fu, fs, fm = map(float, open(f).read().split()[-3:])
+    ff_cpu_s += fu + fs
+    ff_mem += fm
+ff_cpu = ff_cpu_s * 1000 / (nff * secs)
+ff_memp = ff_mem / nff
+srt = rep.get("srt", {})
+print(f"\npart 4: SRT into srt_sink, {secs:.0f} s")
+print(f"{'client':<40}{'CPU ms/stream-s':>16}{'KB/publisher':>14}")
+print(f"{'pushprobe load ('+str(npp)+' SRT publishers)':<40}{pp_cpu:>16.3f}{pp_mem:>14.1f}   ({rep['outcomes'].get('accepted', 0)} accepted, max lag {rep['max_lag_ms']:.0f} ms, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped)")
+print(f"{'ffmpeg -re -c copy -f mpegts ('+str(nff)+' proc.)':<40}{ff_cpu:>16.3f}{ff_memp:>14.1f}")
+print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.1f}x, memory {ff_memp/pp_mem:.1f}x")
+PY
+if [ "$SRT_N" -gt 0 ]; then
+  srt_sink srt2
+  /usr/bin/time -f "%U %S %M" -o "$WORK/sscale.time" \
+    "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/s{i}" --publishers "$SRT_N" --rate 500 \
+    --duration 60s --fixture "$PWD/fixtures/low-240p.flv" --progress none --json-out "$WORK/sscale.json" > "$WORK/sscale.txt" || true
+  python3 - "$WORK" "$SRT_N" <<'PY'
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+u, s, m = map(float, open(f"{work}/sscale.time").read().split()[-3:])
+rep = json.load(open(f"{work}/sscale.json"))
+pub = rep["phases_ms"].get("publish", {})
+srt = rep.get("srt", {})
+print(f"\npart 4b: {n} SRT publishers of low-240p for 60 s at 500/s into srt_sink")
+print(f"accepted {rep['outcomes'].get('accepted', 0)} of {n}, max lag {rep['max_lag_ms']:.0f} ms, lag p99 {rep['lag_ms']['p99']:.0f} ms")
+if pub:
+    print(f"first packet acknowledged: p50 {pub['p50']:.1f} ms, p99 {pub['p99']:.1f} ms")
+print(f"srt: {srt.get('packets_sent', 0)} packets sent, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped")
+print(f"client: {(u+s)*1000/max(rep['stream_seconds'],1e-9):.3f} CPU ms/stream-s, peak RSS {m/1024:.1f} MB = {m/n:.2f} KB/publisher all told")
 PY
 fi

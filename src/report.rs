@@ -57,6 +57,17 @@ pub fn text(s: &Summary, out: &mut impl Write) -> io::Result<()> {
     if s.reconnects > 0 {
         writeln!(out, "reconnects: {} (--reconnect)", s.reconnects)?;
     }
+    if let Some(t) = &s.srt {
+        writeln!(
+            out,
+            "srt: {} publishers, {} packets sent, {} retransmitted, {} dropped (too late), {} reported lost",
+            t.publishers,
+            t.packets_sent,
+            t.packets_retransmitted,
+            t.packets_dropped,
+            t.packets_lost
+        )?;
+    }
     crate::load::by_address::write_text(out, &s.by_address)?;
     let e = &s.expected_refusals;
     if e.refused > 0 || e.accepted > 0 {

@@ -810,8 +810,11 @@ fn parse_srt(rest: &str) -> Result<PushUrl, UrlError> {
     })
 }
 
+/// A streamid's app, stream and other pairs (in order).
+pub type StreamIdParts = (String, String, Vec<(String, String)>);
+
 /// Splits a Tencent streamid into app, stream and the other pairs in order.
-pub fn parse_stream_id(sid: &str) -> Result<(String, String, Vec<(String, String)>), UrlError> {
+pub fn parse_stream_id(sid: &str) -> Result<StreamIdParts, UrlError> {
     let shown = || redact_query_in(&sid.chars().take(96).collect::<String>());
     if sid.len() > MAX_STREAM_ID {
         return Err(UrlError::TooLong(sid.len()));
@@ -871,12 +874,13 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

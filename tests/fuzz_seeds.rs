@@ -227,6 +227,7 @@ fn report_seeds() {
             streamed: Duration::from_secs(3),
             reconnects: 0,
             addrs: Default::default(),
+            srt: None,
         });
         a.add_callback_latency(CallbackKind::Push, ms(300 + i));
     }

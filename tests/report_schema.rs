@@ -57,6 +57,17 @@ fn record(i: u64) -> PublisherRecord {
                 vec![]
             },
         },
+        // Every third publisher pushed over SRT: the report's srt block is
+        // checked against the schema too.
+        srt: i
+            .is_multiple_of(3)
+            .then_some(Box::new(pushprobe::load::summary::SrtTotals {
+                publishers: 1,
+                packets_sent: 4_000 + i,
+                packets_retransmitted: i % 5,
+                packets_dropped: i % 2,
+                packets_lost: i % 7,
+            })),
     }
 }
 

@@ -116,6 +116,20 @@ fn srt_url(port: u16, stream: &str, key: &str, expiry: u64) -> String {
     )
 }
 
+/// Checks a push's JSON against schemas/commands.json (its `srt` block too).
+fn assert_push_schema(doc: &serde_json::Value) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    s["$ref"] = serde_json::json!("#/$defs/push");
+    let v = jsonschema::validator_for(&s).unwrap();
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
 fn push_json(
     url: &str,
     extra: &[&str],
@@ -130,6 +144,7 @@ fn push_json(
     );
     let json = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("push printed no JSON ({e}):\n{}", text(&o)));
+    assert_push_schema(&json);
     (json, text(&o), o.status.code())
 }
 
@@ -270,4 +285,110 @@ fn rejections_get_the_same_outcomes_as_rtmp() {
         assert!(json["evidence"].to_string().contains(words), "{printed}");
         t.join().unwrap();
     }
+}
+
+/// An SRT listener on its own port that accepts every caller and counts
+/// the callers and the TS bytes they send (a many-caller peer for `load`).
+struct Sink {
+    port: u16,
+    callers: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn accepting_sink() -> Sink {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (callers, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (c, b) = (callers.clone(), bytes.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The thread lives as long as the test process (its runtime serves
+    // every caller); the test binary's exit ends it.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            let (_l, mut incoming) = srt_tokio::SrtListener::builder()
+                .socket(udp)
+                .bind(addr)
+                .await
+                .unwrap();
+            tx.send(addr.port()).unwrap();
+            while let Some(req) = incoming.incoming().next().await {
+                let Ok(mut s) = req.accept(None).await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let b = b.clone();
+                tokio::spawn(async move {
+                    while let Some(Ok((_, d))) = s.next().await {
+                        b.fetch_add(d.len() as u64, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+    });
+    Sink {
+        port: rx.recv_timeout(READY).expect("sink bound"),
+        callers,
+        bytes,
+    }
+}
+
+/// `load` with SRT publishers: the same report (outcomes, phases from start
+/// and from schedule, lag) plus SRT's counts; the listener saw every caller
+/// and their TS.
+#[test]
+fn load_over_srt_reports_srt_counts() {
+    use std::sync::atomic::Ordering;
+    let sink = accepting_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("load.json");
+    let template = format!(
+        "srt://127.0.0.1:{}?streamid=#!::r=live/load{{i}}",
+        sink.port
+    );
+    let o = run(
+        bin()
+            .args([
+                "load",
+                "--url-template",
+                &template,
+                "--publishers",
+                "4",
+                "--rate",
+                "0",
+            ])
+            .args(["--duration", "3s", "--progress", "none", "--json-out"])
+            .arg(&report),
+        Duration::from_secs(90),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(s["outcomes"]["accepted"], 4, "{s}");
+    for phase in ["dns", "handshake", "publish"] {
+        assert_eq!(
+            s["phases_ms"][phase]["count"], 4,
+            "{phase}: {}",
+            s["phases_ms"]
+        );
+        assert_eq!(s["phases_from_schedule_ms"][phase]["count"], 4, "{phase}");
+    }
+    assert_eq!(s["srt"]["publishers"], 4, "{s}");
+    assert!(
+        s["srt"]["packets_sent"].as_u64().unwrap() > 4 * 100,
+        "{}",
+        s["srt"]
+    );
+    assert!(s["srt"]["packets_retransmitted"].is_u64());
+    assert!(s["srt"]["packets_dropped"].is_u64());
+    assert!(text(&o).contains("srt: 4 publishers"), "{}", text(&o));
+    assert_eq!(sink.callers.load(Ordering::SeqCst), 4);
+    // Each publisher streamed ~3 s of a ~500 kbit/s fixture.
+    let got = sink.bytes.load(Ordering::SeqCst);
+    assert!(got > 4 * 100_000, "sink got {got} bytes");
 }

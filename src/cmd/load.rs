@@ -113,6 +113,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let (fixture, fixture_name) =
         crate::probe::load_fixture(args.conn.fixture.as_deref(), args.conn.legacy_codec_id)?;
     let plan = MediaPlan::build(&fixture, args.conn.chunk_size, args.conn.stamp);
+    let srt = match urls.first() {
+        Some(u) => crate::probe::srt_media(u, &fixture, args.conn.srt_latency)?,
+        None => None,
+    };
     drop(fixture);
     ensure_open_files(slots.len() as u64)?;
 
@@ -198,6 +202,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         reconnect: args.reconnect,
         expires_in: args.expires_in,
+        srt,
     };
     let out = runner::run(cfg, live.clone(), cancel).await;
     progress.abort();
@@ -354,6 +359,7 @@ mod tests {
             streamed: Duration::from_secs(4),
             reconnects: 0,
             addrs: Default::default(),
+            srt: None,
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) struct Parts {
     pub(super) bytes_sent: u64,
     pub(super) stream_seconds: f64,
     pub(super) reconnects: u64,
+    pub(super) srt: Option<super::summary::SrtTotals>,
     /// May overlap: coverage finds where.
     pub(super) ranges: Vec<IndexRange>,
     /// Overlaps already found in merged inputs.
@@ -94,6 +95,9 @@ impl Aggregator {
         p.bytes_sent = p.bytes_sent.saturating_add(r.bytes_sent);
         p.stream_seconds += r.streamed.as_secs_f64();
         p.reconnects = p.reconnects.saturating_add(u64::from(r.reconnects));
+        if let Some(s) = &r.srt {
+            p.srt.get_or_insert_default().add(s);
+        }
         if r.expected_refusal {
             let e = &mut p.expected;
             if r.outcome == Outcome::Accepted {
@@ -222,6 +226,7 @@ pub(super) fn finish(p: &Parts, h: Header) -> Summary {
         bytes_sent: p.bytes_sent,
         stream_seconds: finite(p.stream_seconds),
         reconnects: p.reconnects,
+        srt: p.srt,
         bitrate_bps,
         streams,
         coverage,
@@ -274,6 +279,7 @@ pub(crate) mod tests {
             },
             addrs: Default::default(),
             reconnects: (i % 3) as u32,
+            srt: None,
         }
     }
 
@@ -290,6 +296,7 @@ pub(crate) mod tests {
             streamed: Duration::ZERO,
             reconnects: 0,
             addrs: Default::default(),
+            srt: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
         parts.bytes_sent = parts.bytes_sent.saturating_add(s.bytes_sent);
         parts.stream_seconds += s.stream_seconds;
         parts.reconnects = parts.reconnects.saturating_add(s.reconnects);
+        if let Some(t) = &s.srt {
+            parts.srt.get_or_insert_default().add(t);
+        }
         super::by_address::merge(&mut parts.by_address, &s.by_address);
         parts.ranges.extend_from_slice(&s.streams);
         parts.overlaps.extend_from_slice(&s.coverage.overlaps);

@@ -526,6 +526,7 @@ mod tests {
             streamed: Duration::from_secs(1),
             reconnects: 0,
             addrs: Default::default(),
+            srt: None,
         }
     }
 

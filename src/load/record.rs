@@ -27,6 +27,8 @@ pub struct PublisherRecord {
     pub reconnects: u32,
     /// The remote address and the addresses whose connects failed.
     pub addrs: super::by_address::PublisherAddrs,
+    /// SRT publishers: SRT's counts over all attempts.
+    pub srt: Option<Box<super::summary::SrtTotals>>,
 }
 
 impl PublisherRecord {

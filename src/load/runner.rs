@@ -93,6 +93,8 @@ pub struct LoadConfig {
     pub reconnect: bool,
     /// Validity of a URL re-signed before reconnecting.
     pub expires_in: Duration,
+    /// The fixture as TS and the latency, for `srt://` publishers.
+    pub srt: Option<crate::srt::publish::SrtMedia>,
 }
 
 /// What a run returns: the folded aggregate and how it ended.
@@ -185,6 +187,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         refusal_window: cfg.refusal_window,
         reconnect: cfg.reconnect,
         expires_in: cfg.expires_in,
+        srt: cfg.srt,
     });
     let workers = Workers::start(cfg.workers);
     let mut tasks = Vec::with_capacity(cfg.slots.len());
@@ -316,6 +319,7 @@ struct PublisherSettings {
     refusal_window: Duration,
     reconnect: bool,
     expires_in: Duration,
+    srt: Option<crate::srt::publish::SrtMedia>,
 }
 
 /// One publisher of the run: its slot in the schedule and its URL.
@@ -355,6 +359,7 @@ impl PublisherTask {
         let mut kept: Option<Attempt> = None;
         let mut last = None;
         let (mut bytes_sent, mut streamed, mut max_lag) = (0, Duration::ZERO, Duration::ZERO);
+        let mut srt: Option<Box<crate::load::summary::SrtTotals>> = None;
         let (mut reconnects, mut failures_in_a_row) = (0u32, 0u32);
         // Boxed: it lives across every await of the task (issue 6 budget).
         let mut addrs = Box::<PublisherAddrs>::default();
@@ -378,6 +383,9 @@ impl PublisherTask {
             cfg.tick = settings.tick;
             cfg.refusal_window = settings.refusal_window;
             cfg.start_index = settings.plan.start_index(self.slot.index);
+            if url.scheme == crate::sign::Scheme::Srt {
+                cfg.srt = settings.srt.clone();
+            }
             let mut obs = LiveObserver {
                 live: live.clone(),
                 events: events.clone(),
@@ -426,6 +434,11 @@ impl PublisherTask {
                 );
                 bytes_sent += result.bytes_sent;
                 streamed += result.streamed;
+                if let Some(s) = &result.srt {
+                    let mut t = crate::load::summary::SrtTotals::of(s);
+                    t.publishers = u64::from(srt.is_none());
+                    srt.get_or_insert_default().add(&t);
+                }
                 max_lag = max_lag.max(result.max_lag);
                 Attempt {
                     start,
@@ -505,6 +518,7 @@ impl PublisherTask {
             streamed,
             reconnects,
             addrs: *addrs,
+            srt,
         };
         let _ = events.send(Event::Done {
             slot: self.slot_index,
@@ -677,6 +691,7 @@ mod tests {
             refusal_window: crate::publish::REFUSAL_WINDOW,
             reconnect: false,
             expires_in: Duration::from_secs(60),
+            srt: None,
         });
         let (tx, _rx) = mpsc::unbounded_channel();
         let task = task.run(settings, Arc::new(Live::default()), tx, cancel.clone());

@@ -17,6 +17,44 @@ pub const FORMAT: &str = "pushprobe-load-report";
 /// The report layout version this build reads and writes.
 pub const VERSION: u32 = 1;
 
+/// SRT's own counts summed over the SRT publishers of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrtTotals {
+    /// Publishers that pushed over SRT.
+    pub publishers: u64,
+    /// Data packets sent, retransmissions included.
+    pub packets_sent: u64,
+    pub packets_retransmitted: u64,
+    /// Packets the senders dropped as too late to play (TLPKTDROP).
+    pub packets_dropped: u64,
+    /// Packets the receivers reported lost (NAK).
+    pub packets_lost: u64,
+}
+
+impl SrtTotals {
+    /// One publisher attempt's numbers.
+    pub fn of(s: &crate::srt::caller::SrtStats) -> SrtTotals {
+        SrtTotals {
+            publishers: 1,
+            packets_sent: s.packets_sent,
+            packets_retransmitted: s.packets_retransmitted,
+            packets_dropped: s.packets_dropped,
+            packets_lost: s.packets_lost,
+        }
+    }
+
+    /// Adds counts (publishers too: pass `publishers: 0` to add attempts).
+    pub fn add(&mut self, o: &SrtTotals) {
+        self.publishers = self.publishers.saturating_add(o.publishers);
+        self.packets_sent = self.packets_sent.saturating_add(o.packets_sent);
+        self.packets_retransmitted = self
+            .packets_retransmitted
+            .saturating_add(o.packets_retransmitted);
+        self.packets_dropped = self.packets_dropped.saturating_add(o.packets_dropped);
+        self.packets_lost = self.packets_lost.saturating_add(o.packets_lost);
+    }
+}
+
 /// Callback events as the receiver counted them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackCounts {
@@ -166,6 +204,9 @@ pub struct Summary {
     /// reports of builds before it, read as 0.
     #[serde(default)]
     pub reconnects: u64,
+    /// SRT runs: SRT's retransmission and drop counts (absent for RTMP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srt: Option<SrtTotals>,
     /// `bytes_sent` over the run's duration, in bits per second.
     pub bitrate_bps: f64,
     /// Publisher indices measured (duplicates excluded), merged into ranges.

@@ -462,7 +462,11 @@ pub async fn publish(
     observer: &mut dyn Observer,
 ) -> PublishResult {
     if let Some(srt) = &cfg.srt {
-        return crate::srt::publish::publish(cfg, srt, plan, cancel, observer).await;
+        // Boxed: the RTMP future (held by every load publisher) stays small.
+        return Box::pin(crate::srt::publish::publish(
+            cfg, srt, plan, cancel, observer,
+        ))
+        .await;
     }
     let mut run = Run {
         cfg,
