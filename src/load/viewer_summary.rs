@@ -269,8 +269,14 @@ mod tests {
         assert_eq!(v.frames.lost, 3);
         assert_eq!(v.first_frame_ms.count, 5);
         // Viewer 4: first frame 104 ms after its start, started 4 ms late.
-        assert_eq!(v.first_frame_ms.max, 104.0);
-        assert_eq!(v.first_frame_from_schedule_ms.max, 108.0);
+        // (HdrHistogram at 3 significant digits: within 0.1%.)
+        let near = |got: f64, want: f64| (got - want).abs() <= want / 1000.0;
+        assert!(near(v.first_frame_ms.max, 104.0), "{:?}", v.first_frame_ms);
+        assert!(
+            near(v.first_frame_from_schedule_ms.max, 108.0),
+            "{:?}",
+            v.first_frame_from_schedule_ms
+        );
         assert!(!v.passed());
     }
 

@@ -332,6 +332,37 @@ mod tests {
         assert_eq!(bad.check(None), Err(ViewerError::BadDomain("http://x".into())));
     }
 
+    /// Every viewer of a load run carries its task's future: 10,000 of them
+    /// must fit in 16 KB each all told, kernel socket buffers aside.
+    #[test]
+    fn viewer_future_stays_small() {
+        let settings = Arc::new(ViewerSettings {
+            per_stream: 1,
+            template: PlayTemplate::Url("rtmp://127.0.0.1:9/live/{i}".into()),
+            timeout: Duration::from_secs(1),
+            stall: Duration::from_secs(1),
+            insecure: false,
+            dial: Arc::default(),
+            duration: Duration::from_secs(1),
+            latency: Arc::default(),
+            live: Arc::default(),
+        });
+        let url = settings.template.url(0, "s").unwrap();
+        let f = view(
+            settings,
+            url,
+            0,
+            0,
+            Instant::now(),
+            None,
+            CancellationToken::new(),
+        );
+        let size = std::mem::size_of_val(&f);
+        // 1064 bytes when written; the transport's future is boxed apart
+        // (measured whole by benches/compare.sh).
+        assert!(size <= 1536, "viewer future grew to {size} bytes");
+    }
+
     #[test]
     fn the_end_margin_is_short_and_never_the_whole_run() {
         assert_eq!(end_margin(Duration::from_secs(30)), Duration::from_millis(500));
