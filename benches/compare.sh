@@ -6,14 +6,27 @@
 #  2. 10,000 publishers of fixtures/low-240p.flv for 60 s, ramped at 1,000/s,
 #     against the local ingest (`pushprobe serve`) in another process:
 #     accepted count, max lag, client memory per publisher, both CPUs.
+#  3. Viewers (issue 13): VIEWERS viewers of VIEWER_STREAMS streams of low-240p
+#     from one viewer-only `pushprobe load` process, the streams pushed (with
+#     latency stamps) by another `pushprobe load --stamp` process and relayed
+#     by nginx-rtmp in a third: viewers started, push-to-play latency (every
+#     viewer within 1 s of real time?), stalls, client CPU per viewer-second
+#     vs the publisher's CPU per stream-second, memory per viewer. With
+#     SRS_BENCH=path/to/sb_rtmp_load (srs-bench's C++ player, built from its
+#     history: see the report), the same viewers from it side by side.
 #
-# Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS]
-#   defaults: 30 s for part 1, 10000 publishers for part 2 (0 skips part 2).
+# Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS] [VIEWERS] [VIEWER_STREAMS] [VIEWER_SECONDS]
+#   defaults: 30 s for part 1, 10000 publishers for part 2 (0 skips part 2),
+#   10000 viewers of 100 streams for 30 s in part 3 (0 viewers skips it).
 # Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}
 SCALE=${2:-10000}
+VIEWERS=${3:-10000}
+VSTREAMS=${4:-100}
+VSECS=${5:-30}
+ONLY=${BENCH_ONLY:-}   # "viewers": part 3 only
 cargo build --release --quiet
 B=$PWD/target/release/pushprobe
 FIX=$PWD/fixtures/sd-360p.flv
@@ -44,6 +57,7 @@ nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
 wait_port "$NP"
 
 N_PP=200
+if [ "$ONLY" != viewers ]; then
 /usr/bin/time -f "%U %S %M" -o "$WORK/pp.time" \
   "$B" load --url-template "rtmp://127.0.0.1:$NP/live/pp{i}" --publishers $N_PP --rate 200 \
   --duration "${SECS}s" --fixture "$FIX" --progress none --json-out "$WORK/pp.json" > "$WORK/pp.txt"
@@ -80,9 +94,10 @@ print(f"{'ffmpeg -re -c copy ('+str(nff)+' processes)':<34}{ff_cpu:>16.3f}{ff_me
 print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.0f}x, memory {ff_memp/pp_mem:.0f}x")
 print("baselines (DESIGN.md): srs-bench 0.62 ms, 53 KB; target <= 0.15 ms, <= 8 KB")
 PY
+fi
 
 # ---- part 2: 10,000 publishers against the local ingest ----
-if [ "$SCALE" -gt 0 ]; then
+if [ "$SCALE" -gt 0 ] && [ "$ONLY" != viewers ]; then
   IP=$(free_port)
   PUSHPROBE_KEY=bench "$B" serve --listen 127.0.0.1:"$IP" --idle-timeout 30s 2> "$WORK/serve.log" & SP=$!
   PIDS+=($SP)
@@ -106,4 +121,61 @@ print(f"client: {(u+s)*1000/ss_:.3f} CPU ms/stream-s, peak RSS {m/1024:.1f} MB =
 print(f"ingest: {(su+ss)/tck*1000/ss_:.3f} CPU ms/stream-s")
 PY
   sed -n '/latency, ms/,/lag behind/p' "$WORK/scale.txt"
+fi
+
+# ---- part 3: viewers of stamped streams through nginx-rtmp ----
+if [ "$VIEWERS" -gt 0 ]; then
+  PER=$(( VIEWERS / VSTREAMS ))
+  RATE=1000
+  RAMP=$(( VIEWERS / RATE + 1 ))
+  # Publishers outlast the viewers' ramp, their first keyframe and their time.
+  PSECS=$(( RAMP + VSECS + 15 ))
+  LOW=$PWD/fixtures/low-240p.flv
+  /usr/bin/time -f "%U %S %M" -o "$WORK/vpub.time" \
+    "$B" load --url-template "rtmp://127.0.0.1:$NP/live/vw{i}" --publishers "$VSTREAMS" --rate 0 \
+    --stamp --duration "${PSECS}s" --fixture "$LOW" --progress none --json-out "$WORK/vpub.json" \
+    > "$WORK/vpub.txt" 2>&1 & VPUB=$!
+  PIDS+=($VPUB)
+  sleep 3  # the publishers' Publish.Start (nginx relays from then on)
+  /usr/bin/time -f "%U %S %M" -o "$WORK/view.time" \
+    "$B" load --stream-template "vw{i}" --publishers "$VSTREAMS" --viewers "$PER" --rate $RATE \
+    --play-template "rtmp://127.0.0.1:$NP/live/{stream}" --duration "${VSECS}s" --timeout 20s \
+    --progress none --json-out "$WORK/view.json" --hgrm "$WORK/vhgrm" > "$WORK/view.txt" 2>&1 || true
+  if [ -n "${SRS_BENCH:-}" ] && [ -x "$SRS_BENCH" ]; then
+    # srs-bench's RTMP player (sb_rtmp_load): the same viewers, same streams,
+    # killed after the same ramp and time; it reports no latency.
+    ( /usr/bin/time -f "%U %S %M" -o "$WORK/sb.time" \
+      timeout -s INT $(( RAMP + VSECS )) "$SRS_BENCH" -c "$VIEWERS" -s 1000 \
+      -r "rtmp://127.0.0.1:$NP/live/vw{i}" > "$WORK/sb.txt" 2>&1 || true ) &
+    wait $! || true
+  fi
+  wait "$VPUB" || true
+  python3 - "$WORK" "$VIEWERS" "$VSTREAMS" "$VSECS" "${SRS_BENCH:-}" <<'PY'
+import json, os, sys
+work, n, streams, secs, sb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+def t(name):
+    return map(float, open(f"{work}/{name}").read().split()[-3:])
+pu, ps, pm = t("vpub.time")
+pub = json.load(open(f"{work}/vpub.json"))
+pub_cpu = (pu + ps) * 1000 / pub["stream_seconds"]
+vu, vs, vm = t("view.time")
+rep = json.load(open(f"{work}/view.json"))
+v = rep["viewers"]
+view_cpu = (vu + vs) * 1000 / v["play_seconds"] if v["play_seconds"] else float("nan")
+lat, ff, f = v["latency_ms"], v["first_frame_ms"], v["frames"]
+print(f"\npart 3: {n} viewers of {streams} low-240p streams ({n // streams} each) for {secs:.0f} s, ramped at 1000/s, via nginx-rtmp")
+print(f"viewers: {v['started']} started of {v['planned']}, {v['kept_up']} kept up, {v['failed']} failed {v['failures']}")
+print(f"push-to-play latency ({lat['count']} frames, method {v['latency_method']}): p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
+      f" -> every viewer within 1 s of real time: {'yes' if lat['max'] < 1000 and f['stalls'] == 0 and v['started'] == n else 'NO'}")
+print(f"stalls {f['stalls']}, lost {f['lost']}, duplicated {f['duplicated']}, reordered {f['reordered']}, first frame p50 {ff['p50']:.0f} ms p99 {ff['p99']:.0f} ms")
+print(f"{'client':<44}{'CPU ms/s':>10}{'KB each':>10}")
+print(f"{'pushprobe load, '+str(streams)+' stamping publishers (per stream-s)':<44}{pub_cpu:>10.3f}{pm / streams:>10.1f}")
+print(f"{'pushprobe load, '+str(n)+' viewers (per viewer-s)':<44}{view_cpu:>10.3f}{vm / n:>10.1f}")
+print(f"viewer/publisher CPU: {view_cpu / pub_cpu:.2f}x (target <= 2x); memory per viewer {vm / n:.1f} KB all told (target < 16 KB)")
+if sb and os.path.exists(f"{work}/sb.time"):
+    su, ss, sm = t("sb.time")
+    # Same ramp and time as ours; viewer-seconds approximated by clients x time.
+    print(f"{'srs-bench sb_rtmp_load, '+str(n)+' players (per player-s)':<44}{(su + ss) * 1000 / (n * secs):>10.3f}{sm / n:>10.1f}")
+PY
+  sed -n '/^viewers (/,$p' "$WORK/view.txt"
 fi
