@@ -199,7 +199,11 @@ fn viewers_text(v: &Viewers, out: &mut impl Write) -> io::Result<()> {
         "ms", "count", "p50", "p90", "p99", "p99.9", "max"
     )?;
     row(out, "first frame", &v.first_frame_ms)?;
-    row(out, "first frame (schedule)", &v.first_frame_from_schedule_ms)?;
+    row(
+        out,
+        "first frame (schedule)",
+        &v.first_frame_from_schedule_ms,
+    )?;
     row(out, "push-to-play latency", &v.latency_ms)
 }
 

@@ -176,7 +176,14 @@ fn viewers_of_stamping_publishers_through_nginx_and_shards_merge() {
 fn ffmpeg_push(ng: &Nginx, stream: &str) -> Proc {
     spawn(
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+            ])
             .arg("-i")
             .arg(fixture("low-240p.flv"))
             .args(["-c", "copy", "-f", "flv"])
@@ -190,7 +197,9 @@ fn viewer_only_mode_watches_streams_ffmpeg_pushes() {
         return;
     }
     let ng = Nginx::start(None);
-    let pushers: Vec<Proc> = (0..2).map(|i| ffmpeg_push(&ng, &format!("ext-{i}"))).collect();
+    let pushers: Vec<Proc> = (0..2)
+        .map(|i| ffmpeg_push(&ng, &format!("ext-{i}")))
+        .collect();
     for (i, p) in pushers.iter().enumerate() {
         ng.wait_publishing(&format!("ext-{i}"), p);
     }
@@ -214,7 +223,11 @@ fn viewer_only_mode_watches_streams_ffmpeg_pushes() {
     assert_eq!(v["mode"], "viewer_only", "{v:#}");
     assert_eq!(u(v, "/planned"), 4, "{v:#}");
     assert_eq!(u(v, "/started"), 4, "{v:#}");
-    assert_eq!(u(v, "/first_frame_ms/count"), 4, "first frame measured: {v:#}");
+    assert_eq!(
+        u(v, "/first_frame_ms/count"),
+        4,
+        "first frame measured: {v:#}"
+    );
     assert_eq!(u(v, "/latency_method/none"), 4, "no stamps: {v:#}");
     assert_eq!(u(v, "/latency_ms/count"), 0, "{v:#}");
     assert_eq!(u(v, "/frames/stamped"), 0, "{v:#}");
@@ -225,7 +238,14 @@ fn viewer_only_mode_watches_streams_ffmpeg_pushes() {
 #[test]
 fn a_play_url_that_404s_is_a_viewer_failure_with_the_reason() {
     let http = HookServer::start(|_| 404);
-    let port = http.url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    let port = http
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let o = run(
@@ -258,21 +278,39 @@ fn a_play_url_that_404s_is_a_viewer_failure_with_the_reason() {
 #[test]
 fn viewer_options_without_viewers_or_urls_are_refused_clearly() {
     let o = run(
-        bin().args(["load", "--url-template", "rtmp://127.0.0.1:9/live/{i}", "--viewers", "2"]),
+        bin().args([
+            "load",
+            "--url-template",
+            "rtmp://127.0.0.1:9/live/{i}",
+            "--viewers",
+            "2",
+        ]),
         Duration::from_secs(30),
     );
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(text(&o).contains("--play-template"), "{}", text(&o));
     let o = run(
-        bin().args(["load", "--url-template", "rtmp://127.0.0.1:9/live/{i}"])
+        bin()
+            .args(["load", "--url-template", "rtmp://127.0.0.1:9/live/{i}"])
             .args(["--play-template", "rtmp://127.0.0.1:9/live/{i}"]),
         Duration::from_secs(30),
     );
     assert!(text(&o).contains("need --viewers K"), "{}", text(&o));
     let o = run(
-        bin().args(["load", "--viewers", "1", "--play-template", "http://h/{i}.flv"])
+        bin()
+            .args([
+                "load",
+                "--viewers",
+                "1",
+                "--play-template",
+                "http://h/{i}.flv",
+            ])
             .args(["--play-protocol", "rtmp"]),
         Duration::from_secs(30),
     );
-    assert!(text(&o).contains("--play-protocol says rtmp"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--play-protocol says rtmp"),
+        "{}",
+        text(&o)
+    );
 }

@@ -22,8 +22,8 @@ use crate::load::targets::{self, Shard, Template};
 use crate::load::viewer_run::{self, ViewerOnlyConfig};
 use crate::load::viewer_summary::Viewers;
 use crate::load::viewers::{PlayTemplate, ViewerLive, ViewerSettings};
-use crate::play::Protocol;
 use crate::media::MediaPlan;
+use crate::play::Protocol;
 use crate::report;
 use crate::sign::UrlSpec;
 use crate::signal::Stop;
@@ -70,7 +70,9 @@ fn play_template(args: &LoadArgs) -> anyhow::Result<Option<PlayTemplate>> {
     let asked = args.play_template.is_some() || args.play_domain.is_some();
     if args.viewers == 0 {
         if asked || args.play_protocol.is_some() {
-            bail!("--play-template, --play-domain and --play-protocol need --viewers K (viewers per stream)");
+            bail!(
+                "--play-template, --play-domain and --play-protocol need --viewers K (viewers per stream)"
+            );
         }
         return Ok(None);
     }
@@ -97,12 +99,7 @@ fn viewer_settings(
     mode: &str,
     planned: u64,
 ) -> anyhow::Result<(Arc<ViewerSettings>, Viewers)> {
-    let part = Viewers::new(
-        u64::from(args.viewers),
-        mode,
-        template.describe(),
-        planned,
-    );
+    let part = Viewers::new(u64::from(args.viewers), mode, template.describe(), planned);
     let settings = ViewerSettings {
         per_stream: args.viewers,
         template,
@@ -121,7 +118,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let viewer_template = play_template(args)?;
     if args.domain.is_none() && args.url_template.is_none() {
         let Some(t) = viewer_template else {
-            bail!("give --domain (signed) or --url-template, or --viewers K with --play-template/--play-domain to watch streams someone else pushes");
+            bail!(
+                "give --domain (signed) or --url-template, or --viewers K with --play-template/--play-domain to watch streams someone else pushes"
+            );
         };
         return run_viewers_only(args, t).await;
     }
@@ -218,7 +217,12 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
                 args.viewers,
                 t.describe()
             );
-            Some(viewer_settings(args, t, "with_publishers", viewers_planned)?)
+            Some(viewer_settings(
+                args,
+                t,
+                "with_publishers",
+                viewers_planned,
+            )?)
         }
         None => None,
     };

@@ -234,13 +234,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         Some((s, v)) => (Some(s), Some(v)),
         None => (None, None),
     };
-    let collector = tokio::spawn(collect(
-        rx,
-        cb_events,
-        streams,
-        live.clone(),
-        viewer_part,
-    ));
+    let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone(), viewer_part));
     let sampler = tokio::spawn(sample(live.clone(), tx.clone(), began));
 
     let settings = Arc::new(PublisherSettings {

@@ -161,7 +161,10 @@ impl Viewers {
     }
 
     /// Adds another run's viewers (exact: counts sum, histograms add).
-    pub fn merge(&mut self, o: &Viewers) -> Result<(), (&'static str, hdrhistogram::AdditionError)> {
+    pub fn merge(
+        &mut self,
+        o: &Viewers,
+    ) -> Result<(), (&'static str, hdrhistogram::AdditionError)> {
         self.per_stream = self.per_stream.max(o.per_stream);
         if self.mode.is_empty() {
             self.mode.clone_from(&o.mode);

@@ -329,7 +329,10 @@ mod tests {
             app: "live".into(),
             protocol: Protocol::Rtmp,
         };
-        assert_eq!(bad.check(None), Err(ViewerError::BadDomain("http://x".into())));
+        assert_eq!(
+            bad.check(None),
+            Err(ViewerError::BadDomain("http://x".into()))
+        );
     }
 
     /// Every viewer of a load run carries its task's future: 10,000 of them
@@ -365,7 +368,13 @@ mod tests {
 
     #[test]
     fn the_end_margin_is_short_and_never_the_whole_run() {
-        assert_eq!(end_margin(Duration::from_secs(30)), Duration::from_millis(500));
-        assert_eq!(end_margin(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(
+            end_margin(Duration::from_secs(30)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            end_margin(Duration::from_secs(1)),
+            Duration::from_millis(250)
+        );
     }
 }
