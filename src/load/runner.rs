@@ -118,8 +118,9 @@ enum Event {
         record: PublisherRecord,
         started: Option<Instant>,
         closed: Instant,
-        viewers: Vec<ViewerRecord>,
     },
+    /// A publisher's viewers, sent just before its `Done`.
+    Viewers(Vec<ViewerRecord>),
     Sample(Sample),
 }
 
@@ -592,16 +593,14 @@ impl PublisherTask {
             reconnects,
             addrs: *addrs,
         };
-        let viewers = match viewers {
-            Some(v) => v.finish().await,
-            None => Vec::new(),
-        };
+        if let Some(v) = viewers {
+            let _ = events.send(Event::Viewers(v.finish().await));
+        }
         let _ = events.send(Event::Done {
             slot: self.slot_index,
             record,
             started: first_publish,
             closed,
-            viewers,
         });
     }
 }
@@ -670,21 +669,19 @@ async fn collect(
             e = rx.recv() => match e {
                 None => break,
                 Some(Event::Started { slot, at }) => m.started(slot, at),
-                Some(Event::Done { slot, record, started, closed, viewers }) => {
+                Some(Event::Done { slot, record, started, closed }) => {
                     m.closed(slot, started, closed);
                     if let Some(w) = &live.watch {
                         w.done(&record);
                     }
                     agg.add(&record);
-                    for v in &viewers {
-                        // A viewer stopped by the user before its first
-                        // frame: unknown, left out like its publisher would be.
-                        if !(v.cancelled && !v.started()) {
-                            agg.add_viewer(v);
-                        }
-                    }
                 }
                 Some(Event::Sample(s)) => agg.add_sample(s),
+                Some(Event::Viewers(viewers)) => {
+                    for v in viewers.iter().filter(|v| v.measured()) {
+                        agg.add_viewer(v);
+                    }
+                }
             },
             r = cb => match r {
                 Some(r) => {

@@ -77,7 +77,7 @@ pub async fn run(cfg: ViewerOnlyConfig, cancel: CancellationToken) -> LoadOutput
     aggregator.set_viewers(cfg.part);
     for t in tasks {
         if let Ok(r) = t.await
-            && !(r.cancelled && !r.started())
+            && r.measured()
         {
             aggregator.add_viewer(&r);
         }

@@ -202,6 +202,11 @@ impl ViewerRecord {
     pub fn started(&self) -> bool {
         self.first_frame.is_some()
     }
+    /// Measured: not stopped by the user before its first frame (such a
+    /// viewer's outcome is unknown; it is left out, as a publisher would be).
+    pub fn measured(&self) -> bool {
+        !self.cancelled || self.started()
+    }
     /// Started, no failure, no stall.
     pub fn kept_up(&self) -> bool {
         self.started() && self.failure.is_none() && self.counts.stalls == 0
