@@ -142,12 +142,13 @@ if [ "$VIEWERS" -gt 0 ]; then
     --play-template "rtmp://127.0.0.1:$NP/live/{stream}" --duration "${VSECS}s" --timeout 20s \
     --progress none --json-out "$WORK/view.json" --hgrm "$WORK/vhgrm" > "$WORK/view.txt" 2>&1 || true
   if [ -n "${SRS_BENCH:-}" ] && [ -x "$SRS_BENCH" ]; then
-    # srs-bench's RTMP player (sb_rtmp_load): the same viewers, same streams,
-    # killed after the same ramp and time; it reports no latency.
-    ( /usr/bin/time -f "%U %S %M" -o "$WORK/sb.time" \
-      timeout -s INT $(( RAMP + VSECS )) "$SRS_BENCH" -c "$VIEWERS" -s 1000 \
-      -r "rtmp://127.0.0.1:$NP/live/vw{i}" > "$WORK/sb.txt" 2>&1 || true ) &
-    wait $! || true
+    # srs-bench's RTMP player (sb_rtmp_load): as many players, started at
+    # random within the same ramp (-s), killed after the ramp and our time.
+    # It plays one URL (no per-stream template): all on stream vw0, the same
+    # bitrate per player. It measures no latency.
+    /usr/bin/time -f "%U %S %M" -o "$WORK/sb.time" \
+      timeout -s KILL $(( RAMP + VSECS )) "$SRS_BENCH" -c "$VIEWERS" -s "$RAMP" \
+      -r "rtmp://127.0.0.1:$NP/live/vw0" > "$WORK/sb.txt" 2>&1 || true
   fi
   wait "$VPUB" || true
   python3 - "$WORK" "$VIEWERS" "$VSTREAMS" "$VSECS" "${SRS_BENCH:-}" <<'PY'
