@@ -130,6 +130,8 @@ if [ "$VIEWERS" -gt 0 ]; then
   RAMP=$(( VIEWERS / RATE + 1 ))
   # Publishers outlast the viewers' ramp, their first keyframe and their time.
   PSECS=$(( RAMP + VSECS + 15 ))
+  # ... and srs-bench's players after them, when asked.
+  if [ -n "${SRS_BENCH:-}" ]; then PSECS=$(( PSECS + RAMP + VSECS )); fi
   LOW=$PWD/fixtures/low-240p.flv
   /usr/bin/time -f "%U %S %M" -o "$WORK/vpub.time" \
     "$B" load --url-template "rtmp://127.0.0.1:$NP/live/vw{i}" --publishers "$VSTREAMS" --rate 0 \
