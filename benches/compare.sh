@@ -126,7 +126,7 @@ fi
 # ---- part 3: viewers of stamped streams through nginx-rtmp ----
 if [ "$VIEWERS" -gt 0 ]; then
   PER=$(( VIEWERS / VSTREAMS ))
-  RATE=1000
+  RATE=${VIEWER_RATE:-1000}
   RAMP=$(( VIEWERS / RATE + 1 ))
   # Publishers outlast the viewers' ramp, their first keyframe and their time.
   PSECS=$(( RAMP + VSECS + 15 ))
@@ -166,7 +166,7 @@ rep = json.load(open(f"{work}/view.json"))
 v = rep["viewers"]
 view_cpu = (vu + vs) * 1000 / v["play_seconds"] if v["play_seconds"] else float("nan")
 lat, ff, f = v["latency_ms"], v["first_frame_ms"], v["frames"]
-print(f"\npart 3: {n} viewers of {streams} low-240p streams ({n // streams} each) for {secs:.0f} s, ramped at 1000/s, via nginx-rtmp")
+print(f"\npart 3: {n} viewers of {streams} low-240p streams ({n // streams} each) for {secs:.0f} s, ramped at {os.environ.get('VIEWER_RATE', '1000')}/s, via nginx-rtmp")
 print(f"viewers: {v['started']} started of {v['planned']}, {v['kept_up']} kept up, {v['failed']} failed {v['failures']}")
 print(f"push-to-play latency ({lat['count']} frames, method {v['latency_method']}): p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
       f" -> every viewer within 1 s of real time: {'yes' if lat['max'] < 1000 and f['stalls'] == 0 and v['started'] == n else 'NO'}")
