@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::load::aggregate::Summary;
 use crate::load::hist::{Hist, MICROS_PER_MS, Percentiles, SIGFIG};
+use crate::load::viewer_summary::Viewers;
 
 mod svg;
 pub use svg::write_svg;
@@ -158,7 +159,63 @@ pub fn text(s: &Summary, out: &mut impl Write) -> io::Result<()> {
         ranges(&cov.overlaps),
         ranges(&cov.gaps)
     )?;
+    if let Some(v) = &s.viewers {
+        viewers_text(v, out)?;
+    }
     Ok(())
+}
+
+/// The viewers' section: counts, failures by reason, frames, first frame
+/// and push-to-play latency percentiles.
+fn viewers_text(v: &Viewers, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "\nviewers ({}, {} per stream, {}): {} planned, {} measured, {} started, {} kept up, {} failed",
+        v.mode, v.per_stream, v.play_target, v.planned, v.measured, v.started, v.kept_up, v.failed
+    )?;
+    let list = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !v.failures.is_empty() {
+        writeln!(out, "  failures: {}", list(&v.failures))?;
+    }
+    writeln!(out, "  latency method: {}", list(&v.latency_method))?;
+    let f = &v.frames;
+    writeln!(
+        out,
+        "  frames: video {} (keyframes {}), audio {}, {} received, {:.0} viewer-seconds",
+        f.video,
+        f.keyframes,
+        f.audio,
+        bytes(f.media_bytes),
+        v.play_seconds
+    )?;
+    writeln!(
+        out,
+        "  stalls {}, discontinuities {}, stamped {}, lost {}, duplicated {}, reordered {}, negative latency {}",
+        f.stalls,
+        f.discontinuities,
+        f.stamped,
+        f.lost,
+        f.duplicated,
+        f.reordered,
+        f.negative_latency
+    )?;
+    writeln!(
+        out,
+        "  {:<24}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "ms", "count", "p50", "p90", "p99", "p99.9", "max"
+    )?;
+    row(out, "first frame", &v.first_frame_ms)?;
+    row(
+        out,
+        "first frame (schedule)",
+        &v.first_frame_from_schedule_ms,
+    )?;
+    row(out, "push-to-play latency", &v.latency_ms)
 }
 
 fn row(out: &mut impl Write, name: &str, p: &Percentiles) -> io::Result<()> {
@@ -229,7 +286,9 @@ pub fn json(s: &Summary, out: &mut impl Write) -> io::Result<()> {
 
 /// Writes one percentile distribution per non-empty histogram into `dir`
 /// (created if missing): `<phase>.hgrm`, `<phase>.from_schedule.hgrm`,
-/// `lag.hgrm`, `callback_push.hgrm`, `callback_interrupt.hgrm`. Returns the
+/// `lag.hgrm`, `callback_push.hgrm`, `callback_interrupt.hgrm` and, with
+/// viewers, `viewer_first_frame.hgrm`, `viewer_first_frame.from_schedule.hgrm`,
+/// `viewer_latency.hgrm`. Returns the
 /// paths written, in that order.
 pub fn write_hgrm(s: &Summary, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
@@ -244,6 +303,15 @@ pub fn write_hgrm(s: &Summary, dir: &Path) -> io::Result<Vec<PathBuf>> {
     files.push(("lag.hgrm".to_owned(), &h.lag));
     files.push(("callback_push.hgrm".to_owned(), &h.callback_push));
     files.push(("callback_interrupt.hgrm".to_owned(), &h.callback_interrupt));
+    if let Some(v) = &s.viewers {
+        let vh = &v.histograms;
+        files.push(("viewer_first_frame.hgrm".to_owned(), &vh.first_frame));
+        files.push((
+            "viewer_first_frame.from_schedule.hgrm".to_owned(),
+            &vh.first_frame_from_schedule,
+        ));
+        files.push(("viewer_latency.hgrm".to_owned(), &vh.latency));
+    }
 
     let mut written = Vec::new();
     for (file, hist) in files {

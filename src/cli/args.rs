@@ -106,7 +106,7 @@ pub struct LoadArgs {
     #[arg(
         long,
         conflicts_with = "url_template",
-        required_unless_present = "url_template"
+        required_unless_present_any = ["url_template", "play_template", "play_domain"]
     )]
     pub domain: Option<String>,
     /// Port of the signed URLs [default: 1935 for rtmp, 443 for rtmps].
@@ -196,6 +196,42 @@ pub struct LoadArgs {
     pub progress: Progress,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Viewers per stream: each plays its stream back (first byte, first
+    /// frame, stalls, lost frames, push-to-play latency from the stamps our
+    /// publishers then put in every frame). Without --domain/--url-template:
+    /// viewers only, of streams someone else pushes (--publishers streams
+    /// named by --stream-template, viewers started at --rate).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub viewers: u32,
+    /// Play URL of each stream: {i} is the stream index, {stream} its name
+    /// (e.g. rtmp://127.0.0.1/live/{stream} or http://host/live/{stream}.flv).
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "play_domain")]
+    pub play_template: Option<String>,
+    /// Play domain (HOST or HOST:PORT): viewers play rtmp://DOMAIN/APP/STREAM,
+    /// http://DOMAIN/APP/STREAM.flv or .m3u8, by --play-protocol.
+    #[arg(long, value_name = "DOMAIN")]
+    pub play_domain: Option<String>,
+    /// What viewers play over [default: rtmp, or the --play-template's scheme].
+    #[arg(long, value_enum)]
+    pub play_protocol: Option<PlayProtocol>,
+}
+
+/// `--play-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlayProtocol {
+    Rtmp,
+    Flv,
+    Hls,
+}
+
+impl PlayProtocol {
+    pub fn protocol(self) -> crate::play::Protocol {
+        match self {
+            PlayProtocol::Rtmp => crate::play::Protocol::Rtmp,
+            PlayProtocol::Flv => crate::play::Protocol::HttpFlv,
+            PlayProtocol::Hls => crate::play::Protocol::Hls,
+        }
+    }
 }
 
 /// `pushprobe serve`: a local Tencent-compatible RTMP ingest.

@@ -19,7 +19,11 @@ use crate::load::aggregate::{RunMeta, Summary};
 use crate::load::metrics::{CallbackSource, LoadMetrics, MetricsServer, Recorder};
 use crate::load::runner::{self, Live, LoadConfig};
 use crate::load::targets::{self, Shard, Template};
+use crate::load::viewer_run::{self, ViewerOnlyConfig};
+use crate::load::viewer_summary::Viewers;
+use crate::load::viewers::{PlayTemplate, ViewerLive, ViewerSettings};
 use crate::media::MediaPlan;
+use crate::play::Protocol;
 use crate::report;
 use crate::sign::UrlSpec;
 use crate::signal::Stop;
@@ -61,7 +65,65 @@ fn check_open_files(publishers: u64, limit: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The viewers' play template and settings' shape, when `--viewers` is asked.
+fn play_template(args: &LoadArgs) -> anyhow::Result<Option<PlayTemplate>> {
+    let asked = args.play_template.is_some() || args.play_domain.is_some();
+    if args.viewers == 0 {
+        if asked || args.play_protocol.is_some() {
+            bail!(
+                "--play-template, --play-domain and --play-protocol need --viewers K (viewers per stream)"
+            );
+        }
+        return Ok(None);
+    }
+    let protocol = args.play_protocol.map(|p| p.protocol());
+    let t = match (&args.play_template, &args.play_domain) {
+        (Some(t), _) => PlayTemplate::Url(t.clone()),
+        (None, Some(d)) => PlayTemplate::Domain {
+            domain: d.clone(),
+            app: args.app.clone(),
+            protocol: protocol.unwrap_or(Protocol::Rtmp),
+        },
+        (None, None) => bail!(
+            "--viewers needs the streams' play URLs: --play-template (with {{i}} or {{stream}}) or --play-domain"
+        ),
+    };
+    t.check(protocol)?;
+    Ok(Some(t))
+}
+
+/// The viewers' settings and the report part they fold into.
+fn viewer_settings(
+    args: &LoadArgs,
+    template: PlayTemplate,
+    mode: &str,
+    planned: u64,
+) -> anyhow::Result<(Arc<ViewerSettings>, Viewers)> {
+    let part = Viewers::new(u64::from(args.viewers), mode, template.describe(), planned);
+    let settings = ViewerSettings {
+        per_stream: args.viewers,
+        template,
+        timeout: args.conn.timeout,
+        stall: Duration::from_secs(1),
+        insecure: args.conn.insecure,
+        dial: Arc::new(args.conn.dial.options()?),
+        duration: args.duration,
+        latency: Arc::default(),
+        live: Arc::default(),
+    };
+    Ok((Arc::new(settings), part))
+}
+
 pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let viewer_template = play_template(args)?;
+    if args.domain.is_none() && args.url_template.is_none() {
+        let Some(t) = viewer_template else {
+            bail!(
+                "give --domain (signed) or --url-template, or --viewers K with --play-template/--play-domain to watch streams someone else pushes"
+            );
+        };
+        return run_viewers_only(args, t).await;
+    }
     let keys = args.keys.keys()?;
     let template = match (&args.url_template, &args.domain) {
         (Some(t), _) => Template::Url(t.clone()),
@@ -112,13 +174,20 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let (fixture, fixture_name) =
         crate::probe::load_fixture(args.conn.fixture.as_deref(), args.conn.legacy_codec_id)?;
-    let plan = MediaPlan::build(&fixture, args.conn.chunk_size, args.conn.stamp);
+    // Viewers measure latency from the stamps: publishers stamp when asked.
+    let plan = MediaPlan::build(
+        &fixture,
+        args.conn.chunk_size,
+        args.conn.stamp || viewer_template.is_some(),
+    );
     let srt = match urls.first() {
         Some(u) => crate::probe::srt_media(u, &fixture, args.conn.srt_latency)?,
         None => None,
     };
     drop(fixture);
-    ensure_open_files(slots.len() as u64)?;
+    let primaries = slots.iter().filter(|s| !s.duplicate).count() as u64;
+    let viewers_planned = primaries * u64::from(args.viewers);
+    ensure_open_files(slots.len() as u64 + viewers_planned)?;
 
     let stop = Stop::on_signals();
     let cancel = stop.token.clone();
@@ -146,6 +215,23 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         ));
         callbacks = Some((state, events));
     }
+    let viewers = match viewer_template {
+        Some(t) => {
+            eprintln!(
+                "viewers: {} per stream ({viewers_planned} in all) playing {}",
+                args.viewers,
+                t.describe()
+            );
+            Some(viewer_settings(
+                args,
+                t,
+                "with_publishers",
+                viewers_planned,
+            )?)
+        }
+        None => None,
+    };
+    let viewer_live = viewers.as_ref().map(|(s, _)| s.live.clone());
     eprintln!(
         "load: {} publishers ({} duplicates) of {} to {}, shard {}/{}, {:.0}/s, {} each",
         slots.len(),
@@ -182,7 +268,12 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let progress = tokio::spawn(progress(live.clone(), args.progress, slots.len() as u64));
+    let progress = tokio::spawn(progress(
+        live.clone(),
+        viewer_live,
+        args.progress,
+        slots.len() as u64,
+    ));
     let planned = slots.len() as u64;
     let planned_primary = slots.iter().filter(|s| !s.duplicate).count() as u64;
     let cfg = LoadConfig {
@@ -203,6 +294,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         reconnect: args.reconnect,
         expires_in: args.expires_in,
         srt,
+        viewers,
     };
     let out = runner::run(cfg, live.clone(), cancel).await;
     progress.abort();
@@ -222,29 +314,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some((m, _)) = &metrics {
         m.finish(&summary);
     }
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        report::json(&summary, &mut stdout)?;
-    } else {
-        report::text(&summary, &mut stdout)?;
-    }
-    if let Some(p) = &args.json_out {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
-        report::json(&summary, &mut f)?;
-    }
-    if let Some(d) = &args.hgrm {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-        report::write_hgrm(&summary, d)?;
-    }
-    if let Some(p) = &args.plot {
-        report::write_svg(&summary, p)?;
-    }
-    if let Some(p) = &args.junit {
-        let mut suite = junit::Suite::new("load", started_unix);
-        suite.cases = junit::load_cases(&summary, planned_primary);
-        suite.write_file(p)?;
-    }
+    write_reports(args, &summary, started_unix, planned_primary)?;
     if let Some((_, server)) = metrics {
         if !stop.token.is_cancelled() && !args.metrics_linger.is_zero() {
             eprintln!(
@@ -255,6 +325,98 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         server.linger(args.metrics_linger, &stop.token).await;
     }
     Ok(if passed(&summary, planned_primary) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The report on stdout and in every file asked for.
+fn write_reports(
+    args: &LoadArgs,
+    summary: &Summary,
+    started_unix: u64,
+    planned_primary: u64,
+) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        report::json(summary, &mut stdout)?;
+    } else {
+        report::text(summary, &mut stdout)?;
+    }
+    if let Some(p) = &args.json_out {
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
+        report::json(summary, &mut f)?;
+    }
+    if let Some(d) = &args.hgrm {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        report::write_hgrm(summary, d)?;
+    }
+    if let Some(p) = &args.plot {
+        report::write_svg(summary, p)?;
+    }
+    if let Some(p) = &args.junit {
+        let mut suite = junit::Suite::new("load", started_unix);
+        suite.cases = junit::load_cases(summary, planned_primary);
+        suite.write_file(p)?;
+    }
+    Ok(())
+}
+
+/// Viewers of streams someone else pushes: no publishers, no stamps
+/// expected; `--publishers` streams named by `--stream-template`.
+async fn run_viewers_only(args: &LoadArgs, template: PlayTemplate) -> anyhow::Result<ExitCode> {
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a number of viewers per second, 0 or more");
+    }
+    let shard = shard_of(args)?;
+    let (a, b) = shard.slice(args.publishers);
+    let streams: Vec<(u64, String)> = (args.start_index + a..args.start_index + b)
+        .map(|i| (i, args.stream_template.replace("{i}", &i.to_string())))
+        .collect();
+    let planned = streams.len() as u64 * u64::from(args.viewers);
+    ensure_open_files(planned)?;
+    let describe = template.describe();
+    let (settings, part) = viewer_settings(args, template, "viewer_only", planned)?;
+    eprintln!(
+        "load: viewers only, {} per stream of {} streams ({planned} in all) playing {describe}, shard {}/{}, {:.0}/s, {} each",
+        args.viewers,
+        streams.len(),
+        shard.index,
+        shard.count,
+        args.rate / shard.count as f64,
+        humantime::format_duration(args.duration)
+    );
+    let stop = Stop::on_signals();
+    let started_unix = now_unix();
+    let live = Arc::new(Live::default());
+    let progress = tokio::spawn(progress(
+        live,
+        Some(settings.live.clone()),
+        args.progress,
+        0,
+    ));
+    let cfg = ViewerOnlyConfig {
+        streams,
+        rate: args.rate / shard.count as f64,
+        settings,
+        part,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let out = viewer_run::run(cfg, stop.token.clone()).await;
+    progress.abort();
+    let meta = RunMeta {
+        started_unix,
+        duration_s: out.elapsed.as_secs_f64(),
+        target: describe,
+        shard: (shard.count > 1).then_some(shard),
+        publishers_planned: 0,
+        interrupted_by_user: out.interrupted_by_user,
+    };
+    let summary = out.aggregator.summary(meta);
+    write_reports(args, &summary, started_unix, 0)?;
+    Ok(if passed(&summary, 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -275,16 +437,18 @@ fn received_callbacks(c: &crate::callback::Counters) -> crate::load::aggregate::
 }
 
 /// Exit 0: every planned publisher (duplicates aside) ran, was accepted and
-/// held real time (max lag under 1 s), and no deliberate duplicate was accepted.
+/// held real time (max lag under 1 s), no deliberate duplicate was accepted,
+/// and every planned viewer started and none failed.
 pub fn passed(s: &Summary, planned_primary: u64) -> bool {
     let accepted = s.outcomes.get(&Outcome::Accepted).copied().unwrap_or(0);
     s.publishers == planned_primary
         && accepted == s.publishers
         && s.max_lag_ms < 1000.0
         && s.expected_refusals.accepted == 0
+        && s.viewers.as_ref().is_none_or(Viewers::passed)
 }
 
-async fn progress(live: Arc<Live>, mode: Progress, total: u64) {
+async fn progress(live: Arc<Live>, viewers: Option<Arc<ViewerLive>>, mode: Progress, total: u64) {
     let mode = match mode {
         Progress::Auto if std::io::stderr().is_terminal() => Progress::Bar,
         Progress::Auto => Progress::Plain,
@@ -328,7 +492,15 @@ async fn progress(live: Arc<Live>, mode: Progress, total: u64) {
         let bytes = live.bytes.load(Relaxed);
         let mbps = (bytes - last_bytes) as f64 * 8.0 / period as f64 / 1e6;
         last_bytes = bytes;
-        let msg = format!("{} {mbps:.1} Mbit/s", line(&live));
+        let mut msg = format!("{} {mbps:.1} Mbit/s", line(&live));
+        if let Some(v) = &viewers {
+            msg.push_str(&format!(
+                " viewers started {} playing {} failed {}",
+                v.started.load(Relaxed),
+                v.playing.load(Relaxed),
+                v.failed.load(Relaxed)
+            ));
+        }
         match &bar {
             Some(b) => {
                 b.set_position(live.scheduled.load(Relaxed));

@@ -8,6 +8,8 @@ use super::by_address::{self, ByAddress};
 use super::coverage::coverage;
 use super::hist::Hist;
 use super::record::{CallbackKind, PublisherRecord, Sample};
+use super::viewer_summary::Viewers;
+use super::viewers::ViewerRecord;
 use crate::classify::Outcome;
 use crate::publish::Phase;
 
@@ -52,6 +54,7 @@ pub(super) struct Parts {
     pub(super) overlaps: Vec<IndexRange>,
     pub(super) timeline: Vec<Sample>,
     pub(super) by_address: ByAddress,
+    pub(super) viewers: Option<Viewers>,
 }
 
 impl Parts {
@@ -134,6 +137,27 @@ impl Aggregator {
         }
         if r.from_start(Phase::Publish).is_some() {
             p.hists.lag.record(r.max_lag);
+        }
+    }
+
+    /// Starts the viewers' part of the report (`--viewers`).
+    pub fn set_viewers(&mut self, v: Viewers) {
+        self.parts.viewers = Some(v);
+    }
+
+    /// Folds one viewer's record in (after [`Aggregator::set_viewers`]).
+    pub fn add_viewer(&mut self, r: &ViewerRecord) {
+        if let Some(v) = &mut self.parts.viewers {
+            v.add(r);
+        }
+    }
+
+    /// Adds the viewers' shared latency histogram.
+    pub fn add_viewer_latency(&mut self, h: &Hist) {
+        if let Some(v) = &mut self.parts.viewers
+            && let Err(e) = v.add_latency(h)
+        {
+            tracing::warn!("viewer latency histogram does not add: {e}");
         }
     }
 
@@ -233,6 +257,7 @@ pub(super) fn finish(p: &Parts, h: Header) -> Summary {
         timeline,
         histograms: p.hists.clone(),
         by_address: p.by_address.clone(),
+        viewers: p.viewers.as_ref().map(Viewers::finished),
     }
 }
 

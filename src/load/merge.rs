@@ -82,6 +82,17 @@ pub fn merge(summaries: &[Summary]) -> Result<Summary, MergeError> {
         parts.ranges.extend_from_slice(&s.streams);
         parts.overlaps.extend_from_slice(&s.coverage.overlaps);
         add_timeline(&mut timeline, &s.timeline, s.started_unix - started);
+        if let Some(v) = &s.viewers {
+            parts
+                .viewers
+                .get_or_insert_with(Default::default)
+                .merge(v)
+                .map_err(|(name, source)| MergeError::Histogram {
+                    index,
+                    name: name.to_owned(),
+                    source,
+                })?;
+        }
     }
     parts.timeline = timeline.into_values().collect();
 

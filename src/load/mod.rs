@@ -13,6 +13,9 @@
 //! - `by_address`: per remote address counts (publishers, failures, dial failures).
 //! - `merge`: exact merge of summaries, reading reports, and `pushprobe report merge`.
 //! - `metrics`: live Prometheus metrics of a run and the `/metrics` endpoint.
+//! - `viewers`: play URLs, one viewer task per viewer, the shared latency sink.
+//! - `viewer_run`: viewer-only runs (streams someone else pushes).
+//! - `viewer_summary`: the viewers' part of the report, folded and merged.
 
 pub mod aggregate;
 pub mod by_address;
@@ -26,3 +29,6 @@ pub mod record;
 pub mod runner;
 pub mod summary;
 pub mod targets;
+pub mod viewer_run;
+pub mod viewer_summary;
+pub mod viewers;

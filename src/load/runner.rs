@@ -17,6 +17,8 @@ use super::matcher::Matcher;
 use super::reconnect::{self, Jitter, Next};
 use super::record::{PublisherRecord, Sample};
 use super::targets::Slot;
+use super::viewer_summary::Viewers;
+use super::viewers::{self as viewing, ViewerRecord, ViewerSettings};
 use crate::callback::{Received, ReceiverState};
 use crate::classify::{self, Outcome};
 use crate::media::MediaPlan;
@@ -95,6 +97,9 @@ pub struct LoadConfig {
     pub expires_in: Duration,
     /// The fixture as TS and the latency, for `srt://` publishers.
     pub srt: Option<crate::srt::publish::SrtMedia>,
+    /// Viewers of each accepted publisher (`--viewers`), and the report part
+    /// they fold into.
+    pub viewers: Option<(Arc<ViewerSettings>, Viewers)>,
 }
 
 /// What a run returns: the folded aggregate and how it ended.
@@ -116,6 +121,8 @@ enum Event {
         started: Option<Instant>,
         closed: Instant,
     },
+    /// A publisher's viewers, sent just before its `Done`.
+    Viewers(Vec<ViewerRecord>),
     Sample(Sample),
 }
 
@@ -126,6 +133,57 @@ struct LiveObserver {
     start: Instant,
     scheduled: Instant,
     duplicate: bool,
+    /// This publisher's viewers, started at its first Publish.Start.
+    viewers: Option<Box<ViewerLaunch>>,
+}
+
+/// The viewers of one publisher: what they need to start, then their tasks.
+struct ViewerLaunch {
+    settings: Arc<ViewerSettings>,
+    index: u64,
+    stream: String,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<ViewerRecord>>,
+}
+
+impl ViewerLaunch {
+    /// Starts the viewers on the current runtime, due at `at` (Publish.Start);
+    /// they stop a little before the publisher's `duration` is over.
+    fn start(&mut self, at: Instant, duration: Duration) {
+        if !self.tasks.is_empty() {
+            return;
+        }
+        let end = at + duration.saturating_sub(viewing::end_margin(duration));
+        let s = &self.settings;
+        match s.template.url(self.index, &self.stream) {
+            Ok(url) => {
+                for v in 0..s.per_stream {
+                    let fut = viewing::view(
+                        s.clone(),
+                        url.clone(),
+                        self.index,
+                        v,
+                        at,
+                        Some(end),
+                        self.cancel.clone(),
+                    );
+                    self.tasks.push(tokio::spawn(fut));
+                }
+            }
+            Err(e) => tracing::warn!("stream {}: {e}", self.index),
+        }
+    }
+
+    /// Waits for the viewers' records.
+    async fn finish(self) -> Vec<ViewerRecord> {
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for t in self.tasks {
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
+        }
+        out
+    }
 }
 
 impl Observer for LiveObserver {
@@ -146,6 +204,9 @@ impl Observer for LiveObserver {
                 && let Some(h) = h.as_mut()
             {
                 let _ = h.record(at.saturating_duration_since(self.start).as_micros() as u64);
+            }
+            if let Some(v) = &mut self.viewers {
+                v.start(at, v.settings.duration);
             }
             let _ = self.events.send(Event::Started {
                 slot: self.slot,
@@ -172,7 +233,11 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         None => (None, None),
     };
     let streams: Vec<String> = cfg.urls.iter().map(|u| u.stream.clone()).collect();
-    let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone()));
+    let (viewer_settings, viewer_part) = match cfg.viewers {
+        Some((s, v)) => (Some(s), Some(v)),
+        None => (None, None),
+    };
+    let collector = tokio::spawn(collect(rx, cb_events, streams, live.clone(), viewer_part));
     let sampler = tokio::spawn(sample(live.clone(), tx.clone(), began));
 
     let settings = Arc::new(PublisherSettings {
@@ -188,6 +253,7 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
         reconnect: cfg.reconnect,
         expires_in: cfg.expires_in,
         srt: cfg.srt,
+        viewers: viewer_settings.clone(),
     });
     let workers = Workers::start(cfg.workers);
     let mut tasks = Vec::with_capacity(cfg.slots.len());
@@ -226,6 +292,9 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
     let _ = tx.send(Event::Sample(snapshot(&live, began, 0)));
     drop(tx);
     let (mut aggregator, mut matcher) = collector.await.unwrap_or_default();
+    if let Some(v) = &viewer_settings {
+        aggregator.add_viewer_latency(&v.latency.take());
+    }
     if let Some(state) = &receiver_state {
         // Late callbacks still arrive on the channel the collector owned;
         // it handed its receiver back inside `matcher`.
@@ -247,13 +316,13 @@ pub async fn run(cfg: LoadConfig, live: Arc<Live>, cancel: CancellationToken) ->
 
 /// Publisher tasks run on one single-threaded runtime per core: no work
 /// stealing, no cross-thread wake-ups on the media path.
-struct Workers {
+pub(super) struct Workers {
     handles: Vec<tokio::runtime::Handle>,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Workers {
-    fn start(n: usize) -> Workers {
+    pub(super) fn start(n: usize) -> Workers {
         let mut handles = Vec::new();
         let mut stops = Vec::new();
         for i in 0..n.max(1) {
@@ -286,9 +355,10 @@ impl Workers {
     }
 
     /// Spawns on worker `i % n`, or on the caller's runtime when none started.
-    fn spawn<F>(&self, i: usize, fut: F) -> tokio::task::JoinHandle<()>
+    pub(super) fn spawn<F, T>(&self, i: usize, fut: F) -> tokio::task::JoinHandle<T>
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
     {
         match self.handles.len() {
             0 => tokio::spawn(fut),
@@ -320,6 +390,7 @@ struct PublisherSettings {
     reconnect: bool,
     expires_in: Duration,
     srt: Option<crate::srt::publish::SrtMedia>,
+    viewers: Option<Arc<ViewerSettings>>,
 }
 
 /// One publisher of the run: its slot in the schedule and its URL.
@@ -364,6 +435,16 @@ impl PublisherTask {
         // Boxed: it lives across every await of the task (issue 6 budget).
         let mut addrs = Box::<PublisherAddrs>::default();
         let mut outcome;
+        let mut viewers = match &settings.viewers {
+            Some(v) if !self.slot.duplicate => Some(Box::new(ViewerLaunch {
+                settings: v.clone(),
+                index: self.slot.index,
+                stream: self.url.stream.clone(),
+                cancel: cancel.clone(),
+                tasks: Vec::new(),
+            })),
+            _ => None,
+        };
         loop {
             let start = Instant::now();
             let mut cfg = PublishConfig::new(url.clone());
@@ -393,11 +474,13 @@ impl PublisherTask {
                 start,
                 scheduled: self.scheduled,
                 duplicate: self.slot.duplicate,
+                viewers: viewers.take(),
             };
             // The result is dropped at the end of this block, before the
             // backoff's await: the task future stays small (issue 6).
             let attempt = {
                 let result = publish::publish(&cfg, &settings.plan, &cancel, &mut obs).await;
+                viewers = obs.viewers.take();
                 let facts = local_facts(
                     &cfg.url,
                     &settings.keys,
@@ -412,6 +495,10 @@ impl PublisherTask {
                     live.connecting.fetch_sub(1, Relaxed);
                     if first_publish.is_none() {
                         live.finished.fetch_add(1, Relaxed);
+                        if let Some(v) = viewers {
+                            // Its viewers never started: nothing to wait for.
+                            drop(Box::pin(v.finish()).await);
+                        }
                         return; // not measured
                     }
                     // An earlier attempt was accepted, then cut; the user stopped
@@ -520,6 +607,10 @@ impl PublisherTask {
             addrs: *addrs,
             srt,
         };
+        if let Some(v) = viewers {
+            // Boxed: the task future stays small (issue 6 budget).
+            let _ = events.send(Event::Viewers(Box::pin(v.finish()).await));
+        }
         let _ = events.send(Event::Done {
             slot: self.slot_index,
             record,
@@ -571,8 +662,12 @@ async fn collect(
     mut callbacks: Option<mpsc::UnboundedReceiver<Received>>,
     streams: Vec<String>,
     live: Arc<Live>,
+    viewers: Option<Viewers>,
 ) -> (Aggregator, Matcher) {
     let mut agg = Aggregator::new();
+    if let Some(v) = viewers {
+        agg.set_viewers(v);
+    }
     let mut m = Matcher::new(streams);
     loop {
         let cb = async {
@@ -597,6 +692,11 @@ async fn collect(
                     agg.add(&record);
                 }
                 Some(Event::Sample(s)) => agg.add_sample(s),
+                Some(Event::Viewers(viewers)) => {
+                    for v in viewers.iter().filter(|v| v.measured()) {
+                        agg.add_viewer(v);
+                    }
+                }
             },
             r = cb => match r {
                 Some(r) => {
@@ -645,7 +745,7 @@ mod tests {
             cb_tx.send(push_callback("load-0")).unwrap();
             drop(tx);
             let live = Arc::new(Live::default());
-            let (_, mut m) = collect(rx, Some(cb_rx), vec!["load-0".to_owned()], live).await;
+            let (_, mut m) = collect(rx, Some(cb_rx), vec!["load-0".to_owned()], live, None).await;
             m.wait(
                 Instant::now() + Duration::from_secs(1),
                 &CancellationToken::new(),
@@ -692,10 +792,12 @@ mod tests {
             reconnect: false,
             expires_in: Duration::from_secs(60),
             srt: None,
+            viewers: None,
         });
         let (tx, _rx) = mpsc::unbounded_channel();
         let task = task.run(settings, Arc::new(Live::default()), tx, cancel.clone());
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 2560, "publisher task future grew to {size} bytes");
+        // 2736 bytes with the viewers' launch handle (issue 13; 2560 before).
+        assert!(size <= 2816, "publisher task future grew to {size} bytes");
     }
 }

@@ -9,6 +9,7 @@ use super::by_address::ByAddress;
 use super::hist::{Hist, Percentiles};
 use super::record::Sample;
 use super::targets::Shard;
+use super::viewer_summary::Viewers;
 use crate::classify::Outcome;
 use crate::publish::Phase;
 
@@ -218,6 +219,9 @@ pub struct Summary {
     /// reports of builds before it.
     #[serde(default)]
     pub by_address: ByAddress,
+    /// Viewers (`--viewers`): absent when the run had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewers: Option<Viewers>,
 }
 
 impl Summary {

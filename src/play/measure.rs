@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::flv::MAX_GAP_MS;
 use crate::load::hist::Hist;
 
-/// Where per-frame push-to-play latency goes.
-pub trait LatencySink {
+/// Where per-frame push-to-play latency goes (Send: a player runs in a
+/// spawned task, as every viewer of a load run does).
+pub trait LatencySink: Send {
     fn record(&mut self, latency: Duration);
 }
 

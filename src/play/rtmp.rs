@@ -20,11 +20,13 @@ use crate::rtmp::message::{
 use crate::rtmp::session::{Inbound, Limits, Session};
 
 /// A player receives media: messages up to 16 MiB (a 4K keyframe), a read
-/// buffer that starts at 4 KiB and grows by 64 KiB.
+/// buffer that starts at 4 KiB and grows by 4 KiB (a load run holds 10,000
+/// players: a 64 KiB step made each one 68 KiB; big messages are assembled
+/// in the chunk decoder, not here, and an empty buffer over 16 KiB shrinks).
 const LIMITS: Limits = Limits {
     max_message: 16 << 20,
     read_start: 4 << 10,
-    read_grow: 64 << 10,
+    read_grow: 4 << 10,
 };
 
 /// How long the server may buffer for us (SetBufferLength), as ffmpeg asks.

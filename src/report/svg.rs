@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use crate::load::aggregate::Summary;
 use crate::load::hist::{Hist, MICROS_PER_MS};
 use crate::load::record::Sample;
+use crate::publish::Phase;
 
 const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 1000;
@@ -61,6 +62,10 @@ fn latency_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::
         .phases
         .values()
         .chain(h.phases_from_schedule.values())
+        .chain(s.viewers.iter().flat_map(|v| {
+            let vh = &v.histograms;
+            [&vh.first_frame, &vh.first_frame_from_schedule, &vh.latency]
+        }))
         .map(Hist::count)
         .max()
         .unwrap_or(0);
@@ -83,6 +88,34 @@ fn latency_panel(s: &Summary, area: &DrawingArea<SVGBackend, Shift>) -> anyhow::
                 from_start,
                 from_schedule,
             ));
+        }
+    }
+    // Viewers: first frame (from start and from schedule) and per-frame
+    // push-to-play latency, after the publisher phases.
+    if let Some(v) = &s.viewers {
+        let vh = &v.histograms;
+        let n = curves.len() + Phase::TIMED.len();
+        for (i, (name, from_start, from_schedule)) in [
+            (
+                "viewer_first_frame",
+                &vh.first_frame,
+                Some(&vh.first_frame_from_schedule),
+            ),
+            ("viewer_latency", &vh.latency, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let start = curve(from_start, x_cap);
+            let schedule = from_schedule.map(|h| curve(h, x_cap)).unwrap_or_default();
+            if !start.is_empty() || !schedule.is_empty() {
+                curves.push((
+                    name.to_owned(),
+                    Palette99::pick(n + i).to_rgba(),
+                    start,
+                    schedule,
+                ));
+            }
         }
     }
     let y_max = curves
