@@ -9,8 +9,8 @@ use bytes::Bytes;
 use crate::codec::{Framing, VideoCodec};
 use crate::flv::{Fixture, Tag, TagKind};
 use crate::rtmp::chunk::{self, MEDIA_HEADER_MAX};
-use crate::stamp;
 use crate::rtmp::message::{self, AUDIO, CSID_AUDIO, CSID_DATA, CSID_VIDEO, DATA_AMF0, VIDEO};
+use crate::stamp;
 
 /// One message ready to send: its body is already cut into chunks.
 #[derive(Debug, Clone)]
@@ -371,7 +371,10 @@ mod tests {
                 }
                 None => {
                     assert_eq!(a.len, b.len);
-                    assert!(a.type_id != VIDEO || b.body[1] != 1, "AVC NALU tags get a slot");
+                    assert!(
+                        a.type_id != VIDEO || b.body[1] != 1,
+                        "AVC NALU tags get a slot"
+                    );
                 }
             }
         }

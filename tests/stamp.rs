@@ -26,8 +26,18 @@ fn stamped_push_relayed_by_nginx_decodes_cleanly_and_carries_stamps() {
     // 1. A clean decode: -v error prints nothing and ffmpeg exits 0.
     let clean = run(
         Command::new("ffmpeg").args([
-            "-nostdin", "-v", "error", "-rw_timeout", "8000000", "-i", &url, "-t", "3", "-f",
-            "null", "-",
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "8000000",
+            "-i",
+            &url,
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-",
         ]),
         Duration::from_secs(30),
     );
@@ -41,8 +51,21 @@ fn stamped_push_relayed_by_nginx_decodes_cleanly_and_carries_stamps() {
     // 2. ffmpeg's SEI reader sees the stamps.
     let shown = run(
         Command::new("ffmpeg").args([
-            "-nostdin", "-v", "info", "-rw_timeout", "8000000", "-i", &url, "-t", "2", "-vf",
-            "showinfo", "-an", "-f", "null", "-",
+            "-nostdin",
+            "-v",
+            "info",
+            "-rw_timeout",
+            "8000000",
+            "-i",
+            &url,
+            "-t",
+            "2",
+            "-vf",
+            "showinfo",
+            "-an",
+            "-f",
+            "null",
+            "-",
         ]),
         Duration::from_secs(30),
     );
@@ -63,7 +86,10 @@ fn stamped_push_relayed_by_nginx_decodes_cleanly_and_carries_stamps() {
     for &(publisher, _, sent) in &stamps {
         assert_eq!(publisher, 0, "a single push is publisher 0");
         // Sent during this test: within a minute of the clock read after.
-        assert!(sent <= now_us + 1_000_000 && sent + 60_000_000 >= now_us, "{sent} vs {now_us}");
+        assert!(
+            sent <= now_us + 1_000_000 && sent + 60_000_000 >= now_us,
+            "{sent} vs {now_us}"
+        );
     }
     let out = push.finish(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -82,7 +108,9 @@ fn parse_showinfo_stamps(log: &str) -> Vec<(u32, u64, u64)> {
         // The user data follows on the next lines as hex bytes.
         let mut hex = String::new();
         for next in &lines[i + 1..] {
-            let Some((_, rest)) = next.split_once("] ") else { break };
+            let Some((_, rest)) = next.split_once("] ") else {
+                break;
+            };
             let rest = rest.trim().trim_start_matches("User Data=").trim();
             if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_hexdigit() || c == ' ') {
                 break;

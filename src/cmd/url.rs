@@ -10,9 +10,7 @@ use anyhow::{Context, bail};
 use crate::cli::UrlArgs;
 use crate::clock::{human, now_unix, rfc3339};
 use crate::secret::Secret;
-use crate::sign::{
-    self, Expiry, Keys, PlayFormat, PlayUrl, PushUrl, Scheme, SecretCheck, UrlSpec,
-};
+use crate::sign::{self, Expiry, Keys, PlayFormat, PlayUrl, PushUrl, Scheme, SecretCheck, UrlSpec};
 
 pub fn run(args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let keys = args.keys.keys()?;

@@ -203,11 +203,7 @@ impl MediaProbe {
 
     /// [`MediaProbe::feed`], also handing each access unit, as FLV tags, to
     /// `tag` (the play-out fan-out: SRT pushes play over RTMP and HTTP-FLV).
-    pub fn feed_tags(
-        &mut self,
-        ts: &[u8],
-        mut tag: impl FnMut(flv::FlvTag),
-    ) -> Option<(u32, u32)> {
+    pub fn feed_tags(&mut self, ts: &[u8], mut tag: impl FnMut(flv::FlvTag)) -> Option<(u32, u32)> {
         let units = self.demux.push(ts);
         for t in units.iter().flat_map(|u| self.flv.convert(u)) {
             tag(t);
@@ -460,7 +456,10 @@ impl Session {
             if let Some((w, h)) = size {
                 publisher.set_dimensions(w, h);
                 // MPEG-TS stream type 0x1B: H.264 (no FLV framing; shown as the plain codec id form).
-                publisher.set_video(crate::codec::VideoCodec::H264, crate::codec::Framing::Legacy);
+                publisher.set_video(
+                    crate::codec::VideoCodec::H264,
+                    crate::codec::Framing::Legacy,
+                );
                 self.send_started();
             }
             let elapsed = self.window_start.elapsed();
@@ -485,7 +484,9 @@ impl Session {
             stream_param: p.query.clone(),
             width,
             height,
-            codec: p.video().map_or(String::new(), |(c, _)| c.as_str().to_string()),
+            codec: p
+                .video()
+                .map_or(String::new(), |(c, _)| c.as_str().to_string()),
         }
     }
 

@@ -83,7 +83,11 @@ fn bad_streamids_name_the_problem_and_their_code() {
         assert_eq!(got.reject_code(), c, "{sid:?}");
     }
     // A malformed entry's txSecret is not echoed.
-    for sid in ["#!::r=live/s,txSecret=abc&x", "#!::r=s?txSecret=abc", "s?txSecret=abc"] {
+    for sid in [
+        "#!::r=live/s,txSecret=abc&x",
+        "#!::r=s?txSecret=abc",
+        "s?txSecret=abc",
+    ] {
         let e = parse_stream_id(sid).unwrap_err();
         assert!(!e.to_string().contains("abc"), "{e}");
     }
