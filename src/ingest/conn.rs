@@ -462,14 +462,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .fanout
                 .push(MediaTag::new(m.type_id, m.timestamp, m.payload.clone()));
         }
-        if let Some(v) = seen {
-            if v.sequence_start {
-                p.saw_video_header = true;
-                if let Some((w, h)) = v.size {
-                    p.claim.publisher.set_dimensions(w, h);
-                }
-                self.send_started();
+        if let Some(v) = seen
+            && v.sequence_start
+        {
+            p.saw_video_header = true;
+            if let Some((w, h)) = v.size {
+                p.claim.publisher.set_dimensions(w, h);
             }
+            self.send_started();
         }
         Ok(())
     }

@@ -165,7 +165,7 @@ impl PreparedPush {
         url.expiry()?;
         let plan = MediaPlan::build(fixture, settings.chunk_size, settings.stamp);
         let mut config = PublishConfig::new(url.clone());
-        config.srt = srt_media(&url, &fixture, settings.srt_latency)?;
+        config.srt = srt_media(&url, fixture, settings.srt_latency)?;
         config.timeout = settings.timeout;
         config.duration = Some(settings.duration);
         config.chunk_size = settings.chunk_size;
