@@ -262,6 +262,44 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Play-back settles what the connect `_result` could not: a push of
+    /// `video` (not H.264) judged `codec_unsupported` only because the server
+    /// was silent about its FourCC, and then played back with `video_frames`
+    /// and `audio_frames` arriving. Video arriving means the server relays the
+    /// codec (accepted); audio alone means it dropped the video (certain).
+    pub fn judge_played(
+        mut self,
+        r: &PublishResult,
+        video: Option<PushedVideo>,
+        video_frames: u64,
+        audio_frames: u64,
+    ) -> Verdict {
+        let Some(v) = video.filter(|v| v.codec != VideoCodec::H264) else {
+            return self;
+        };
+        if self.outcome != Outcome::CodecUnsupported || self.certain {
+            return self;
+        }
+        if video_frames > 0 && matches!(r.ending, Ending::Completed) {
+            self.evidence.push(format!(
+                "played back: {video_frames} {} frames arrived, so the server relays {} ({} framing)",
+                v.codec, v.codec, v.framing
+            ));
+            self.outcome = Outcome::Accepted;
+            self.fix = Outcome::Accepted.fix();
+            self.certain = true;
+        } else if video_frames == 0 && audio_frames > 0 {
+            self.evidence.push(format!(
+                "played back: {audio_frames} audio frames and no video: the server dropped the {} video",
+                v.codec
+            ));
+            self.certain = true;
+        }
+        self
+    }
+}
+
 /// The video a push carried, for [`Verdict::judge_codec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushedVideo {
@@ -1241,6 +1279,30 @@ mod tests {
             "{:?}",
             v.evidence
         );
+    }
+
+    /// Issue 14: play-back settles a codec verdict the connect _result left open.
+    #[test]
+    fn played_back_video_settles_a_silent_result() {
+        let hevc = Some(PushedVideo {
+            codec: VideoCodec::Hevc,
+            framing: Framing::Enhanced,
+        });
+        let mut r = result(Ending::Completed);
+        r.server_fourcc = Some(crate::rtmp::message::FourCcReply::default());
+        let open = classify(&r, &good_facts()).judge_codec(&r, hevc);
+        assert_eq!((open.outcome, open.certain), (Outcome::CodecUnsupported, false));
+        // Video came back (node-media-server): accepted, certain.
+        let v = open.clone().judge_played(&r, hevc, 120, 200);
+        assert_eq!((v.outcome, v.certain), (Outcome::Accepted, true));
+        assert!(v.evidence.iter().any(|e| e.contains("120 hevc frames arrived")), "{v:?}");
+        // Audio only (nginx-rtmp): codec_unsupported, now certain.
+        let v = open.clone().judge_played(&r, hevc, 0, 200);
+        assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, true));
+        assert!(v.evidence.iter().any(|e| e.contains("no video")), "{v:?}");
+        // Nothing came back: still open.
+        let v = open.judge_played(&r, hevc, 0, 0);
+        assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, false));
     }
 
     /// Issue 14: a codec the server does not take is named as such.

@@ -158,7 +158,19 @@ pub async fn push_and_play_all(
             Some(play::play_one(&play, stop_play).await)
         }
     });
-    let (pushed, mut played) = tokio::join!(pushing, join_all(players.collect()));
+    let (mut pushed, mut played) = tokio::join!(pushing, join_all(players.collect()));
+    // What came back settles a codec verdict the connect _result left open.
+    let (video, audio) = played.iter().flatten().fold((0, 0), |(v, a), p| {
+        (v.max(p.counts.video_frames), a.max(p.counts.audio_frames))
+    });
+    if played.iter().flatten().any(|p| p.started() || p.counts.audio_frames > 0) {
+        pushed.verdict = pushed.verdict.clone().judge_played(
+            &pushed.result,
+            push.plan.pushed_video(),
+            video,
+            audio,
+        );
+    }
     for p in played.iter_mut().flatten() {
         // The publisher ending its own stream is the end of the play, not a
         // failure of it.
