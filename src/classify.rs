@@ -1291,11 +1291,19 @@ mod tests {
         let mut r = result(Ending::Completed);
         r.server_fourcc = Some(crate::rtmp::message::FourCcReply::default());
         let open = classify(&r, &good_facts()).judge_codec(&r, hevc);
-        assert_eq!((open.outcome, open.certain), (Outcome::CodecUnsupported, false));
+        assert_eq!(
+            (open.outcome, open.certain),
+            (Outcome::CodecUnsupported, false)
+        );
         // Video came back (node-media-server): accepted, certain.
         let v = open.clone().judge_played(&r, hevc, 120, 200);
         assert_eq!((v.outcome, v.certain), (Outcome::Accepted, true));
-        assert!(v.evidence.iter().any(|e| e.contains("120 hevc frames arrived")), "{v:?}");
+        assert!(
+            v.evidence
+                .iter()
+                .any(|e| e.contains("120 hevc frames arrived")),
+            "{v:?}"
+        );
         // Audio only (nginx-rtmp): codec_unsupported, now certain.
         let v = open.clone().judge_played(&r, hevc, 0, 200);
         assert_eq!((v.outcome, v.certain), (Outcome::CodecUnsupported, true));

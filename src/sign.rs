@@ -46,6 +46,10 @@ pub enum UrlError {
     )]
     PlayFile(String),
     #[error(
+        "SRT URL has a path (/{0}): SRT carries APP/STREAM in the streamid, not a path: expected srt://DOMAIN:9000?streamid=#!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=.."
+    )]
+    SrtPath(String),
+    #[error(
         "SRT URL has no streamid: expected srt://DOMAIN:9000?streamid=#!::h=DOMAIN,r=APP/STREAM,txSecret=..,txTime=.."
     )]
     NoStreamId,
@@ -788,7 +792,11 @@ fn parse_srt(rest: &str) -> Result<PushUrl, UrlError> {
         Some((a, q)) => (a, q),
         None => (rest, ""),
     };
-    let (host, port) = split_host_port(authority.trim_end_matches('/'))?;
+    let authority = authority.trim_end_matches('/');
+    if let Some((_, path)) = authority.split_once('/') {
+        return Err(UrlError::SrtPath(path.chars().take(64).collect()));
+    }
+    let (host, port) = split_host_port(authority)?;
     let mut stream_id = None;
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));

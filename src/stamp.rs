@@ -16,6 +16,8 @@
 //! connection. `SIZE` counts the unescaped payload (UUID + fields + pad), as
 //! H.264 7.3.2.3.1 says; decoders skip a UUID they do not know.
 
+use crate::codec::bits::unescape;
+
 /// pushprobe's UUID for its stamps (no two zero bytes in a row, so it never
 /// needs escaping).
 pub const UUID: [u8; 16] = [
@@ -84,21 +86,6 @@ pub fn nal(stamp: &Stamp) -> Vec<u8> {
     let mut out = [0u8; NAL_LEN];
     write_nal(stamp, &mut out);
     out.to_vec()
-}
-
-/// Removes emulation prevention bytes from a NAL payload.
-pub fn unescape(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        out.push(b);
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-    }
-    out
 }
 
 /// The stamp in one NAL (header byte included), if it is one of ours.
@@ -172,27 +159,7 @@ pub fn find_in_avcc(sample: &[u8], length_size: usize) -> Option<Stamp> {
 /// The stamp in Annex B bytes (start codes `00 00 01` / `00 00 00 01`), as an
 /// MPEG-TS PES carries H.264.
 pub fn find_in_annexb(data: &[u8]) -> Option<Stamp> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    for (k, &s) in starts.iter().enumerate() {
-        let mut end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
-        // A 4-byte start code leaves a zero before the next 00 00 01.
-        while end > s && data[end - 1] == 0 {
-            end -= 1;
-        }
-        if let Some(st) = parse_nal(&data[s..end]) {
-            return Some(st);
-        }
-    }
-    None
+    crate::ts::demux::annexb_nals(data).find_map(parse_nal)
 }
 
 #[cfg(test)]

@@ -136,8 +136,13 @@ fn broken_flv_files_are_named_errors() {
 fn malformed_urls_are_one_line_errors_in_every_command() {
     let huge = format!("rtmp://127.0.0.1/live/s?pad={}", "x".repeat(5000));
     let cases: Vec<(String, &[&str])> = vec![
-        ("http://127.0.0.1/live/s".into(), &["rtmp://"]),
-        ("srt://127.0.0.1:9000/live/s".into(), &["rtmp://"]),
+        // push, smoke and doctor name the schemes they take; url --check
+        // reads an http URL as a play URL and names the form it expects.
+        ("http://127.0.0.1/live/s".into(), &["://"]),
+        (
+            "srt://127.0.0.1:9000/live/s".into(),
+            &["streamid=#!::h=DOMAIN,r=APP/STREAM"],
+        ),
         ("rtmp:///live/s".into(), &["no host"]),
         ("rtmp://127.0.0.1:9".into(), &["no app"]),
         ("rtmp://127.0.0.1/live/".into(), &["no stream name"]),

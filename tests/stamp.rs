@@ -24,29 +24,7 @@ fn stamped_push_relayed_by_nginx_decodes_cleanly_and_carries_stamps() {
     ng.wait_publishing("stamped", &push);
 
     // 1. A clean decode: -v error prints nothing and ffmpeg exits 0.
-    let clean = run(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "8000000",
-            "-i",
-            &url,
-            "-t",
-            "3",
-            "-f",
-            "null",
-            "-",
-        ]),
-        Duration::from_secs(30),
-    );
-    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
-    assert!(
-        String::from_utf8_lossy(&clean.stderr).trim().is_empty(),
-        "ffmpeg reported errors decoding the stamped stream: {}",
-        text(&clean)
-    );
+    assert_decodes_cleanly(&url, 3);
 
     // 2. ffmpeg's SEI reader sees the stamps.
     let shown = run(

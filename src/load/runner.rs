@@ -797,7 +797,10 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let task = task.run(settings, Arc::new(Live::default()), tx, cancel.clone());
         let size = std::mem::size_of_val(&task);
-        // 2736 bytes with the viewers' launch handle (issue 13; 2560 before).
-        assert!(size <= 2816, "publisher task future grew to {size} bytes");
+        // 2736 bytes with the viewers' launch handle (issue 13; 2560 before);
+        // 3016 with the SRT engine's config and stats and the codec evidence
+        // in the held PublishResult (issues 14, 17). Boxing those is the next
+        // step if the per-publisher memory bar (8 KB all told) is at risk.
+        assert!(size <= 3072, "publisher task future grew to {size} bytes");
     }
 }

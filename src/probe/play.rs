@@ -163,7 +163,11 @@ pub async fn push_and_play_all(
     let (video, audio) = played.iter().flatten().fold((0, 0), |(v, a), p| {
         (v.max(p.counts.video_frames), a.max(p.counts.audio_frames))
     });
-    if played.iter().flatten().any(|p| p.started() || p.counts.audio_frames > 0) {
+    if played
+        .iter()
+        .flatten()
+        .any(|p| p.started() || p.counts.audio_frames > 0)
+    {
         pushed.verdict = pushed.verdict.clone().judge_played(
             &pushed.result,
             push.plan.pushed_video(),

@@ -572,6 +572,32 @@ impl TencentHook {
 }
 
 /// ffprobe of a live RTMP stream: the `codec,width,height` lines.
+/// Decodes `secs` s of `url` with `ffmpeg -v error ... -f null -` and fails
+/// the test unless ffmpeg exits 0 having printed nothing: not one decode error.
+pub fn assert_decodes_cleanly(url: &str, secs: u32) {
+    let o = run(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-rw_timeout",
+                "8000000",
+                "-i",
+                url,
+                "-t",
+            ])
+            .arg(secs.to_string())
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(30 + u64::from(secs)),
+    );
+    let printed = text(&o);
+    assert!(
+        o.status.success() && printed.trim().is_empty(),
+        "{url}: ffmpeg did not decode cleanly: {printed}"
+    );
+}
+
 pub fn ffprobe_stream(url: &str) -> String {
     let o = run(
         Command::new("ffprobe").args([
