@@ -327,3 +327,53 @@ fn smoke_codecs_matrix() {
     assert_eq!(v["passed"], false);
     assert_eq!(v["codecs"][1]["outcome"], "codec_unsupported", "{v:#}");
 }
+
+/// Issue 14, the doctor option: `doctor --codecs` adds step 7 with the same
+/// matrix. Against `serve --codecs h264,hevc:legacy-id`, AV1 is accepted in
+/// no framing: step 7 fails naming av1, the verdict names the step, exit 1,
+/// and the JSON matches the schema.
+#[test]
+fn doctor_codecs_step_names_what_the_domain_refuses() {
+    let serve = Serve::start(&[], &["--codecs", "h264,hevc:legacy-id"]);
+    let url = format!("rtmp://127.0.0.1:{}/live/doc", serve.port);
+    let out = run(
+        bin().args([
+            "doctor",
+            &url,
+            "--codecs",
+            "h264,hevc,av1",
+            "--duration",
+            "1s",
+            "--json",
+        ]),
+        Duration::from_secs(180),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = json(&out);
+    let schema_text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut schema: Value = serde_json::from_str(&schema_text).unwrap();
+    schema["$ref"] = serde_json::json!("#/$defs/doctor");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{v:#}");
+    let s7 = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == 7)
+        .unwrap_or_else(|| panic!("no step 7: {v:#}"));
+    assert_eq!(s7["name"], "codecs", "{s7}");
+    assert_eq!(s7["status"], "fail", "{s7}");
+    let detail = s7["detail"].as_str().unwrap();
+    assert!(detail.contains("hevc legacy-id accepted"), "{detail}");
+    assert!(detail.contains("av1 enhanced cut"), "{detail}");
+    assert!(
+        s7["fix"].as_str().unwrap().contains("does not take av1"),
+        "{s7}"
+    );
+    assert_eq!(v["verdict"], "codecs", "{v:#}");
+}

@@ -79,6 +79,11 @@ pub struct DoctorArgs {
     /// Step 6, play back: play rtmp://DOMAIN/APP/STREAM (the push URL's app and stream).
     #[arg(long, value_name = "DOMAIN", conflicts_with = "each_address")]
     pub play_domain: Option<String>,
+    /// Step 7, codecs: push each of these codecs (h264, hevc, av1, vp9;
+    /// comma-separated) briefly with the built-in fixtures in each framing
+    /// (Enhanced RTMP, legacy codec id), as `smoke --codecs` does.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_codec, conflicts_with = "each_address")]
+    pub codecs: Vec<crate::codec::VideoCodec>,
 }
 
 /// The first push streams for `--hold`; the second for a third of it (1-3 s).

@@ -144,6 +144,19 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     if let Some(s6) = s6 {
         emit(&mut out, s6)?;
     }
+    if !args.codecs.is_empty() && stopped.is_none() && !cancel.is_cancelled() {
+        let s7 = match s5_skip {
+            Some(why) => Step::skipped(7, why),
+            None => {
+                let rows =
+                    crate::probe::codecs::run(&args.url, &p.keys, &settings, &args.codecs, &cancel)
+                        .await
+                        .context("cannot run step 7, codecs")?;
+                steps::codecs_step(&rows, &args.codecs)
+            }
+        };
+        emit(&mut out, s7)?;
+    }
     finish(&mut out, args.json, &report, stopped, &stop, &[], junit_to)
 }
 

@@ -15,7 +15,9 @@ pub use crate::sign::TENCENT_PUSH_SUFFIXES as TENCENT_SUFFIXES;
 
 /// Step names, in checklist order; step `n` is `NAMES[n - 1]`.
 /// Step 6, "play back", runs only when a play URL or play domain is given.
-pub const NAMES: [&str; 6] = ["cname", "network", "txtime", "txsecret", "push", "play"];
+pub const NAMES: [&str; 7] = [
+    "cname", "network", "txtime", "txsecret", "push", "play", "codecs",
+];
 
 /// How one check went. Lowercase in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,7 +55,7 @@ impl Step {
     fn new(step: u8, status: Status, detail: String, fix: Option<String>) -> Step {
         Step {
             step,
-            name: NAMES[usize::from(step.clamp(1, 6)) - 1],
+            name: NAMES[usize::from(step.clamp(1, 7)) - 1],
             status,
             detail,
             fix,
@@ -466,6 +468,54 @@ pub fn play_step(played: Option<&crate::play::PlayResult>) -> Step {
         "the push was accepted but does not play: check that the play domain is bound to this push domain (CNAME to the play target), the app and stream names, and play authentication"
     };
     Step::new(6, Status::Fail, detail, Some(fix.into()))
+}
+
+/// Step 7, codecs: the `smoke --codecs` matrix as one step. Pass when every
+/// codec asked for was accepted in some framing; warn when one was only
+/// accepted with the server silent about its FourCC (players may get no
+/// video); fail otherwise, naming the codecs refused.
+pub fn codecs_step(
+    rows: &[crate::probe::codecs::Row],
+    codecs: &[crate::codec::VideoCodec],
+) -> Step {
+    use crate::probe::codecs::{self, Cell};
+    let detail = rows
+        .iter()
+        .map(|r| format!("{} {} {}", r.codec, r.framing, r.cell.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if codecs::passed(rows, codecs) {
+        return Step::new(7, Status::Pass, detail, None);
+    }
+    let open: Vec<String> = codecs
+        .iter()
+        .filter(|c| {
+            rows.iter()
+                .any(|r| r.codec == **c && r.cell == Cell::Unconfirmed)
+        })
+        .map(|c| c.to_string())
+        .collect();
+    let refused: Vec<String> = codecs
+        .iter()
+        .filter(|c| {
+            !rows
+                .iter()
+                .any(|r| r.codec == **c && matches!(r.cell, Cell::Accepted | Cell::Unconfirmed))
+        })
+        .map(|c| c.to_string())
+        .collect();
+    if refused.is_empty() {
+        let fix = format!(
+            "the server took {} without confirming the FourCC in its connect _result: play it back (--play URL) to see whether video arrives",
+            open.join(", ")
+        );
+        return Step::new(7, Status::Warn, detail, Some(fix));
+    }
+    let fix = format!(
+        "the domain does not take {}: enable HEVC/AV1 for the push domain, try --legacy-codec-id, or push H.264",
+        refused.join(", ")
+    );
+    Step::new(7, Status::Fail, detail, Some(fix))
 }
 
 /// The first failing step's name, else "ok with warnings" or "ok".
