@@ -9,7 +9,8 @@
 # from its history), the same viewers from it side by side.
 #
 # Usage: benches/viewers.sh [VIEWERS] [VIEWER_STREAMS] [VIEWER_SECONDS]
-#   defaults: 10000 viewers of 100 streams for 30 s; VIEWER_RATE sets the ramp.
+#   defaults: 10000 viewers of 100 streams for 30 s; VIEWER_RATE sets the ramp;
+#   RELAY=serve relays through `pushprobe serve` instead of nginx-rtmp.
 # Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,12 @@ worker_rlimit_nofile 20000;
 events { worker_connections 20000; }
 rtmp { server { listen 127.0.0.1:$NP; application live { live on; record off; } } }
 EOF
-nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
+if [ "${RELAY:-nginx}" = serve ]; then
+  # RELAY=serve: pushprobe's own ingest plays the streams out instead.
+  "$B" serve --listen 127.0.0.1:"$NP" --idle-timeout 60s 2> "$WORK/serve.log" & PIDS+=($!)
+else
+  nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
+fi
 wait_port "$NP"
 
 # ---- viewers of stamped streams through nginx-rtmp ----
