@@ -188,16 +188,8 @@ fn push_json<'a>(cmd: &str, v: &'a serde_json::Value) -> &'a serde_json::Value {
     if cmd == "dup" { &v["first"] } else { v }
 }
 
-/// The validator of `#/$defs/{def}` in the committed `schemas/commands.json`.
 fn schema(def: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/commands.json"
-    ))
-    .unwrap();
-    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
-    s["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
-    jsonschema::validator_for(&s).unwrap()
+    common::command_schema(def)
 }
 
 #[derive(Clone, Copy)]

@@ -293,14 +293,7 @@ fn smoke_codecs_matrix() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = json(&out);
-    let schema_text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/commands.json"
-    ))
-    .unwrap();
-    let mut schema: Value = serde_json::from_str(&schema_text).unwrap();
-    schema["$ref"] = serde_json::json!("#/$defs/codec_matrix");
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = common::command_schema("codec_matrix");
     let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}\n{v:#}");
     let cells: Vec<(String, String, String)> = v["codecs"]
@@ -350,14 +343,7 @@ fn doctor_codecs_step_names_what_the_domain_refuses() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = json(&out);
-    let schema_text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/commands.json"
-    ))
-    .unwrap();
-    let mut schema: Value = serde_json::from_str(&schema_text).unwrap();
-    schema["$ref"] = serde_json::json!("#/$defs/doctor");
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = common::command_schema("doctor");
     let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}\n{v:#}");
     let s7 = v["steps"]

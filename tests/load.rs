@@ -56,14 +56,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn schema_errors(report: &Value) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.json")).unwrap();
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    validator
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
+    common::load_report_errors(report)
 }
 
 fn code(o: &Output) -> i32 {

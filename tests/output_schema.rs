@@ -12,14 +12,7 @@ use pushprobe::publish::Phase;
 use serde_json::{Value, json};
 
 fn schema(def: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/commands.json"
-    ))
-    .unwrap();
-    let mut s: Value = serde_json::from_str(&text).unwrap();
-    s["$ref"] = json!(format!("#/$defs/{def}"));
-    jsonschema::validator_for(&s).unwrap()
+    common::command_schema(def)
 }
 
 /// Runs the binary and parses its one line of JSON; checks the exit code.

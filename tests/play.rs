@@ -231,16 +231,8 @@ fn http_error_status_is_the_failure_with_the_servers_words() {
     assert!(!all.contains("hidden"), "secret shown: {all}");
 }
 
-/// The validator of `#/$defs/{def}` in the committed `schemas/commands.json`.
 fn schema(def: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/commands.json"
-    ))
-    .unwrap();
-    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
-    s["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
-    jsonschema::validator_for(&s).unwrap()
+    common::command_schema(def)
 }
 
 fn assert_valid(def: &str, doc: &serde_json::Value) {

@@ -598,6 +598,32 @@ pub fn assert_decodes_cleanly(url: &str, secs: u32) {
     );
 }
 
+/// The validator of `#/$defs/{def}` in the committed `schemas/commands.json`
+/// (push, dup, doctor, play, codec matrix JSON).
+pub fn command_schema(def: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/commands.json"
+    ))
+    .unwrap();
+    let mut s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    s["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
+    jsonschema::validator_for(&s).unwrap()
+}
+
+/// What the committed load report schema (`schema.json`) says is wrong with
+/// `report`, one line per error with where it is.
+pub fn load_report_errors(report: &serde_json::Value) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
 pub fn ffprobe_stream(url: &str) -> String {
     let o = run(
         Command::new("ffprobe").args([
