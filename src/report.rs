@@ -204,6 +204,20 @@ fn viewers_text(v: &Viewers, out: &mut impl Write) -> io::Result<()> {
         f.reordered,
         f.negative_latency
     )?;
+    if f.catchup > 0 {
+        writeln!(
+            out,
+            "  catch-up at join: {} frames pushed before their viewer asked (the server's cache), not in the latency",
+            f.catchup
+        )?;
+    }
+    if v.viewer_max_latency_ms.count > 0 {
+        writeln!(
+            out,
+            "  behind real time (a live frame over 1 s late): {} of {} viewers; the slowest viewer's worst frame {:.1} ms",
+            v.late, v.viewer_max_latency_ms.count, v.viewer_max_latency_ms.max
+        )?;
+    }
     writeln!(
         out,
         "  {:<24}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
@@ -215,7 +229,8 @@ fn viewers_text(v: &Viewers, out: &mut impl Write) -> io::Result<()> {
         "first frame (schedule)",
         &v.first_frame_from_schedule_ms,
     )?;
-    row(out, "push-to-play latency", &v.latency_ms)
+    row(out, "push-to-play latency", &v.latency_ms)?;
+    row(out, "worst frame per viewer", &v.viewer_max_latency_ms)
 }
 
 fn row(out: &mut impl Write, name: &str, p: &Percentiles) -> io::Result<()> {

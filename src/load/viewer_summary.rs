@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::hist::{Hist, Percentiles};
-use super::viewers::ViewerRecord;
+use super::viewers::{REAL_TIME, ViewerRecord};
 
 /// Frame counts summed over viewers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct ViewerFrames {
     pub reordered: u64,
     /// Frames stamped after they arrived (clocks apart), recorded as 0 ms.
     pub negative_latency: u64,
+    /// Frames pushed before their viewer asked for the stream (the server's
+    /// GOP cache at join): counted here, not in the latency.
+    pub catchup: u64,
 }
 
 impl ViewerFrames {
@@ -43,6 +46,7 @@ impl ViewerFrames {
             duplicated,
             reordered,
             negative_latency,
+            catchup,
         } = *o;
         for (into, n) in [
             (&mut self.video, video),
@@ -56,6 +60,7 @@ impl ViewerFrames {
             (&mut self.duplicated, duplicated),
             (&mut self.reordered, reordered),
             (&mut self.negative_latency, negative_latency),
+            (&mut self.catchup, catchup),
         ] {
             *into = into.saturating_add(n);
         }
@@ -68,6 +73,8 @@ pub struct ViewerHistograms {
     pub first_frame: Hist,
     pub first_frame_from_schedule: Hist,
     pub latency: Hist,
+    /// Each measured viewer's worst live-frame latency, one sample per viewer.
+    pub viewer_max_latency: Hist,
 }
 
 /// The viewers of a run (or of merged runs).
@@ -87,8 +94,12 @@ pub struct Viewers {
     pub measured: u64,
     /// A first video frame arrived.
     pub started: u64,
-    /// Started, ran to the end without failing and never stalled.
+    /// Started, ran to the end without failing, never stalled and was never
+    /// behind real time (see `late`).
     pub kept_up: u64,
+    /// Viewers behind real time: a frame pushed after the viewer joined
+    /// reached it more than [`REAL_TIME`] later.
+    pub late: u64,
     pub failed: u64,
     /// Failed viewers by reason (`http_404`, `timeout_first_frame`,
     /// `rejected NetStream.Play.StreamNotFound`, `no_first_frame`, ...).
@@ -103,8 +114,11 @@ pub struct Viewers {
     /// First video frame from when the viewer was due (its publisher's
     /// Publish.Start, or its slot): coordinated-omission correct.
     pub first_frame_from_schedule_ms: Percentiles,
-    /// Per-frame push-to-play latency from the stamps, every frame of every viewer.
+    /// Per-frame push-to-play latency from the stamps, every live frame of
+    /// every viewer (the join catch-up is in `frames.catchup`).
     pub latency_ms: Percentiles,
+    /// Each viewer's worst live-frame latency: its max is the slowest viewer.
+    pub viewer_max_latency_ms: Percentiles,
     pub histograms: ViewerHistograms,
 }
 
@@ -136,7 +150,12 @@ impl Viewers {
             duplicated: c.duplicated,
             reordered: c.reordered,
             negative_latency: c.negative_latency,
+            catchup: c.catchup,
         });
+        if let Some(worst) = r.max_latency {
+            self.histograms.viewer_max_latency.record(worst);
+            self.late += u64::from(worst > REAL_TIME);
+        }
         *self
             .latency_method
             .entry(r.latency_method.name().to_owned())
@@ -181,6 +200,7 @@ impl Viewers {
             (&mut self.measured, o.measured),
             (&mut self.started, o.started),
             (&mut self.kept_up, o.kept_up),
+            (&mut self.late, o.late),
             (&mut self.failed, o.failed),
         ] {
             *into = into.saturating_add(n);
@@ -206,6 +226,9 @@ impl Viewers {
         h.latency
             .add(&o.histograms.latency)
             .map_err(|e| ("viewer_latency", e))?;
+        h.viewer_max_latency
+            .add(&o.histograms.viewer_max_latency)
+            .map_err(|e| ("viewer_max_latency", e))?;
         Ok(())
     }
 
@@ -215,6 +238,7 @@ impl Viewers {
         v.first_frame_ms = v.histograms.first_frame.percentiles();
         v.first_frame_from_schedule_ms = v.histograms.first_frame_from_schedule.percentiles();
         v.latency_ms = v.histograms.latency.percentiles();
+        v.viewer_max_latency_ms = v.histograms.viewer_max_latency.percentiles();
         if !v.play_seconds.is_finite() {
             v.play_seconds = 0.0;
         }
@@ -250,7 +274,9 @@ mod tests {
                 ..Counts::default()
             },
             latency_method: LatencyMethod::Sei,
-            max_latency: Duration::from_millis(20),
+            max_latency: failure
+                .is_none()
+                .then(|| Duration::from_millis(if i == 4 { 1200 } else { 20 })),
             played: Duration::from_secs(4),
         }
     }
@@ -266,7 +292,13 @@ mod tests {
     #[test]
     fn counts_and_first_frames_from_start_and_schedule() {
         let v = fold((0..6).map(|i| record(i, (i == 5).then_some("http_404")))).finished();
-        assert_eq!((v.measured, v.started, v.failed, v.kept_up), (6, 5, 1, 5));
+        // Viewer 4's worst live frame came 1.2 s late: started, behind real time.
+        assert_eq!(
+            (v.measured, v.started, v.failed, v.kept_up, v.late),
+            (6, 5, 1, 4, 1)
+        );
+        assert_eq!(v.viewer_max_latency_ms.count, 5);
+        assert!((v.viewer_max_latency_ms.max - 1200.0).abs() <= 1.2);
         assert_eq!(v.failures.get("http_404"), Some(&1));
         assert_eq!(v.frames.video, 600);
         assert_eq!(v.frames.lost, 3);

@@ -133,14 +133,18 @@ impl SharedLatency {
 
 /// One viewer's sink: its own largest latency, the samples into the shared
 /// histogram.
+/// The real-time bound: a viewer is behind when a frame pushed after it
+/// joined reaches it more than this later.
+pub const REAL_TIME: Duration = Duration::from_secs(1);
+
 struct ViewerSink<'a> {
     shared: &'a SharedLatency,
-    max: Duration,
+    max: Option<Duration>,
 }
 
 impl LatencySink for ViewerSink<'_> {
     fn record(&mut self, latency: Duration) {
-        self.max = self.max.max(latency);
+        self.max = Some(self.max.map_or(latency, |m| m.max(latency)));
         if let Ok(mut h) = self.shared.0.lock() {
             h.record(latency);
         }
@@ -194,7 +198,8 @@ pub struct ViewerRecord {
     pub cancelled: bool,
     pub counts: Counts,
     pub latency_method: LatencyMethod,
-    pub max_latency: Duration,
+    /// The worst live-frame latency (`None`: no live frame was measured).
+    pub max_latency: Option<Duration>,
     pub played: Duration,
 }
 
@@ -207,9 +212,12 @@ impl ViewerRecord {
     pub fn measured(&self) -> bool {
         !self.cancelled || self.started()
     }
-    /// Started, no failure, no stall.
+    /// Started, no failure, no stall, and never behind real time.
     pub fn kept_up(&self) -> bool {
-        self.started() && self.failure.is_none() && self.counts.stalls == 0
+        self.started()
+            && self.failure.is_none()
+            && self.counts.stalls == 0
+            && self.max_latency.is_none_or(|m| m <= REAL_TIME)
     }
 }
 
@@ -253,7 +261,7 @@ pub async fn view(
     };
     let mut sink = ViewerSink {
         shared: &settings.latency,
-        max: Duration::ZERO,
+        max: None,
     };
     let stop = cancel.child_token();
     let timer = async {

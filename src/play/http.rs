@@ -52,6 +52,7 @@ pub async fn get(
         .header(hyper::header::ACCEPT, "*/*")
         .body(Empty::<Bytes>::new())
         .map_err(|e| protocol(phase, e))?;
+    player.asked(crate::clock::now_unix_us());
     let resp = match tokio::time::timeout(cfg.timeout, sender.send_request(req)).await {
         Err(_) => return Err(Failure::Timeout { phase }),
         Ok(Err(e)) if e.is_incomplete_message() || e.is_canceled() => {

@@ -92,6 +92,12 @@ pub struct Counts {
     /// Frames whose send time was after their receive time (clocks apart):
     /// recorded as 0 latency.
     pub negative_latency: u64,
+    /// Frames pushed before the player asked for the stream (the server's
+    /// GOP cache, an HLS playlist's backlog): the join catch-up. They are
+    /// counted here, not in the latency samples, which are the live frames.
+    pub catchup: u64,
+    /// How old the oldest catch-up frame was when it arrived, ms.
+    pub catchup_oldest_ms: u64,
 }
 
 /// The fold state of one player.
@@ -108,6 +114,9 @@ pub struct Meter {
     /// (bit i: `highest - i` was seen).
     highest: u64,
     seen: u64,
+    /// When the player asked for the stream (unix µs): frames sent before
+    /// are catch-up, not live.
+    asked_unix_us: Option<u64>,
 }
 
 impl Meter {
@@ -121,7 +130,14 @@ impl Meter {
             publisher: None,
             highest: 0,
             seen: 0,
+            asked_unix_us: None,
         }
+    }
+
+    /// The player asked for the stream at `unix_us` (the first request only:
+    /// an HLS player's later requests do not move it).
+    pub fn asked(&mut self, unix_us: u64) {
+        self.asked_unix_us.get_or_insert(unix_us);
     }
 
     /// Raises the stall threshold by `by` (bursty transports).
@@ -157,11 +173,20 @@ impl Meter {
         }
         *last_ts = Some(f.timestamp_ms);
         if let Some(sent) = f.sent {
-            match f.at_unix_us.checked_sub(sent.unix_us) {
-                Some(us) => sink.record(Duration::from_micros(us)),
-                None => {
-                    self.counts.negative_latency += 1;
-                    sink.record(Duration::ZERO);
+            let age = f.at_unix_us.checked_sub(sent.unix_us);
+            if self.asked_unix_us.is_some_and(|asked| sent.unix_us < asked) {
+                // Pushed before we asked: the join catch-up, whose age is
+                // the server's cache depth, not the delivery path's delay.
+                self.counts.catchup += 1;
+                let ms = age.unwrap_or(0) / 1000;
+                self.counts.catchup_oldest_ms = self.counts.catchup_oldest_ms.max(ms);
+            } else {
+                match age {
+                    Some(us) => sink.record(Duration::from_micros(us)),
+                    None => {
+                        self.counts.negative_latency += 1;
+                        sink.record(Duration::ZERO);
+                    }
                 }
             }
             if let Some((publisher, seq)) = sent.stamp {
@@ -339,5 +364,32 @@ mod tests {
             "latency samples"
         );
         assert_eq!(m.counts().negative_latency, 1);
+    }
+
+    #[test]
+    fn frames_pushed_before_the_request_are_catch_up_not_latency() {
+        let mut m = Meter::new(Duration::from_secs(1));
+        let mut s = Samples::default();
+        // Asked at unix 1_000_000_000 µs (the play's 0 ms).
+        m.asked(1_000_000_000);
+        m.asked(1_500_000_000); // a later request does not move it
+        // Cached frames sent 1.9 s and 0.5 s before the request, arriving
+        // at 10 and 20 ms: catch-up.
+        m.frame(
+            &video(10, 0, Some((1, 1, 1_000_000_000 - 1_900_000))),
+            &mut s,
+        );
+        m.frame(
+            &video(20, 1400, Some((1, 2, 1_000_000_000 - 500_000))),
+            &mut s,
+        );
+        // Sent 5 ms after the request, arriving at 40 ms: live, 35 ms.
+        m.frame(&video(40, 1900, Some((1, 3, 1_000_005_000))), &mut s);
+        assert_eq!(s.0, [Duration::from_millis(35)], "only the live frame");
+        let c = m.counts();
+        assert_eq!(
+            (c.catchup, c.catchup_oldest_ms, c.stamped, c.lost),
+            (2, 1910, 3, 0)
+        );
     }
 }

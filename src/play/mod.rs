@@ -309,6 +309,13 @@ impl<'a> Player<'a> {
         self.marks.iter().any(|(p, _)| *p == phase)
     }
 
+    /// The player asked for the stream (RTMP play sent, the first HTTP
+    /// request written) at `unix_us`: frames pushed before are the join
+    /// catch-up (see [`measure::Counts::catchup`]).
+    pub fn asked(&mut self, unix_us: u64) {
+        self.meter.asked(unix_us);
+    }
+
     /// When the first video frame arrived.
     pub fn first_frame(&self) -> Option<Instant> {
         self.first_frame

@@ -161,6 +161,13 @@ pub fn write_text(out: &mut impl Write, r: &PlayResult) -> std::io::Result<()> {
                 c.stamped, c.lost, c.duplicated, c.reordered
             )?;
         }
+        if c.catchup > 0 {
+            writeln!(
+                out,
+                "catch-up  {} frame(s) pushed before the play was asked (the server's cache), the oldest {} ms old: not in the latency",
+                c.catchup, c.catchup_oldest_ms
+            )?;
+        }
         match &r.latency {
             Some(p) => writeln!(
                 out,
@@ -170,6 +177,11 @@ pub fn write_text(out: &mut impl Write, r: &PlayResult) -> std::io::Result<()> {
                 p.p99,
                 p.max,
                 p.count,
+                r.latency_method.name()
+            )?,
+            None if r.latency_method != LatencyMethod::None => writeln!(
+                out,
+                "latency   no live frame measured (method: {}): every stamped frame was catch-up",
                 r.latency_method.name()
             )?,
             None => writeln!(

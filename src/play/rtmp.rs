@@ -20,13 +20,15 @@ use crate::rtmp::message::{
 use crate::rtmp::session::{Inbound, Limits, Session};
 
 /// A player receives media: messages up to 16 MiB (a 4K keyframe), a read
-/// buffer that starts at 4 KiB and grows by 4 KiB (a load run holds 10,000
-/// players: a 64 KiB step made each one 68 KiB; big messages are assembled
-/// in the chunk decoder, not here, and an empty buffer over 16 KiB shrinks).
+/// buffer of 2 KiB growing by 2 KiB (a load run holds 10,000 players: a
+/// 64 KiB step made each one 68 KiB). The chunk decoder takes chunk data as
+/// it arrives, so the buffer never has to hold a whole chunk of the
+/// server's size; big messages are assembled in the decoder, and an empty
+/// buffer over 8 KiB shrinks.
 const LIMITS: Limits = Limits {
     max_message: 16 << 20,
-    read_start: 4 << 10,
-    read_grow: 4 << 10,
+    read_start: 2 << 10,
+    read_grow: 2 << 10,
 };
 
 /// How long the server may buffer for us (SetBufferLength), as ffmpeg asks.
@@ -125,9 +127,12 @@ async fn session(
     let url = cfg.url.rtmp.as_ref().ok_or(Failure::Unsupported {
         what: "RTMP play of a non-RTMP URL".into(),
     })?;
-    let mut io = net::dial(cfg, &cfg.url, player).await?;
+    // Boxed: the dial and handshake states live only while they run, not
+    // in every player's future for the whole play (10,000 in a load run).
+    let mut io = Box::pin(net::dial(cfg, &cfg.url, player)).await?;
     let phase = Phase::Handshake;
-    let h = match tokio::time::timeout(cfg.timeout, drive::handshake(&mut io, Role::Client)).await {
+    let handshake = Box::pin(drive::handshake(&mut io, Role::Client));
+    let h = match tokio::time::timeout(cfg.timeout, handshake).await {
         Err(_) => return Err(Failure::Timeout { phase }),
         Ok(Err(HandshakeIoError::Protocol(e))) => {
             return Err(Failure::Protocol {
@@ -194,6 +199,7 @@ async fn session(
         // Start -1000: live, as ffmpeg asks for a live stream.
         vec![Value::String(url.publish_name()), Value::Number(-1000.0)],
     );
+    player.asked(now_unix_us());
     conn.command(stream_id, &play, phase).await?;
     conn.session
         .send_control(&Control::User(UserControl::SetBufferLength(
@@ -301,5 +307,24 @@ async fn receive(
             }
             None => return Err(Failure::Timeout { phase }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A load run holds one of these per viewer for the whole play: the dial
+    /// and handshake are boxed so their states do not count here.
+    #[test]
+    fn the_play_future_stays_small() {
+        let cfg = PlayConfig::new(crate::play::PlayUrl::parse("rtmp://127.0.0.1/live/s").unwrap());
+        let mut sink = ();
+        let mut player = Player::new(&cfg, Instant::now(), &mut sink);
+        let cancel = CancellationToken::new();
+        let f = run(&cfg, &mut player, &cancel);
+        let size = std::mem::size_of_val(&f);
+        println!("rtmp play future: {size} bytes");
+        assert!(size <= 1536, "rtmp play future grew to {size} bytes");
     }
 }

@@ -55,6 +55,12 @@ pub struct ChunkDecoder {
     chunk_size: u32,
     max_message: u32,
     streams: Vec<StreamState>,
+    /// A chunk whose header is consumed and whose data has not all come:
+    /// the index of its stream and the bytes still to come (0: none open).
+    /// Data is taken as it arrives, so the caller's buffer never has to hold
+    /// a whole chunk (a player's read buffer stays small whatever the peer's
+    /// chunk size).
+    open: (u32, u32),
 }
 
 impl ChunkDecoder {
@@ -64,6 +70,7 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_message,
             streams: Vec::new(),
+            open: (0, 0),
         }
     }
 
@@ -84,11 +91,31 @@ impl ChunkDecoder {
         self.streams.iter().map(|s| s.partial.capacity()).sum()
     }
 
-    /// Consumes whole chunks from `buf` until one completes a message.
-    /// Returns `Ok(None)` when `buf` holds no complete chunk (nothing of the
-    /// incomplete chunk is consumed).
+    /// Consumes chunks from `buf` until one completes a message. Returns
+    /// `Ok(None)` when `buf` runs out first: an incomplete chunk header is
+    /// left in `buf`, the data of a chunk whose header is complete is taken
+    /// into its message as it comes.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ChunkError> {
         loop {
+            let (idx, remaining) = (self.open.0 as usize, self.open.1 as usize);
+            if remaining > 0 {
+                let n = remaining.min(buf.len());
+                if n == 0 {
+                    return Ok(None);
+                }
+                let st = &mut self.streams[idx];
+                st.partial.extend_from_slice(&buf[..n]);
+                buf.advance(n);
+                self.open.1 -= n as u32;
+                if remaining > n {
+                    return Ok(None);
+                }
+                if st.partial.len() == st.length as usize {
+                    let payload = std::mem::take(&mut st.partial).freeze();
+                    return Ok(Some(st.message(payload)));
+                }
+                continue;
+            }
             match self.decode_chunk(buf)? {
                 Step::Incomplete => return Ok(None),
                 Step::Message(m) => return Ok(Some(m)),
@@ -181,10 +208,7 @@ impl ChunkDecoder {
         }
         let already = if continuing { st.partial.len() } else { 0 };
         let want = (length as usize - already).min(self.chunk_size as usize);
-        if b.len() < pos + want {
-            return Ok(Step::Incomplete);
-        }
-        // The whole chunk is here: commit.
+        // The header is whole: commit it (the data is taken as it comes).
         let chunk_header = pos;
         let st = &mut self.streams[idx];
         if !continuing {
@@ -210,14 +234,22 @@ impl ChunkDecoder {
         if length == 0 {
             return Ok(Step::Message(st.message(Bytes::new())));
         }
-        let data = buf.split_to(want);
-        if already == 0 && want == length as usize {
-            // Single-chunk message: no copy.
-            return Ok(Step::Message(st.message(data.freeze())));
+        if already == 0 && want == length as usize && buf.len() >= want {
+            // A whole single-chunk message: no copy.
+            return Ok(Step::Message(st.message(buf.split_to(want).freeze())));
         }
         if st.partial.is_empty() {
             st.partial.reserve(length as usize);
         }
+        if buf.len() < want {
+            // The rest of this chunk's data is still to come.
+            st.partial.extend_from_slice(buf);
+            // Chunk sizes are at most MAX_CHUNK_SIZE, streams MAX_CHUNK_STREAMS.
+            self.open = (idx as u32, (want - buf.len()) as u32);
+            buf.clear();
+            return Ok(Step::Partial);
+        }
+        let data = buf.split_to(want);
         st.partial.extend_from_slice(&data);
         if st.partial.len() == length as usize {
             let payload = std::mem::take(&mut st.partial).freeze();
@@ -405,6 +437,48 @@ mod tests {
             }
         }
         assert_eq!(got.unwrap().payload.len(), 250);
+    }
+
+    /// However the bytes are split across reads, the same messages come out,
+    /// and the caller's buffer never holds more than a chunk header: chunk
+    /// data is taken as it arrives.
+    #[test]
+    fn any_split_gives_the_same_messages_and_keeps_the_buffer_small() {
+        let mut out = BytesMut::new();
+        write_message(
+            &mut out,
+            4096,
+            6,
+            40,
+            9,
+            1,
+            &(0..9000u32).map(|i| i as u8).collect::<Vec<_>>(),
+        );
+        write_message(&mut out, 4096, 4, 41, 8, 1, &[3u8; 300]);
+        write_message(&mut out, 4096, 6, 80, 9, 1, &[9u8; 4096]);
+        write_message(&mut out, 4096, 6, 0x0100_0000, 9, 1, &[5u8; 5000]);
+        let mut whole = ChunkDecoder::new(1 << 20);
+        whole.set_chunk_size(4096).unwrap();
+        let want: Vec<(u32, u32, Bytes)> = decode_all(&mut whole, &out)
+            .into_iter()
+            .map(|m| (m.csid, m.timestamp, m.payload))
+            .collect();
+        assert_eq!(want.len(), 4);
+        for step in [1, 2, 7, 100, 1000, 1500, 4095, 4097] {
+            let mut dec = ChunkDecoder::new(1 << 20);
+            dec.set_chunk_size(4096).unwrap();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in out.chunks(step) {
+                buf.extend_from_slice(piece);
+                while let Some(m) = dec.decode(&mut buf).unwrap() {
+                    got.push((m.csid, m.timestamp, m.payload));
+                }
+                // At most a chunk header (18 bytes) is left between reads.
+                assert!(buf.len() <= 18, "step {step}: {} bytes left", buf.len());
+            }
+            assert_eq!(got, want, "split every {step} bytes");
+        }
     }
 
     #[test]

@@ -102,8 +102,12 @@ impl Session {
     /// read with [`Session::received`].
     pub fn read_buf(&mut self) -> &mut BytesMut {
         let grow = self.limits.read_grow;
-        if self.inbound.capacity() - self.inbound.len() < grow / 4 {
-            self.inbound.reserve(grow);
+        let held = self.inbound.len();
+        if self.inbound.capacity() - held < grow / 4 {
+            // Room for `grow` bytes in all: a drained buffer is reused in
+            // place instead of doubling.
+            self.inbound
+                .reserve(grow.saturating_sub(held).max(grow / 4));
         }
         &mut self.inbound
     }
