@@ -73,8 +73,14 @@ fn assert_viewers_kept_up(r: &Value, planned: u64) {
     );
     assert_eq!(u(v, "/frames/lost"), 0, "{v:#}");
     assert_eq!(u(v, "/frames/duplicated"), 0, "{v:#}");
-    // One latency sample per stamped frame.
-    assert_eq!(u(v, "/latency_ms/count"), u(v, "/frames/stamped"), "{v:#}");
+    // One latency sample per stamped frame pushed after its viewer asked;
+    // those pushed before (a relay's cache) are the catch-up.
+    assert_eq!(
+        u(v, "/latency_ms/count") + u(v, "/frames/catchup"),
+        u(v, "/frames/stamped"),
+        "{v:#}"
+    );
+    assert_eq!(u(v, "/viewer_max_latency_ms/count"), planned, "{v:#}");
 }
 
 #[test]
@@ -305,5 +311,52 @@ fn viewer_options_without_viewers_or_urls_are_refused_clearly() {
         text(&o).contains("--play-protocol says rtmp"),
         "{}",
         text(&o)
+    );
+}
+
+/// With a play key, load signs each viewer's play URL (txSecret = MD5(play
+/// key + stream + txTime)): serve's play authentication takes them; without
+/// the key the same viewers are refused, by reason.
+#[test]
+fn viewers_sign_play_urls_with_the_play_key() {
+    const PLAY_KEY: &str = "load-play-key";
+    let serve = Serve::start(&[("PUSHPROBE_PLAY_KEY", PLAY_KEY)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_viewers = |with_key: bool, json: &Path| {
+        let mut c = bin();
+        c.args(["load", "--url-template"])
+            .arg(format!("rtmp://127.0.0.1:{}/live/signed-{{i}}", serve.port))
+            .args(["--publishers", "2", "--viewers", "2"])
+            .arg("--play-domain")
+            .arg(format!("127.0.0.1:{}", serve.port))
+            .args(["--duration", "4s", "--rate", "0", "--progress", "none"])
+            .arg("--json-out")
+            .arg(json)
+            .env_remove("PUSHPROBE_PLAY_KEY");
+        if with_key {
+            c.env("PUSHPROBE_PLAY_KEY", PLAY_KEY);
+        }
+        let o = run(&mut c, HANG);
+        (o, read_json(json))
+    };
+    let (o, r) = run_viewers(true, &dir.path().join("signed.json"));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(schema_errors(&r), Vec::<String>::new());
+    let v = &r["viewers"];
+    assert_eq!(u(v, "/started"), 4, "{v:#}");
+    assert!(
+        v["play_target"].as_str().unwrap().contains("signed with the play key"),
+        "{v:#}"
+    );
+    assert!(!text(&o).contains(PLAY_KEY), "the key stays out of the output");
+
+    let (o, r) = run_viewers(false, &dir.path().join("unsigned.json"));
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    let v = &r["viewers"];
+    assert_eq!(u(v, "/started"), 0, "{v:#}");
+    assert_eq!(
+        u(v, "/failures/rejected NetStream.Play.Failed"),
+        4,
+        "unsigned viewers refused by serve's play authentication: {v:#}"
     );
 }

@@ -36,8 +36,11 @@ fn stamped_push_relayed_by_nginx_decodes_cleanly_and_carries_stamps() {
             "8000000",
             "-i",
             &url,
-            "-t",
-            "2",
+            // A frame count, not a time: nginx relays audio at once but
+            // video from the next keyframe (up to a GOP later), so "-t 2"
+            // from the audio's start held anywhere from 0 to 60 frames.
+            "-frames:v",
+            "40",
             "-vf",
             "showinfo",
             "-an",

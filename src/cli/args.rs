@@ -219,6 +219,11 @@ pub struct LoadArgs {
     /// What viewers play over [default: rtmp, or the --play-template's scheme].
     #[arg(long, value_enum)]
     pub play_protocol: Option<PlayProtocol>,
+    /// Viewers' play URLs are signed with the play key (txSecret =
+    /// MD5(play key + stream + txTime), expiring after --expires-in) when
+    /// one is given, unless the template carries its own txSecret.
+    #[command(flatten)]
+    pub play_key: PlayKeyArgs,
 }
 
 /// `--play-protocol`.

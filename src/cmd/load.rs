@@ -21,7 +21,7 @@ use crate::load::runner::{self, Live, LoadConfig};
 use crate::load::targets::{self, Shard, Template};
 use crate::load::viewer_run::{self, ViewerOnlyConfig};
 use crate::load::viewer_summary::Viewers;
-use crate::load::viewers::{PlayTemplate, ViewerLive, ViewerSettings};
+use crate::load::viewers::{PlaySigner, PlayTemplate, ViewerLive, ViewerSettings};
 use crate::media::MediaPlan;
 use crate::play::Protocol;
 use crate::report;
@@ -99,10 +99,19 @@ fn viewer_settings(
     mode: &str,
     planned: u64,
 ) -> anyhow::Result<(Arc<ViewerSettings>, Viewers)> {
-    let part = Viewers::new(u64::from(args.viewers), mode, template.describe(), planned);
+    let signer = args
+        .play_key
+        .key()?
+        .map(|k| PlaySigner::new(k, now_unix() + args.expires_in.as_secs()));
+    let mut target = template.describe();
+    if signer.is_some() {
+        target.push_str(" (signed with the play key)");
+    }
+    let part = Viewers::new(u64::from(args.viewers), mode, target, planned);
     let settings = ViewerSettings {
         per_stream: args.viewers,
         template,
+        signer,
         timeout: args.conn.timeout,
         stall: Duration::from_secs(1),
         insecure: args.conn.insecure,

@@ -155,7 +155,7 @@ impl ViewerLaunch {
         }
         let end = at + duration.saturating_sub(viewing::end_margin(duration));
         let s = &self.settings;
-        match s.template.url(self.index, &self.stream) {
+        match s.url(self.index, &self.stream) {
             Ok(url) => {
                 for v in 0..s.per_stream {
                     let fut = viewing::view(

@@ -54,7 +54,7 @@ pub async fn run(cfg: ViewerOnlyConfig, cancel: CancellationToken) -> LoadOutput
                 _ = tokio::time::sleep_until(at) => {}
             }
             started += 1;
-            let url = match cfg.settings.template.url(*index, stream) {
+            let url = match cfg.settings.url(*index, stream) {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::warn!("stream {index}: {e}");

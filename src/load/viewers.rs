@@ -80,7 +80,18 @@ impl PlayTemplate {
 
     /// The play URL of stream `index`, named `stream`.
     pub fn url(&self, index: u64, stream: &str) -> Result<PlayUrl, ViewerError> {
-        let (text, template) = match self {
+        self.signed_url(index, stream, None)
+    }
+
+    /// [`PlayTemplate::url`], signed with the play key when `signer` is
+    /// given and the URL carries no txSecret of its own.
+    pub fn signed_url(
+        &self,
+        index: u64,
+        stream: &str,
+        signer: Option<&PlaySigner>,
+    ) -> Result<PlayUrl, ViewerError> {
+        let (mut text, template) = match self {
             PlayTemplate::Url(t) => (
                 t.replace("{i}", &index.to_string())
                     .replace("{stream}", stream),
@@ -99,6 +110,13 @@ impl PlayTemplate {
                 (text, domain)
             }
         };
+        if let Some(signer) = signer
+            && !text.contains("txSecret=")
+        {
+            let sep = if text.contains('?') { '&' } else { '?' };
+            let secret = crate::sign::tx_secret(&signer.key, stream, &signer.tx_time);
+            text = format!("{text}{sep}txSecret={secret}&txTime={}", signer.tx_time);
+        }
         PlayUrl::parse(&text).map_err(|e| ViewerError::BadTemplate {
             template: template.clone(),
             reason: e.to_string(),
@@ -131,12 +149,12 @@ impl SharedLatency {
     }
 }
 
-/// One viewer's sink: its own largest latency, the samples into the shared
-/// histogram.
 /// The real-time bound: a viewer is behind when a frame pushed after it
 /// joined reaches it more than this later.
 pub const REAL_TIME: Duration = Duration::from_secs(1);
 
+/// One viewer's sink: its own largest latency, the samples into the shared
+/// histogram.
 struct ViewerSink<'a> {
     shared: &'a SharedLatency,
     max: Option<Duration>,
@@ -151,11 +169,30 @@ impl LatencySink for ViewerSink<'_> {
     }
 }
 
+/// Signs viewers' play URLs the Tencent way: txSecret = MD5(play key +
+/// stream name + txTime), one expiry for the run.
+#[derive(Clone)]
+pub struct PlaySigner {
+    pub key: crate::secret::Secret,
+    pub tx_time: String,
+}
+
+impl PlaySigner {
+    pub fn new(key: crate::secret::Secret, expiry_unix: u64) -> PlaySigner {
+        PlaySigner {
+            key,
+            tx_time: crate::sign::tx_time_hex(expiry_unix),
+        }
+    }
+}
+
 /// What every viewer of the run uses alike.
 pub struct ViewerSettings {
     /// Viewers per stream.
     pub per_stream: u32,
     pub template: PlayTemplate,
+    /// The play key's signer, when one is given (PUSHPROBE_PLAY_KEY).
+    pub signer: Option<PlaySigner>,
     pub timeout: Duration,
     pub stall: Duration,
     pub insecure: bool,
@@ -167,6 +204,14 @@ pub struct ViewerSettings {
     pub latency: Arc<SharedLatency>,
     /// Viewers started, playing (first frame seen) and failed so far.
     pub live: Arc<ViewerLive>,
+}
+
+impl ViewerSettings {
+    /// Stream `index`'s play URL, signed when a play key was given.
+    pub fn url(&self, index: u64, stream: &str) -> Result<PlayUrl, ViewerError> {
+        self.template
+            .signed_url(index, stream, self.signer.as_ref())
+    }
 }
 
 /// Live viewer counters for progress.
@@ -309,6 +354,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn play_urls_are_signed_with_the_play_key_unless_they_carry_a_secret() {
+        let signer = PlaySigner::new(crate::secret::Secret::new("playkey".into()), 0x6F00_0000);
+        // MD5("playkey" + "s1" + "6F000000"), by Python's hashlib.
+        let want = "txSecret=96c7c75957a6c9c1cbf8d8afb7cb4c7c&txTime=6F000000";
+        let t = PlayTemplate::Domain {
+            domain: "play.example.com".into(),
+            app: "live".into(),
+            protocol: Protocol::HttpFlv,
+        };
+        let u = t.signed_url(1, "s1", Some(&signer)).unwrap();
+        assert_eq!(u.path, format!("/live/s1.flv?{want}"));
+        let t = PlayTemplate::Url("rtmp://h/live/{stream}?a=1".into());
+        let u = t.signed_url(1, "s1", Some(&signer)).unwrap();
+        assert_eq!(u.rtmp.unwrap().query_string(), format!("a=1&{want}"));
+        // A pre-signed template is used as given.
+        let t = PlayTemplate::Url("http://h/live/{stream}.flv?txSecret=x&txTime=1".into());
+        let u = t.signed_url(1, "s1", Some(&signer)).unwrap();
+        assert_eq!(u.path, "/live/s1.flv?txSecret=x&txTime=1");
+    }
+
+    #[test]
     fn play_urls_from_a_template_or_a_domain() {
         let t = PlayTemplate::Url("rtmp://127.0.0.1:1935/live/load-{i}".into());
         assert_eq!(t.check(Some(Protocol::Rtmp)), Ok(()));
@@ -355,6 +421,7 @@ mod tests {
         let settings = Arc::new(ViewerSettings {
             per_stream: 1,
             template: PlayTemplate::Url("rtmp://127.0.0.1:9/live/{i}".into()),
+            signer: None,
             timeout: Duration::from_secs(1),
             stall: Duration::from_secs(1),
             insecure: false,
