@@ -1,0 +1,174 @@
+/* srt_sink.c: bench tooling, not part of pushprobe. A libsrt listener that
+ * accepts every caller, reads and discards what it sends, and counts the
+ * callers, the bytes and libsrt's own receive losses and drops per
+ * connection (srt_bstats). An independent peer, and far cheaper per caller
+ * than the srt-tokio listener of examples/srt_sink.rs, whose output format
+ * it shares so benches/compare.sh parses either.
+ *
+ * Build: gcc -O2 -o srt_sink benches/srt_sink.c $(pkg-config --cflags --libs srt)
+ * Usage: srt_sink [ADDR:PORT] (default 127.0.0.1:0). Prints
+ *   srt sink listening on ADDR:PORT
+ * then, on SIGINT or SIGTERM,
+ *   srt sink: N callers, B bytes, P packets, L lost, D dropped
+ * where L is what the receivers saw missing (pktRcvLossTotal) and D what
+ * they gave up on as too late to play (pktRcvDropTotal), summed over every
+ * connection, and exits.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <srt.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+struct totals {
+    uint64_t callers, bytes, packets, lost, dropped;
+};
+
+/* Open connections and their last statistics: libsrt answers srt_bstats
+ * only while a socket is not broken, so they are read once a second and
+ * at the end, and a connection's last reading is what counts when it ends
+ * (at most a second stale). */
+struct conn {
+    SRTSOCKET s;
+    uint64_t packets, lost, dropped;
+};
+static struct conn *conns;
+static size_t n_open, cap_open;
+
+static void add_open(SRTSOCKET s) {
+    if (n_open == cap_open) {
+        cap_open = cap_open ? cap_open * 2 : 256;
+        conns = realloc(conns, cap_open * sizeof *conns);
+        if (!conns) { perror("realloc"); exit(1); }
+    }
+    conns[n_open++] = (struct conn){.s = s};
+}
+
+static void read_stats(struct conn *c) {
+    SRT_TRACEBSTATS perf;
+    if (srt_bstats(c->s, &perf, 0) == 0) {
+        c->packets = (uint64_t)perf.pktRecvTotal;
+        c->lost = (uint64_t)perf.pktRcvLossTotal;
+        c->dropped = (uint64_t)perf.pktRcvDropTotal;
+    }
+}
+
+static void add_stats(const struct conn *c, struct totals *t) {
+    t->packets += c->packets;
+    t->lost += c->lost;
+    t->dropped += c->dropped;
+}
+
+/* A connection ended: count it and forget it. */
+static void close_sock(int eid, SRTSOCKET s, struct totals *t) {
+    srt_epoll_remove_usock(eid, s);
+    for (size_t i = 0; i < n_open; i++) {
+        if (conns[i].s == s) {
+            read_stats(&conns[i]);
+            add_stats(&conns[i], t);
+            conns[i] = conns[--n_open];
+            break;
+        }
+    }
+    srt_close(s);
+}
+
+static int parse_addr(const char *arg, struct sockaddr_in *sa) {
+    char host[64];
+    const char *colon = strrchr(arg, ':');
+    if (!colon || (size_t)(colon - arg) >= sizeof host) return -1;
+    memcpy(host, arg, colon - arg);
+    host[colon - arg] = 0;
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static int set_nonblocking(SRTSOCKET s) {
+    int no = 0;
+    return srt_setsockflag(s, SRTO_RCVSYN, &no, sizeof no) | srt_setsockflag(s, SRTO_SNDSYN, &no, sizeof no);
+}
+
+int main(int argc, char **argv) {
+    struct sockaddr_in sa;
+    if (parse_addr(argc > 1 ? argv[1] : "127.0.0.1:0", &sa) != 0) {
+        fprintf(stderr, "srt_sink: expected IPV4:PORT, got %s\n", argv[1]);
+        return 2;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    srt_startup();
+    srt_setloglevel(LOG_CRIT);
+    SRTSOCKET l = srt_create_socket();
+    if (l == SRT_INVALID_SOCK || set_nonblocking(l) != 0 ||
+        srt_bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || srt_listen(l, 4096) != 0) {
+        fprintf(stderr, "srt_sink: %s\n", srt_getlasterror_str());
+        return 1;
+    }
+    int len = sizeof sa;
+    srt_getsockname(l, (struct sockaddr *)&sa, &len);
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
+    printf("srt sink listening on %s:%u\n", host, ntohs(sa.sin_port));
+    fflush(stdout);
+
+    int eid = srt_epoll_create();
+    int in_err = SRT_EPOLL_IN | SRT_EPOLL_ERR;
+    srt_epoll_add_usock(eid, l, &in_err);
+    struct totals t = {0};
+    static char buf[1500];
+    SRT_EPOLL_EVENT ev[1024];
+    int64_t swept = srt_time_now();
+    while (!stop) {
+        if (srt_time_now() - swept >= 1000000) {
+            for (size_t i = 0; i < n_open; i++) read_stats(&conns[i]);
+            swept = srt_time_now();
+        }
+        int n = srt_epoll_uwait(eid, ev, 1024, 100);
+        for (int i = 0; i < n; i++) {
+            SRTSOCKET s = ev[i].fd;
+            if (s == l) {
+                struct sockaddr_storage peer;
+                int plen = sizeof peer;
+                SRTSOCKET c;
+                while ((c = srt_accept(l, (struct sockaddr *)&peer, &plen)) != SRT_INVALID_SOCK) {
+                    set_nonblocking(c);
+                    srt_epoll_add_usock(eid, c, &in_err);
+                    add_open(c);
+                    t.callers++;
+                    plen = sizeof peer;
+                }
+                continue;
+            }
+            for (;;) {
+                int r = srt_recvmsg(s, buf, sizeof buf);
+                if (r > 0) { t.bytes += (uint64_t)r; continue; }
+                if (r == SRT_ERROR && srt_getlasterror(NULL) == SRT_EASYNCRCV) break;
+                close_sock(eid, s, &t); /* closed by the caller, or broken */
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n_open; i++) {
+        read_stats(&conns[i]);
+        add_stats(&conns[i], &t);
+    }
+    printf("srt sink: %llu callers, %llu bytes, %llu packets, %llu lost, %llu dropped\n",
+           (unsigned long long)t.callers, (unsigned long long)t.bytes,
+           (unsigned long long)t.packets, (unsigned long long)t.lost,
+           (unsigned long long)t.dropped);
+    fflush(stdout);
+    srt_epoll_release(eid);
+    srt_close(l);
+    srt_cleanup();
+    return 0;
+}
