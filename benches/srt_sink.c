@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <srt.h>
 
@@ -109,7 +110,17 @@ int main(int argc, char **argv) {
     srt_startup();
     srt_setloglevel(LOG_CRIT);
     SRTSOCKET l = srt_create_socket();
+    /* One UDP socket takes every caller's packets: libsrt's 64 KB default
+     * overflows at a few hundred callers. The kernel caps it at rmem_max. */
+    int udp_buf = 4 << 20;
+    /* SRT_SINK_TSBPD=0: no timestamp-based delivery (no play-out thread per
+     * caller, packets read as they come, nothing dropped as too late). */
+    const char *tsbpd_env = getenv("SRT_SINK_TSBPD");
+    int tsbpd = !(tsbpd_env && strcmp(tsbpd_env, "0") == 0);
     if (l == SRT_INVALID_SOCK || set_nonblocking(l) != 0 ||
+        srt_setsockflag(l, SRTO_TSBPDMODE, &tsbpd, sizeof tsbpd) != 0 ||
+        srt_setsockflag(l, SRTO_UDP_RCVBUF, &udp_buf, sizeof udp_buf) != 0 ||
+        srt_setsockflag(l, SRTO_UDP_SNDBUF, &udp_buf, sizeof udp_buf) != 0 ||
         srt_bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || srt_listen(l, 4096) != 0) {
         fprintf(stderr, "srt_sink: %s\n", srt_getlasterror_str());
         return 1;
@@ -134,6 +145,11 @@ int main(int argc, char **argv) {
             swept = srt_time_now();
         }
         int n = srt_epoll_uwait(eid, ev, 1024, 100);
+        /* Read in batches: libsrt wakes the epoll once per packet played
+         * out, so a pass per wakeup would cost more than libsrt itself.
+         * The receive buffers hold what comes meanwhile (ACKs and NAKs are
+         * libsrt's own threads' work, not delayed by this). */
+        if (n > 0 && n < 1024) usleep(10000);
         for (int i = 0; i < n; i++) {
             SRTSOCKET s = ev[i].fd;
             if (s == l) {

@@ -94,7 +94,8 @@ pub struct Counters {
     pub packets_retransmitted: u64,
     /// Packets dropped from the send buffer as too late (TLPKTDROP).
     pub packets_dropped: u64,
-    /// Packets the peer reported lost (NAKs).
+    /// Packets the peer reported lost (NAKs), each counted once however
+    /// often the periodic NAK reports repeat it.
     pub packets_lost: u64,
     /// ACKs received, full and light.
     pub acks: u64,
@@ -102,12 +103,15 @@ pub struct Counters {
     pub bytes_sent: u64,
     /// The RTT of the last full ACK, µs (0 before one).
     pub rtt_us: u32,
+    pub rtt_var_us: u32,
     /// The link capacity of the last full ACK, packets/s.
     pub capacity_pps: u32,
 }
 
 struct Sent {
     src_time: Instant,
+    /// When it was last sent again.
+    resent: Option<Instant>,
     timestamp: u32,
     msgno: u32,
     payload: Bytes,
@@ -131,6 +135,8 @@ pub struct Sender {
     buffer: VecDeque<Sent>,
     last_sent: Instant,
     last_heard: Instant,
+    /// Losses up to (not including) this sequence number were counted.
+    lost_below: u32,
     counters: Counters,
     out: VecDeque<Vec<u8>>,
 }
@@ -162,6 +168,7 @@ impl Sender {
             buffer: VecDeque::new(),
             last_sent: now,
             last_heard: now,
+            lost_below: isn,
             counters: Counters::default(),
             out: VecDeque::new(),
         }
@@ -347,6 +354,7 @@ impl Sender {
         self.counters.acks += 1;
         if let Some(s) = ack.stats {
             self.counters.rtt_us = s.rtt_us;
+            self.counters.rtt_var_us = s.rtt_var_us;
             self.counters.capacity_pps = s.capacity_pps;
             if ack.number != 0 {
                 self.control(now, self.peer, Control::AckAck(ack.number));
@@ -374,7 +382,12 @@ impl Sender {
             if n < 0 {
                 continue;
             }
-            self.counters.packets_lost += n as u64 + 1;
+            // Count what lies past the losses already counted.
+            let new = seq_diff(last, self.lost_below) + 1;
+            if new > 0 {
+                self.counters.packets_lost += new.min(n + 1) as u64;
+                self.lost_below = seq_add(last, 1);
+            }
             let from = seq_diff(first, self.front_seq);
             let to = seq_diff(last, self.front_seq).min(sent - 1);
             if from < 0 {
@@ -396,10 +409,17 @@ impl Sender {
         }
     }
 
+    /// Sends a held packet again, unless it was within one RTO: the
+    /// periodic NAK reports repeat a loss until the retransmission arrived.
     fn retransmit(&mut self, index: usize, now: Instant) {
-        let Some(s) = self.buffer.get(index) else {
+        let rto = self.rto();
+        let Some(s) = self.buffer.get_mut(index) else {
             return;
         };
+        if s.resent.is_some_and(|at| now.saturating_duration_since(at) < rto) {
+            return;
+        }
+        s.resent = Some(now);
         let header = DataHeader {
             seq: seq_add(self.front_seq, index as u32),
             msgno: s.msgno,
@@ -415,6 +435,19 @@ impl Sender {
         self.counters.bytes_sent += d.len() as u64;
         self.out.push_back(d);
         self.last_sent = now;
+    }
+
+    /// How long a retransmission gets to arrive before a NAK for the same
+    /// packet is answered again: RTT + 4 RTT variance, at least 20 ms (two
+    /// ACK periods); 100 ms before an ACK reported an RTT (libsrt's initial).
+    fn rto(&self) -> Duration {
+        let c = self.counters;
+        let us = if c.rtt_us == 0 {
+            100_000
+        } else {
+            u64::from(c.rtt_us) + 4 * u64::from(c.rtt_var_us)
+        };
+        Duration::from_micros(us).max(Duration::from_millis(20))
     }
 
     /// Encodes `payload` (its source time `src_time`) as the next data
@@ -438,6 +471,7 @@ impl Sender {
         into.extend_from_slice(&payload);
         self.buffer.push_back(Sent {
             src_time,
+            resent: None,
             timestamp,
             msgno: self.next_msgno,
             payload,
@@ -703,6 +737,15 @@ mod tests {
         assert_eq!(again, [(ISN + 1, 1), (SEQ_MASK, 2), (0, 3), (2, 5)]);
         let c = s.counters();
         assert_eq!((c.packets_retransmitted, c.packets_lost, c.packets_sent), (4, 4, 10));
+        // A periodic report repeating the losses within the RTO (100 ms
+        // before an RTT is known) sends nothing and counts no new loss.
+        s.handle(&nak, t0 + Duration::from_millis(99)).unwrap();
+        assert!(s.poll_transmit().is_none());
+        assert_eq!(s.counters().packets_lost, 4);
+        // After it, the packets go again; still no new loss.
+        s.handle(&nak, t0 + Duration::from_millis(100)).unwrap();
+        assert_eq!(std::iter::from_fn(|| s.poll_transmit()).count(), 4);
+        assert_eq!(s.counters().packets_lost, 4);
     }
 
     #[test]
