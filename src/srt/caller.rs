@@ -4,8 +4,8 @@
 //! publisher's own task: no task and no timer of its own. [`Caller::wait`]
 //! waits for the socket or the publisher's deadline and takes every control
 //! packet that has come; [`Caller::send`] writes a data packet at once. It
-//! hands back plain values: a connected [`Caller`] with the time its
-//! induction was answered, a [`CallError`] (timeout, or the listener's
+//! hands back plain values: a connected [`Caller`] with its induction and
+//! conclusion times, a [`CallError`] (timeout, or the listener's
 //! [`Rejection`] with its libsrt code), and [`SrtStats`] snapshots.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -139,6 +139,12 @@ pub enum CallError {
 pub struct SrtStats {
     /// Latency both peers settled on, ms.
     pub latency_ms: f64,
+    /// The handshake's induction exchange (our induction to the listener's
+    /// answer with its cookie), ms.
+    pub induction_ms: f64,
+    /// Its conclusion exchange (our conclusion with the streamid to the
+    /// listener's answer, accepted or rejected), ms.
+    pub conclusion_ms: f64,
     /// Round-trip time, ms: the listener's smoothed RTT from its last full
     /// ACK (measured with our ACKACKs); half the handshake before one came.
     pub rtt_ms: f64,
@@ -166,7 +172,9 @@ pub struct Caller {
     buf: Vec<u8>,
     rx: Box<[u8]>,
     closed: bool,
-    started: Instant,
+    /// The induction and conclusion exchanges, ms.
+    induction_ms: f64,
+    conclusion_ms: f64,
 }
 
 /// A random 32-bit value for socket ids and initial sequence numbers
@@ -177,7 +185,12 @@ fn random_u32() -> u32 {
     static N: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(N.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish() as u32
 }
 
@@ -228,7 +241,8 @@ pub async fn call(
         buf: Vec::with_capacity(RECV_BUF),
         rx: vec![0; RECV_BUF].into_boxed_slice(),
         closed: false,
-        started,
+        induction_ms: 0.0,
+        conclusion_ms: 0.0,
     };
     let deadline = started + cfg.timeout;
     loop {
@@ -236,7 +250,12 @@ pub async fn call(
         // Nothing listening (ICMP refused) is no answer: keep trying.
         let _ = caller.flush().await;
         match caller.conn.state() {
-            State::Connected => return Ok(caller),
+            State::Connected => {
+                let induced = caller.conn.induced_at().map_or(started, Instant::from_std);
+                caller.induction_ms = ms(induced.saturating_duration_since(started));
+                caller.conclusion_ms = ms(induced.elapsed());
+                return Ok(caller);
+            }
             State::Ended(Ended::Rejected(code)) => {
                 return Err(CallError::Rejected(Rejection { code }));
             }
@@ -277,19 +296,19 @@ pub enum Event {
     Closed,
 }
 
-impl Caller {
-    /// How long after the call began the induction was answered.
-    pub fn induced_after(&self) -> Option<Duration> {
-        self.conn
-            .induced_at()
-            .map(|t| Instant::from_std(t).saturating_duration_since(self.started))
-    }
+/// Milliseconds to 0.1 ms.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
 
+impl Caller {
     /// The connection's numbers now.
     pub fn stats(&self) -> SrtStats {
         let c = self.conn.counters();
         SrtStats {
             latency_ms: self.conn.latency().as_secs_f64() * 1000.0,
+            induction_ms: self.induction_ms,
+            conclusion_ms: self.conclusion_ms,
             rtt_ms: f64::from(c.rtt_us / 100) / 10.0,
             send_kbps: 0.0,
             packets_sent: c.packets_sent,

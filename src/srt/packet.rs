@@ -294,7 +294,13 @@ fn decode_ack(number: u32, cif: &[u8]) -> Result<Ack, PacketError> {
             stats: None,
         });
     }
-    let opt = |i: usize| if cif.len() >= 4 * i + 4 { word(cif, 4 * i) } else { 0 };
+    let opt = |i: usize| {
+        if cif.len() >= 4 * i + 4 {
+            word(cif, 4 * i)
+        } else {
+            0
+        }
+    };
     Ok(Ack {
         number,
         next_seq,
@@ -331,7 +337,11 @@ fn decode_losses(cif: &[u8]) -> Vec<(u32, u32)> {
 fn decode_handshake(cif: &[u8]) -> Result<Handshake, PacketError> {
     const FIXED: usize = 48;
     if cif.len() < FIXED {
-        return Err(short("handshake", HEADER_LEN + FIXED, HEADER_LEN + cif.len()));
+        return Err(short(
+            "handshake",
+            HEADER_LEN + FIXED,
+            HEADER_LEN + cif.len(),
+        ));
     }
     let mut peer_ip = [0u8; 16];
     peer_ip.copy_from_slice(&cif[32..48]);
@@ -533,7 +543,10 @@ mod tests {
         };
         let b = p.encode();
         // Header: control flag, type 0, timestamp, destination 0.
-        assert_eq!(&b[..16], &[0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[..16],
+            &[0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0]
+        );
         // Version 5, encryption 0, HSREQ | CONFIG, then type -1 at CIF word 5.
         assert_eq!(&b[16..24], &[0, 0, 0, 5, 0, 0, 0, 5]);
         assert_eq!(&b[36..40], &[0xFF; 4]);
@@ -634,10 +647,7 @@ mod tests {
         .encode();
         assert!(decode(&hs[..40]).is_err());
         hs[82] = 0x40; // the SID extension claims 16 KB
-        assert_eq!(
-            decode(&hs),
-            Err(PacketError::BadExtension { ext: SID })
-        );
+        assert_eq!(decode(&hs), Err(PacketError::BadExtension { ext: SID }));
         let ack = [0x80, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
         assert!(decode(&ack).is_err());
     }

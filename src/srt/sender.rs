@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::packet::{
-    self, Ack, Control, ControlPacket, DataHeader, EXT_CONFIG, EXT_HSREQ, Handshake,
-    HandshakeKind, MSGNO_MASK, OPT_HAICRYPT, OPT_NAKREPORT, OPT_REXMITFLG, OPT_TLPKTDROP,
-    OPT_TSBPDRCV, OPT_TSBPDSND, Packet, SEQ_MASK, SRT_MAGIC, SrtExt,
+    self, Ack, Control, ControlPacket, DataHeader, EXT_CONFIG, EXT_HSREQ, Handshake, HandshakeKind,
+    MSGNO_MASK, OPT_HAICRYPT, OPT_NAKREPORT, OPT_REXMITFLG, OPT_TLPKTDROP, OPT_TSBPDRCV,
+    OPT_TSBPDSND, Packet, SEQ_MASK, SRT_MAGIC, SrtExt,
 };
 
 /// How often an unanswered handshake is sent again (libsrt: 250 ms).
@@ -392,7 +392,11 @@ impl Sender {
             let to = seq_diff(last, self.front_seq).min(sent - 1);
             if from < 0 {
                 // Only ask the receiver to skip what was ever sent.
-                let gone_last = if to < 0 { last } else { seq_add(self.front_seq, SEQ_MASK) };
+                let gone_last = if to < 0 {
+                    last
+                } else {
+                    seq_add(self.front_seq, SEQ_MASK)
+                };
                 self.control(
                     now,
                     self.peer,
@@ -416,7 +420,9 @@ impl Sender {
         let Some(s) = self.buffer.get_mut(index) else {
             return;
         };
-        if s.resent.is_some_and(|at| now.saturating_duration_since(at) < rto) {
+        if s.resent
+            .is_some_and(|at| now.saturating_duration_since(at) < rto)
+        {
             return;
         }
         s.resent = Some(now);
@@ -524,9 +530,9 @@ impl Sender {
         match self.state {
             State::Ended(_) => None,
             State::Induction | State::Conclusion { .. } => self.handshake_due(),
-            State::Connected => Some(
-                (self.last_heard + self.cfg.idle_timeout).min(self.last_sent + KEEPALIVE),
-            ),
+            State::Connected => {
+                Some((self.last_heard + self.cfg.idle_timeout).min(self.last_sent + KEEPALIVE))
+            }
         }
     }
 
@@ -641,13 +647,19 @@ mod tests {
         let ind = s.poll_transmit().unwrap();
         assert_eq!(control(&ind).dest, 0);
         let h = hs_of(&ind);
-        assert_eq!((h.version, h.extension, h.kind), (4, 2, HandshakeKind::Induction));
+        assert_eq!(
+            (h.version, h.extension, h.kind),
+            (4, 2, HandshakeKind::Induction)
+        );
         assert_eq!((h.socket_id, h.isn, h.cookie), (ME, ISN, 0));
         // Unanswered: sent again after 250 ms, not before.
         s.poll_handshake(t0 + Duration::from_millis(249));
         assert!(s.poll_transmit().is_none());
         s.tick(t0 + HANDSHAKE_RESEND);
-        assert_eq!(hs_of(&s.poll_transmit().unwrap()).kind, HandshakeKind::Induction);
+        assert_eq!(
+            hs_of(&s.poll_transmit().unwrap()).kind,
+            HandshakeKind::Induction
+        );
 
         let t1 = t0 + Duration::from_millis(300);
         let up = s.handle(&listener_answer(HandshakeKind::Induction, 0), t1);
@@ -704,7 +716,10 @@ mod tests {
             .iter()
             .map(|d| match decoded(d) {
                 Packet::Data(h, p) => {
-                    assert_eq!((h.timestamp, h.dest, h.retransmitted), (40_000, PEER, false));
+                    assert_eq!(
+                        (h.timestamp, h.dest, h.retransmitted),
+                        (40_000, PEER, false)
+                    );
                     assert_eq!(p.len(), 188);
                     h.seq
                 }
@@ -736,7 +751,10 @@ mod tests {
         }
         assert_eq!(again, [(ISN + 1, 1), (SEQ_MASK, 2), (0, 3), (2, 5)]);
         let c = s.counters();
-        assert_eq!((c.packets_retransmitted, c.packets_lost, c.packets_sent), (4, 4, 10));
+        assert_eq!(
+            (c.packets_retransmitted, c.packets_lost, c.packets_sent),
+            (4, 4, 10)
+        );
         // A periodic report repeating the losses within the RTO (100 ms
         // before an RTT is known) sends nothing and counts no new loss.
         s.handle(&nak, t0 + Duration::from_millis(99)).unwrap();
@@ -846,7 +864,10 @@ mod tests {
         assert_eq!(up, Some(Update::Ended(Ended::Shutdown)));
         let mut s = connected(t0);
         s.close(t0);
-        assert_eq!(control(&s.poll_transmit().unwrap()).control, Control::Shutdown);
+        assert_eq!(
+            control(&s.poll_transmit().unwrap()).control,
+            Control::Shutdown
+        );
         assert_eq!(s.state(), State::Ended(Ended::Closed));
     }
 
