@@ -15,6 +15,7 @@
  * connection, and exits.
  */
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -99,6 +100,37 @@ static int set_nonblocking(SRTSOCKET s) {
     return srt_setsockflag(s, SRTO_RCVSYN, &no, sizeof no) | srt_setsockflag(s, SRTO_SNDSYN, &no, sizeof no);
 }
 
+#define MAX_LISTENERS 16
+
+/* A listener on its own UDP socket bound to `sa` with SO_REUSEPORT; a port
+ * 0 in `sa` is replaced by the port the first one got. */
+static SRTSOCKET listener(struct sockaddr_in *sa, int tsbpd) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int one = 1;
+    /* libsrt's 64 KB UDP buffer overflows at a few hundred callers; the
+     * kernel caps this at net.core.rmem_max. */
+    int udp_buf = 4 << 20;
+    socklen_t len = sizeof *sa;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &udp_buf, sizeof udp_buf) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &udp_buf, sizeof udp_buf) != 0 ||
+        bind(fd, (struct sockaddr *)sa, sizeof *sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)sa, &len) != 0) {
+        perror("srt_sink: UDP socket");
+        return SRT_INVALID_SOCK;
+    }
+    SRTSOCKET l = srt_create_socket();
+    if (l == SRT_INVALID_SOCK || set_nonblocking(l) != 0 ||
+        srt_setsockflag(l, SRTO_TSBPDMODE, &tsbpd, sizeof tsbpd) != 0 ||
+        srt_setsockflag(l, SRTO_UDP_RCVBUF, &udp_buf, sizeof udp_buf) != 0 ||
+        srt_setsockflag(l, SRTO_UDP_SNDBUF, &udp_buf, sizeof udp_buf) != 0 ||
+        srt_bind_acquire(l, fd) != 0 || srt_listen(l, 4096) != 0) {
+        fprintf(stderr, "srt_sink: %s\n", srt_getlasterror_str());
+        return SRT_INVALID_SOCK;
+    }
+    return l;
+}
+
 int main(int argc, char **argv) {
     struct sockaddr_in sa;
     if (parse_addr(argc > 1 ? argv[1] : "127.0.0.1:0", &sa) != 0) {
@@ -109,32 +141,30 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     srt_startup();
     srt_setloglevel(LOG_CRIT);
-    SRTSOCKET l = srt_create_socket();
-    /* One UDP socket takes every caller's packets: libsrt's 64 KB default
-     * overflows at a few hundred callers. The kernel caps it at rmem_max. */
-    int udp_buf = 4 << 20;
     /* SRT_SINK_TSBPD=0: no timestamp-based delivery (no play-out thread per
      * caller, packets read as they come, nothing dropped as too late). */
     const char *tsbpd_env = getenv("SRT_SINK_TSBPD");
     int tsbpd = !(tsbpd_env && strcmp(tsbpd_env, "0") == 0);
-    if (l == SRT_INVALID_SOCK || set_nonblocking(l) != 0 ||
-        srt_setsockflag(l, SRTO_TSBPDMODE, &tsbpd, sizeof tsbpd) != 0 ||
-        srt_setsockflag(l, SRTO_UDP_RCVBUF, &udp_buf, sizeof udp_buf) != 0 ||
-        srt_setsockflag(l, SRTO_UDP_SNDBUF, &udp_buf, sizeof udp_buf) != 0 ||
-        srt_bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || srt_listen(l, 4096) != 0) {
-        fprintf(stderr, "srt_sink: %s\n", srt_getlasterror_str());
-        return 1;
+    /* SRT_SINK_LISTENERS=N (default 2): libsrt reads each UDP socket with
+     * one thread, which a thousand callers saturate; N listeners on N UDP
+     * sockets sharing the port (SO_REUSEPORT: the kernel keeps each
+     * caller on one of them) use N threads. */
+    const char *n_env = getenv("SRT_SINK_LISTENERS");
+    int n_listeners = n_env ? atoi(n_env) : 2;
+    if (n_listeners < 1 || n_listeners > MAX_LISTENERS) n_listeners = 2;
+    SRTSOCKET ls[MAX_LISTENERS];
+    int eid = srt_epoll_create();
+    int in_err = SRT_EPOLL_IN | SRT_EPOLL_ERR;
+    for (int i = 0; i < n_listeners; i++) {
+        ls[i] = listener(&sa, tsbpd);
+        if (ls[i] == SRT_INVALID_SOCK) return 1;
+        srt_epoll_add_usock(eid, ls[i], &in_err);
     }
-    int len = sizeof sa;
-    srt_getsockname(l, (struct sockaddr *)&sa, &len);
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
     printf("srt sink listening on %s:%u\n", host, ntohs(sa.sin_port));
     fflush(stdout);
 
-    int eid = srt_epoll_create();
-    int in_err = SRT_EPOLL_IN | SRT_EPOLL_ERR;
-    srt_epoll_add_usock(eid, l, &in_err);
     struct totals t = {0};
     static char buf[1500];
     SRT_EPOLL_EVENT ev[1024];
@@ -152,7 +182,11 @@ int main(int argc, char **argv) {
         if (n > 0 && n < 1024) usleep(10000);
         for (int i = 0; i < n; i++) {
             SRTSOCKET s = ev[i].fd;
-            if (s == l) {
+            SRTSOCKET l = SRT_INVALID_SOCK;
+            for (int j = 0; j < n_listeners; j++) {
+                if (ls[j] == s) l = s;
+            }
+            if (l != SRT_INVALID_SOCK) {
                 struct sockaddr_storage peer;
                 int plen = sizeof peer;
                 SRTSOCKET c;
@@ -184,7 +218,7 @@ int main(int argc, char **argv) {
            (unsigned long long)t.dropped);
     fflush(stdout);
     srt_epoll_release(eid);
-    srt_close(l);
+    for (int i = 0; i < n_listeners; i++) srt_close(ls[i]);
     srt_cleanup();
     return 0;
 }
