@@ -167,19 +167,25 @@ else
   gcc -O2 -o "$SINK_BIN" benches/srt_sink.c $(pkg-config --cflags --libs srt)
 fi
 udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-srt_sink() { # $1: name; starts a sink, sets SINK_PORT and SINK_PID
+srt_sink() { # $1: name, $2: TSBPD (1 or 0); starts a sink, sets SINK_PORT and SINK_PID
   local p; p=$(udp_port)
-  "$SINK_BIN" 127.0.0.1:"$p" > "$WORK/$1.sink" & SINK_PID=$!
+  SRT_SINK_TSBPD=$2 "$SINK_BIN" 127.0.0.1:"$p" > "$WORK/$1.sink" & SINK_PID=$!
   PIDS+=($SINK_PID)
   for _ in $(seq 100); do grep -q listening "$WORK/$1.sink" 2>/dev/null && break; sleep 0.05; done
   SINK_PORT=$p
 }
 sink_totals() { # $1: name; stops the sink (it prints its totals) and shows them
+  local cpu; cpu=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / t}' /proc/"$SINK_PID"/stat 2>/dev/null || echo "?")
+  echo "sink CPU: $cpu s (user + sys)"
   kill -INT "$SINK_PID" 2>/dev/null || true
   for _ in $(seq 100); do grep -q "srt sink:" "$WORK/$1.sink" && break; sleep 0.05; done
   grep "srt sink:" "$WORK/$1.sink" || echo "srt sink: no totals"
 }
-srt_sink srt1
+# Part 4 sinks with libsrt's timestamp-based delivery (TSBPD: a play-out
+# thread per caller, late packets dropped). Part 4b sinks without it by
+# default (SRT_SINK_TSBPD_4B=1 to keep it): at 2,000 callers those threads
+# cost the sink more than the two cores it shares with the client have.
+srt_sink srt1 1
 N_PP=200
 /usr/bin/time -f "%U %S %M" -o "$WORK/spp.time" \
   "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/pp{i}" --publishers $N_PP --rate 200 \
@@ -216,22 +222,23 @@ print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.1f}x, memory {ff_memp/pp_mem
 PY
 sink_totals srt1
 if [ "$SRT_N" -gt 0 ]; then
-  srt_sink srt2
+  SINK_TSBPD_4B=${SRT_SINK_TSBPD_4B:-0}
+  srt_sink srt2 "$SINK_TSBPD_4B"
   /usr/bin/time -f "%U %S %M" -o "$WORK/sscale.time" \
     "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/s{i}" --publishers "$SRT_N" --rate 500 \
     --duration 60s --fixture "$PWD/fixtures/low-240p.flv" --progress none --json-out "$WORK/sscale.json" > "$WORK/sscale.txt" || true
-  python3 - "$WORK" "$SRT_N" <<'PY'
+  python3 - "$WORK" "$SRT_N" "$SINK_TSBPD_4B" <<'PY'
 import json, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, tsbpd = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 u, s, m = map(float, open(f"{work}/sscale.time").read().split()[-3:])
 rep = json.load(open(f"{work}/sscale.json"))
 pub = rep["phases_ms"].get("publish", {})
 srt = rep.get("srt", {})
-print(f"\npart 4b: {n} SRT publishers of low-240p for 60 s at 500/s into srt_sink")
+print(f"\npart 4b: {n} SRT publishers of low-240p for 60 s at 500/s into srt_sink ({'with' if tsbpd else 'without'} TSBPD)")
 print(f"accepted {rep['outcomes'].get('accepted', 0)} of {n}, max lag {rep['max_lag_ms']:.0f} ms, lag p99 {rep['lag_ms']['p99']:.0f} ms")
 if pub:
     print(f"first packet acknowledged: p50 {pub['p50']:.1f} ms, p99 {pub['p99']:.1f} ms")
-print(f"srt: {srt.get('packets_sent', 0)} packets sent, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped")
+print(f"srt: {srt.get('packets_sent', 0)} packets sent, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped, {srt.get('packets_lost', 0)} reported lost")
 print(f"client: {(u+s)*1000/max(rep['stream_seconds'],1e-9):.3f} CPU ms/stream-s ({u+s:.1f} CPU s over {rep['stream_seconds']:.0f} stream-s), peak RSS {m/1024:.1f} MB = {m/n:.2f} KB/publisher all told")
 PY
   sink_totals srt2
