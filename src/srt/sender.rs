@@ -137,6 +137,8 @@ pub struct Sender {
     last_heard: Instant,
     /// Losses up to (not including) this sequence number were counted.
     lost_below: u32,
+    /// When the last drop request went out.
+    drop_asked: Option<Instant>,
     counters: Counters,
     out: VecDeque<Vec<u8>>,
 }
@@ -169,6 +171,7 @@ impl Sender {
             last_sent: now,
             last_heard: now,
             lost_below: isn,
+            drop_asked: None,
             counters: Counters::default(),
             out: VecDeque::new(),
         }
@@ -376,6 +379,13 @@ impl Sender {
         if self.state != State::Connected {
             return;
         }
+        // Drop requests go once per RTO: the receiver takes what they name
+        // off its loss list, so a repeat only replaces a lost one.
+        let rto = self.rto();
+        let may_ask = self
+            .drop_asked
+            .is_none_or(|at| now.saturating_duration_since(at) >= rto);
+        let mut asked = false;
         let sent = seq_diff(self.next_seq, self.front_seq);
         for &(first, last) in losses {
             let n = seq_diff(last, first);
@@ -390,13 +400,13 @@ impl Sender {
             }
             let from = seq_diff(first, self.front_seq);
             let to = seq_diff(last, self.front_seq).min(sent - 1);
-            if from < 0 {
-                // Only ask the receiver to skip what was ever sent.
+            if from < 0 && may_ask {
                 let gone_last = if to < 0 {
                     last
                 } else {
                     seq_add(self.front_seq, SEQ_MASK)
                 };
+                asked = true;
                 self.control(
                     now,
                     self.peer,
@@ -410,6 +420,9 @@ impl Sender {
             for i in from.max(0)..=to {
                 self.retransmit(i as usize, now);
             }
+        }
+        if asked {
+            self.drop_asked = Some(now);
         }
     }
 
@@ -831,6 +844,10 @@ mod tests {
                 last: ISN + 1
             }
         );
+        assert!(s.poll_transmit().is_none());
+        // The next periodic report within the RTO gets no second request.
+        s.handle(&from_peer(Control::Nak(vec![(ISN, ISN + 1)])), late)
+            .unwrap();
         assert!(s.poll_transmit().is_none());
     }
 
