@@ -128,11 +128,6 @@ static SRTSOCKET listener(struct sockaddr_in *sa, int tsbpd) {
         fprintf(stderr, "srt_sink: %s\n", srt_getlasterror_str());
         return SRT_INVALID_SOCK;
     }
-    /* With CAP_NET_ADMIN, this socket alone may queue more than rmem_max:
-     * a sink starved of CPU for a moment then loses nothing. Set after
-     * libsrt took the socket (it sets its own size when it does). */
-    int forced = 32 << 20;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &forced, sizeof forced);
     return l;
 }
 
