@@ -145,13 +145,14 @@ int main(int argc, char **argv) {
      * caller, packets read as they come, nothing dropped as too late). */
     const char *tsbpd_env = getenv("SRT_SINK_TSBPD");
     int tsbpd = !(tsbpd_env && strcmp(tsbpd_env, "0") == 0);
-    /* SRT_SINK_LISTENERS=N (default 2): libsrt reads each UDP socket with
+    /* SRT_SINK_LISTENERS=N (default 4): libsrt reads each UDP socket with
      * one thread, which a thousand callers saturate; N listeners on N UDP
      * sockets sharing the port (SO_REUSEPORT: the kernel keeps each
-     * caller on one of them) use N threads. */
+     * caller on one of them) use N threads. One run each at 2,000
+     * callers on 2 busy cores: 52,213 packets lost with 4, 374,334 with 2. */
     const char *n_env = getenv("SRT_SINK_LISTENERS");
-    int n_listeners = n_env ? atoi(n_env) : 2;
-    if (n_listeners < 1 || n_listeners > MAX_LISTENERS) n_listeners = 2;
+    int n_listeners = n_env ? atoi(n_env) : 4;
+    if (n_listeners < 1 || n_listeners > MAX_LISTENERS) n_listeners = 4;
     SRTSOCKET ls[MAX_LISTENERS];
     int eid = srt_epoll_create();
     int in_err = SRT_EPOLL_IN | SRT_EPOLL_ERR;

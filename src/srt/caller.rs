@@ -372,9 +372,12 @@ impl Caller {
         let sleep = tokio::time::sleep_until(deadline);
         tokio::pin!(sleep);
         loop {
-            if !self.closed
-                && let Some(Update::Ended(_)) = self.conn.tick(std::time::Instant::now())
-            {
+            // What has come is taken first: its ACKs free the send buffer
+            // before the too-late check, however late this task runs.
+            if let Some(e) = self.take_ready().await {
+                return e;
+            }
+            if let Some(Update::Ended(_)) = self.conn.tick(std::time::Instant::now()) {
                 self.closed = true;
             }
             if !self.closed && self.flush().await.is_err() {
@@ -388,16 +391,31 @@ impl Caller {
                 r = self.socket.readable() => {
                     if r.is_err() {
                         self.closed = true;
-                    } else if self.drain() == Some(Update::FirstAck) {
-                        if self.flush().await.is_err() {
-                            self.closed = true;
-                        }
-                        return Event::Stats;
                     }
                 }
-                _ = &mut sleep => return Event::Due,
+                _ = &mut sleep => {
+                    return self.take_ready().await.unwrap_or(Event::Due);
+                }
             }
         }
+    }
+
+    /// Takes what has come if the reactor saw the socket readable (no
+    /// system call when it did not), and sends what that asks for.
+    async fn take_ready(&mut self) -> Option<Event> {
+        use futures::FutureExt;
+        if self.closed {
+            return Some(Event::Closed);
+        }
+        self.socket.readable().now_or_never()?;
+        let update = self.drain();
+        if self.flush().await.is_err() {
+            self.closed = true;
+        }
+        if self.closed {
+            return Some(Event::Closed);
+        }
+        (update == Some(Update::FirstAck)).then_some(Event::Stats)
     }
 
     /// Sends one payload at once, stamped with its source time (the
