@@ -407,7 +407,8 @@ impl Caller {
         if self.closed {
             return Some(Event::Closed);
         }
-        self.socket.readable().now_or_never()?;
+        // An error here shows in the drain's receive as well.
+        let _ready = self.socket.readable().now_or_never()?;
         let update = self.drain();
         if self.flush().await.is_err() {
             self.closed = true;
