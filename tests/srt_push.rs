@@ -440,7 +440,7 @@ fn lossy_relay(upstream: u16, nth: u64) -> LossyRelay {
             let first_send = n >= 16 && buf[0] & 0x80 == 0 && buf[4] & 0x04 == 0;
             if first_send {
                 data += 1;
-                if data % nth == 0 {
+                if data.is_multiple_of(nth) {
                     d2.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
