@@ -28,6 +28,8 @@ const PACKET_OVERHEAD: u64 = 16 + 8 + 20;
 const PAYLOAD: u64 = 1316;
 /// A datagram larger than the MTU is not SRT.
 const RECV_BUF: usize = 1500;
+/// Datagrams taken from the socket per drain.
+const DRAIN_MAX: usize = 64;
 
 /// How to call.
 #[derive(Debug, Clone, Copy)]
@@ -321,11 +323,13 @@ impl Caller {
         }
     }
 
-    /// Takes every datagram that has come, without waiting; the most
+    /// Takes the datagrams that have come, without waiting, at most
+    /// [`DRAIN_MAX`] at a time (a flooding peer does not hold the task:
+    /// the rest is taken when the socket is polled again); the most
     /// telling update is returned.
     fn drain(&mut self) -> Option<Update> {
         let mut seen = None;
-        loop {
+        for _ in 0..DRAIN_MAX {
             let n = match self.socket.try_recv(&mut self.rx) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return seen,
@@ -356,6 +360,7 @@ impl Caller {
                 Err(e) => tracing::debug!("SRT packet ignored: {e}"),
             }
         }
+        seen
     }
 
     /// Sends what the connection queued (ACKACKs, retransmissions, ...).
