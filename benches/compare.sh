@@ -6,23 +6,27 @@
 #  2. 10,000 publishers of fixtures/low-240p.flv for 60 s, ramped at 1,000/s,
 #     against the local ingest (`pushprobe serve`) in another process:
 #     accepted count, max lag, client memory per publisher, both CPUs.
-#  3. SRT (issue 17), into examples/srt_sink (an srt-tokio listener taking
-#     every caller): pushprobe load (200 SRT publishers) vs ffmpeg
+#  3. SRT (issue 17), into benches/srt_sink.c (a libsrt listener taking
+#     every caller; SRT_SINK=tokio uses examples/srt_sink, an srt-tokio
+#     one): pushprobe load (200 SRT publishers) vs ffmpeg
 #     -re -c copy -f mpegts srt:// (20 processes), CPU per stream-second and
 #     memory per publisher; then SRT_PUBLISHERS (2,000) SRT publishers in
-#     real time from one process for 60 s: accepted, lag, retransmissions.
+#     real time from one process for 60 s: accepted, lag, retransmissions,
+#     and what the sink received and dropped.
 #
 # Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS] [SRT_PUBLISHERS]
 #   defaults: 30 s for parts 1 and 3, 10000 publishers for part 2 (0 skips
 #   part 2), 2000 for part 4's SRT scale run (0 skips it); ONLY=srt runs part 4 (SRT) alone.
-# Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
+# Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3;
+# part 4: gcc, pkg-config and libsrt's headers (apt: libsrt-openssl-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}
 SCALE=${2:-10000}
 SRT_N=${3:-2000}
 cargo build --release --quiet --bin pushprobe --example srt_sink
-B=$PWD/target/release/pushprobe
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+B=$TARGET/release/pushprobe
 FIX=$PWD/fixtures/sd-360p.flv
 WORK=$(mktemp -d)
 PIDS=()
@@ -156,14 +160,32 @@ fi
 fi
 
 # ---- part 4: SRT, pushprobe vs ffmpeg, then SRT_N publishers ----
+if [ "${SRT_SINK:-c}" = tokio ]; then
+  SINK_BIN=$TARGET/release/examples/srt_sink
+else
+  SINK_BIN=$WORK/srt_sink
+  gcc -O2 -o "$SINK_BIN" benches/srt_sink.c $(pkg-config --cflags --libs srt)
+fi
 udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-srt_sink() { # $1: name; starts a sink, sets SINK_PORT
+srt_sink() { # $1: name, $2: TSBPD (1 or 0); starts a sink, sets SINK_PORT and SINK_PID
   local p; p=$(udp_port)
-  "$PWD/target/release/examples/srt_sink" 127.0.0.1:"$p" > "$WORK/$1.sink" & PIDS+=($!)
+  SRT_SINK_TSBPD=$2 "$SINK_BIN" 127.0.0.1:"$p" > "$WORK/$1.sink" & SINK_PID=$!
+  PIDS+=($SINK_PID)
   for _ in $(seq 100); do grep -q listening "$WORK/$1.sink" 2>/dev/null && break; sleep 0.05; done
   SINK_PORT=$p
 }
-srt_sink srt1
+sink_totals() { # $1: name; stops the sink (it prints its totals) and shows them
+  local cpu; cpu=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / t}' /proc/"$SINK_PID"/stat 2>/dev/null || echo "?")
+  echo "sink CPU: $cpu s (user + sys)"
+  kill -INT "$SINK_PID" 2>/dev/null || true
+  for _ in $(seq 100); do grep -q "srt sink:" "$WORK/$1.sink" && break; sleep 0.05; done
+  grep "srt sink:" "$WORK/$1.sink" || echo "srt sink: no totals"
+}
+# Part 4 sinks with libsrt's timestamp-based delivery (TSBPD: a play-out
+# thread per caller, late packets dropped). Part 4b sinks without it by
+# default (SRT_SINK_TSBPD_4B=1 to keep it): at 2,000 callers those threads
+# cost the sink more than the two cores it shares with the client have.
+srt_sink srt1 1
 N_PP=200
 /usr/bin/time -f "%U %S %M" -o "$WORK/spp.time" \
   "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/pp{i}" --publishers $N_PP --rate 200 \
@@ -177,8 +199,8 @@ for i in $(seq 1 $N_FF); do
   FFP+=($!)
 done
 wait "${FFP[@]}" 2>/dev/null || true
-python3 - "$WORK" "$N_PP" "$N_FF" "$SECS" <<'PY'
-import json, sys, glob
+python3 - "$WORK" "$N_PP" "$N_FF" "$SECS" "${SRT_SINK:-libsrt}" <<'PY'
+import json, os, sys, glob
 work, npp, nff, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 u, s, m = map(float, open(f"{work}/spp.time").read().split()[-3:])
 rep = json.load(open(f"{work}/spp.json"))
@@ -192,29 +214,32 @@ for f in glob.glob(f"{work}/sff*.time"):
 ff_cpu = ff_cpu_s * 1000 / (nff * secs)
 ff_memp = ff_mem / nff
 srt = rep.get("srt", {})
-print(f"\npart 4: SRT into srt_sink, {secs:.0f} s")
+print(f"\npart 4: SRT into srt_sink ({sys.argv[5]}), {secs:.0f} s")
 print(f"{'client':<40}{'CPU ms/stream-s':>16}{'KB/publisher':>14}")
 print(f"{'pushprobe load ('+str(npp)+' SRT publishers)':<40}{pp_cpu:>16.3f}{pp_mem:>14.1f}   ({rep['outcomes'].get('accepted', 0)} accepted, max lag {rep['max_lag_ms']:.0f} ms, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped)")
 print(f"{'ffmpeg -re -c copy -f mpegts ('+str(nff)+' proc.)':<40}{ff_cpu:>16.3f}{ff_memp:>14.1f}")
 print(f"ratio ffmpeg/pushprobe: CPU {ff_cpu/pp_cpu:.1f}x, memory {ff_memp/pp_mem:.1f}x")
 PY
+sink_totals srt1
 if [ "$SRT_N" -gt 0 ]; then
-  srt_sink srt2
+  SINK_TSBPD_4B=${SRT_SINK_TSBPD_4B:-0}
+  srt_sink srt2 "$SINK_TSBPD_4B"
   /usr/bin/time -f "%U %S %M" -o "$WORK/sscale.time" \
     "$B" load --url-template "srt://127.0.0.1:$SINK_PORT?streamid=#!::r=live/s{i}" --publishers "$SRT_N" --rate 500 \
     --duration 60s --fixture "$PWD/fixtures/low-240p.flv" --progress none --json-out "$WORK/sscale.json" > "$WORK/sscale.txt" || true
-  python3 - "$WORK" "$SRT_N" <<'PY'
+  python3 - "$WORK" "$SRT_N" "$SINK_TSBPD_4B" <<'PY'
 import json, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, tsbpd = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 u, s, m = map(float, open(f"{work}/sscale.time").read().split()[-3:])
 rep = json.load(open(f"{work}/sscale.json"))
 pub = rep["phases_ms"].get("publish", {})
 srt = rep.get("srt", {})
-print(f"\npart 4b: {n} SRT publishers of low-240p for 60 s at 500/s into srt_sink")
+print(f"\npart 4b: {n} SRT publishers of low-240p for 60 s at 500/s into srt_sink ({'with' if tsbpd else 'without'} TSBPD)")
 print(f"accepted {rep['outcomes'].get('accepted', 0)} of {n}, max lag {rep['max_lag_ms']:.0f} ms, lag p99 {rep['lag_ms']['p99']:.0f} ms")
 if pub:
     print(f"first packet acknowledged: p50 {pub['p50']:.1f} ms, p99 {pub['p99']:.1f} ms")
-print(f"srt: {srt.get('packets_sent', 0)} packets sent, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped")
-print(f"client: {(u+s)*1000/max(rep['stream_seconds'],1e-9):.3f} CPU ms/stream-s, peak RSS {m/1024:.1f} MB = {m/n:.2f} KB/publisher all told")
+print(f"srt: {srt.get('packets_sent', 0)} packets sent, {srt.get('packets_retransmitted', 0)} retransmitted, {srt.get('packets_dropped', 0)} dropped, {srt.get('packets_lost', 0)} reported lost")
+print(f"client: {(u+s)*1000/max(rep['stream_seconds'],1e-9):.3f} CPU ms/stream-s ({u+s:.1f} CPU s over {rep['stream_seconds']:.0f} stream-s), peak RSS {m/1024:.1f} MB = {m/n:.2f} KB/publisher all told")
 PY
+  sink_totals srt2
 fi

@@ -175,6 +175,13 @@ fn push_to_srt_live_transmit_is_read_by_ffprobe() {
     assert_eq!(srt["latency_ms"], 120.0, "{printed}");
     assert!(srt["packets_sent"].as_u64().unwrap() > 100, "{printed}");
     assert!(srt["acks"].as_u64().unwrap() > 0, "{printed}");
+    // The handshake's two exchanges, timed apart.
+    assert!(srt["induction_ms"].as_f64().unwrap() > 0.0, "{printed}");
+    assert!(srt["conclusion_ms"].as_f64().unwrap() > 0.0, "{printed}");
+    // libsrt's RTT starts at 100 ms and moves with every ACKACK it gets
+    // back: anything else shows our ACKACKs answered its full ACKs.
+    let rtt = srt["rtt_ms"].as_f64().unwrap();
+    assert!(rtt > 0.0 && rtt != 100.0, "rtt {rtt}: {printed}");
     assert!(!printed.contains(&tx_secret(KEY, "cam1", &format!("{:X}", now() + 3600 * 24))[..12]));
     // srt-live-transmit keeps listening: stop it and read what it wrote.
     signal(&listener, "INT");
@@ -391,4 +398,146 @@ fn load_over_srt_reports_srt_counts() {
     // Each publisher streamed ~3 s of a ~500 kbit/s fixture.
     let got = sink.bytes.load(Ordering::SeqCst);
     assert!(got > 4 * 100_000, "sink got {got} bytes");
+}
+
+/// A UDP relay between one caller and the listener on `upstream` that
+/// drops every `nth` data packet the caller sends for the first time
+/// (retransmissions, flagged R in the packet's second word, pass): only
+/// the caller's answers to the listener's NAKs can repair the stream.
+struct LossyRelay {
+    port: u16,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn lossy_relay(upstream: u16, nth: u64) -> LossyRelay {
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(("127.0.0.1", upstream)).unwrap();
+    // Bounded reads so the threads see `stop`.
+    for s in [&front, &back] {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let port = front.local_addr().unwrap().port();
+    let caller = Arc::new(Mutex::new(None));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (f2, b2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+    let (c2, d2, s2) = (caller.clone(), dropped.clone(), stop.clone());
+    let up = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut data = 0u64;
+        while !s2.load(Ordering::Relaxed) {
+            let Ok((n, from)) = f2.recv_from(&mut buf) else {
+                continue;
+            };
+            *c2.lock().unwrap() = Some(from);
+            let first_send = n >= 16 && buf[0] & 0x80 == 0 && buf[4] & 0x04 == 0;
+            if first_send {
+                data += 1;
+                if data.is_multiple_of(nth) {
+                    d2.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            let _ = b2.send(&buf[..n]);
+        }
+    });
+    let s3 = stop.clone();
+    let down = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !s3.load(Ordering::Relaxed) {
+            let Ok(n) = back.recv(&mut buf) else {
+                continue;
+            };
+            if let Some(to) = *caller.lock().unwrap() {
+                let _ = front.send_to(&buf[..n], to);
+            }
+        }
+    });
+    LossyRelay {
+        port,
+        dropped,
+        stop,
+        threads: vec![up, down],
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One data packet in 20 lost on the way to libsrt's srt-live-transmit:
+/// the caller retransmits what libsrt's NAKs name, and what libsrt
+/// delivers decodes without one error and lasts as long as the push.
+#[test]
+fn lost_packets_are_retransmitted_to_libsrt() {
+    if !have("srt-live-transmit") || !have("ffprobe") || !have("ffmpeg") {
+        return;
+    }
+    let port = free_udp_port();
+    let listener = spawn(Command::new("srt-live-transmit").args([
+        &format!("srt://127.0.0.1:{port}?mode=listener"),
+        "file://con",
+    ]));
+    listener.wait_for("srt-live-transmit to start", READY, || {
+        listener.1.stderr().contains("Media path").then_some(())
+    });
+    let relay = lossy_relay(port, 20);
+    let url = srt_url(relay.port, "lossy", KEY, now() + 3600 * 24);
+    let (json, printed, code) = push_json(&url, &["--duration", "4s"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(json["outcome"], "accepted", "{printed}");
+    let dropped = relay.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    drop(relay);
+    assert!(dropped >= 10, "the relay dropped only {dropped}");
+    let srt = &json["srt"];
+    let (rexmit, lost) = (
+        srt["packets_retransmitted"].as_u64().unwrap(),
+        srt["packets_lost"].as_u64().unwrap(),
+    );
+    // A loss among the very last packets may be reported after the close.
+    assert!(
+        lost + 1 >= dropped,
+        "{lost} reported lost of {dropped}: {printed}"
+    );
+    assert!(
+        rexmit + 1 >= dropped,
+        "{rexmit} retransmitted of {dropped}: {printed}"
+    );
+    signal(&listener, "INT");
+    let out = listener.finish(Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("received.ts");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let (probe, stderr) = ffprobe_streams(&path);
+    assert_eq!(stderr, "", "ffprobe complained about what libsrt received");
+    let secs = assert_h264_aac(&probe);
+    let media = json["media_seconds"].as_f64().unwrap();
+    assert!(
+        (secs - media).abs() < 0.5,
+        "received {secs} s, pushed {media} s"
+    );
+    let decode = run(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        decode.status.success() && text(&decode).trim().is_empty(),
+        "a hole in what libsrt delivered: {}",
+        text(&decode)
+    );
 }

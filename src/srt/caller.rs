@@ -1,28 +1,35 @@
 //! SRT caller: dial an SRT listener with a streamid and send TS payloads.
 //!
-//! The only code that drives `srt-tokio` as a caller. It hands back plain
-//! values: a connected [`Caller`] with its handshake time, a [`CallError`]
-//! (timeout, or the listener's [`Rejection`] with its libsrt code), and
-//! [`SrtStats`] snapshots. srt-tokio does not expose the induction and
-//! conclusion exchanges apart: the handshake is timed as one phase.
+//! Drives the sans-I/O [`Sender`] over one connected UDP socket, inside the
+//! publisher's own task: no task and no timer of its own. [`Caller::wait`]
+//! waits for the socket or the publisher's deadline and takes every control
+//! packet that has come; [`Caller::send`] writes a data packet at once. It
+//! hands back plain values: a connected [`Caller`] with its induction and
+//! conclusion times, a [`CallError`] (timeout, or the listener's
+//! [`Rejection`] with its libsrt code), and [`SrtStats`] snapshots.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use serde::Serialize;
-use srt_protocol::protocol::pending_connection::ConnectionReject;
-use srt_tokio::access::RejectReason;
-use srt_tokio::{SocketStatistics, SrtSocket};
+use tokio::net::UdpSocket;
 use tokio::time::Instant;
+
+use super::sender::{self, Ended, Sender, State, Update};
 
 /// libsrt's default latency; Tencent suggests more on long paths.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(120);
 
-/// How often srt-tokio reports statistics (its minimum): the first
-/// acknowledgement is seen within this.
-pub const STATS_INTERVAL: Duration = Duration::from_millis(200);
+/// Bytes of a data packet on the wire besides its TS payload: SRT, UDP and
+/// IPv4 headers (libsrt counts the same for its bandwidth figure).
+const PACKET_OVERHEAD: u64 = 16 + 8 + 20;
+/// The TS payload of one data packet: 7 TS packets.
+const PAYLOAD: u64 = 1316;
+/// A datagram larger than the MTU is not SRT.
+const RECV_BUF: usize = 1500;
+/// Datagrams taken from the socket per drain.
+const DRAIN_MAX: usize = 64;
 
 /// How to call.
 #[derive(Debug, Clone, Copy)]
@@ -118,10 +125,6 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-fn rejection_of(r: &RejectReason) -> Rejection {
-    Rejection::from_wire(i32::from(*r))
-}
-
 /// Why a call did not connect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -133,14 +136,19 @@ pub enum CallError {
     Io(String),
 }
 
-/// SRT's own numbers for a connection, from the last statistics report.
+/// SRT's own numbers for a connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SrtStats {
     /// Latency both peers settled on, ms.
     pub latency_ms: f64,
-    /// Round-trip time, ms, estimated as half the handshake (its induction
-    /// and conclusion exchanges): srt-tokio 0.4.4 leaves SRT's own RTT
-    /// statistic at zero.
+    /// The handshake's induction exchange (our induction to the listener's
+    /// answer with its cookie), ms.
+    pub induction_ms: f64,
+    /// Its conclusion exchange (our conclusion with the streamid to the
+    /// listener's answer, accepted or rejected), ms.
+    pub conclusion_ms: f64,
+    /// Round-trip time, ms: the listener's smoothed RTT from its last full
+    /// ACK (measured with our ACKACKs); half the handshake before one came.
     pub rtt_ms: f64,
     /// Send rate over the push, SRT headers and retransmissions included, kbit/s.
     pub send_kbps: f64,
@@ -154,16 +162,53 @@ pub struct SrtStats {
     /// ACKs received (full and light).
     pub acks: u64,
     pub bytes_sent: u64,
-    /// Estimated link bandwidth, Mbit/s (0 when unknown).
+    /// The link capacity the listener estimated, Mbit/s (0 when unknown).
     pub bandwidth_mbps: u64,
 }
 
 /// A connected caller.
 pub struct Caller {
-    socket: SrtSocket,
-    reports: std::pin::Pin<Box<dyn futures::Stream<Item = SocketStatistics> + Send>>,
-    stats: SrtStats,
+    socket: UdpSocket,
+    conn: Sender,
+    /// The data packet being written.
+    buf: Vec<u8>,
+    rx: Box<[u8]>,
     closed: bool,
+    /// The induction and conclusion exchanges, ms.
+    induction_ms: f64,
+    conclusion_ms: f64,
+}
+
+/// A random 32-bit value for socket ids and initial sequence numbers
+/// (std's per-process random hash keys, a counter apart).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+fn io_error(e: std::io::Error) -> CallError {
+    CallError::Io(e.to_string())
+}
+
+/// Writes one datagram, awaiting room only when the socket has none.
+async fn send_datagram(socket: &UdpSocket, d: &[u8]) -> std::io::Result<()> {
+    loop {
+        match socket.try_send(d) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Calls `addr` with `stream_id`: returns when the handshake completes
@@ -173,46 +218,71 @@ pub async fn call(
     stream_id: &str,
     cfg: &CallerConfig,
 ) -> Result<Caller, CallError> {
-    let builder = SrtSocket::builder().latency(cfg.latency).set(|o| {
-        o.connect.timeout = cfg.timeout;
-        o.session.peer_idle_timeout = cfg.idle_timeout;
-        o.session.statistics_interval = STATS_INTERVAL;
-    });
-    // srt-tokio bounds the handshake itself; the outer bound is a backstop.
-    let called = tokio::time::timeout(
-        cfg.timeout + Duration::from_secs(1),
-        builder.call(addr, Some(stream_id)),
-    )
-    .await;
-    let socket = match called {
-        Err(_) => return Err(CallError::Timeout(cfg.timeout)),
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(call_error(&e, cfg.timeout)),
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let mut socket = socket;
-    let latency = socket.settings().send_tsbpd_latency;
-    let reports = Box::pin(socket.statistics().clone());
-    Ok(Caller {
-        socket,
-        reports,
-        stats: SrtStats {
-            latency_ms: latency.as_secs_f64() * 1000.0,
-            ..SrtStats::default()
+    let socket = UdpSocket::bind(local).await.map_err(io_error)?;
+    socket.connect(addr).await.map_err(io_error)?;
+    let started = Instant::now();
+    let conn = Sender::new(
+        sender::Config {
+            socket_id: random_u32() & 0x3FFF_FFFF | 1,
+            isn: random_u32(),
+            latency: cfg.latency,
+            idle_timeout: cfg.idle_timeout,
+            stream_id: stream_id.to_owned(),
+            peer_ip: addr.ip(),
         },
+        started.into_std(),
+    );
+    let mut caller = Caller {
+        socket,
+        conn,
+        buf: Vec::with_capacity(RECV_BUF),
+        rx: vec![0; RECV_BUF].into_boxed_slice(),
         closed: false,
-    })
-}
-
-fn call_error(e: &std::io::Error, timeout: Duration) -> CallError {
-    if let Some(ConnectionReject::Rejected(r) | ConnectionReject::Rejecting(r)) = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<ConnectionReject>())
-    {
-        return CallError::Rejected(rejection_of(r));
-    }
-    match e.kind() {
-        std::io::ErrorKind::TimedOut => CallError::Timeout(timeout),
-        _ => CallError::Io(e.to_string()),
+        induction_ms: 0.0,
+        conclusion_ms: 0.0,
+    };
+    let deadline = started + cfg.timeout;
+    loop {
+        caller.conn.tick(Instant::now().into_std());
+        // Nothing listening (ICMP refused) is no answer: keep trying.
+        let _ = caller.flush().await;
+        match caller.conn.state() {
+            State::Connected => {
+                let induced = caller.conn.induced_at().map_or(started, Instant::from_std);
+                caller.induction_ms = ms(induced.saturating_duration_since(started));
+                caller.conclusion_ms = ms(induced.elapsed());
+                return Ok(caller);
+            }
+            State::Ended(Ended::Rejected(code)) => {
+                return Err(CallError::Rejected(Rejection { code }));
+            }
+            State::Ended(Ended::NotHsv5(v)) => {
+                return Err(CallError::Io(format!(
+                    "the listener answered with handshake version {v}, not SRT's 5"
+                )));
+            }
+            State::Ended(e) => return Err(CallError::Io(format!("{e:?}"))),
+            State::Induction | State::Conclusion { .. } => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(CallError::Timeout(cfg.timeout));
+        }
+        let wake = caller
+            .conn
+            .next_timer()
+            .map_or(deadline, |t| Instant::from_std(t).min(deadline));
+        tokio::select! {
+            r = caller.socket.readable() => {
+                r.map_err(io_error)?;
+                caller.drain();
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
     }
 }
 
@@ -221,75 +291,162 @@ fn call_error(e: &std::io::Error, timeout: Duration) -> CallError {
 pub enum Event {
     /// The send deadline came.
     Due,
-    /// A statistics report came (see [`Caller::stats`]).
+    /// The first acknowledgement came (see [`Caller::stats`]).
     Stats,
     /// The connection ended (the peer closed it, or went silent past the
     /// idle timeout).
     Closed,
 }
 
+/// Milliseconds to 0.1 ms.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 impl Caller {
-    /// The latest statistics.
+    /// The connection's numbers now.
     pub fn stats(&self) -> SrtStats {
-        self.stats
+        let c = self.conn.counters();
+        SrtStats {
+            latency_ms: self.conn.latency().as_secs_f64() * 1000.0,
+            induction_ms: self.induction_ms,
+            conclusion_ms: self.conclusion_ms,
+            rtt_ms: f64::from(c.rtt_us / 100) / 10.0,
+            send_kbps: 0.0,
+            packets_sent: c.packets_sent,
+            packets_retransmitted: c.packets_retransmitted,
+            packets_dropped: c.packets_dropped,
+            packets_lost: c.packets_lost,
+            acks: c.acks,
+            bytes_sent: c.bytes_sent,
+            bandwidth_mbps: u64::from(c.capacity_pps) * (PAYLOAD + PACKET_OVERHEAD) * 8 / 1_000_000,
+        }
     }
 
-    /// Waits until `deadline`, a statistics report or the end of the connection.
+    /// Takes the datagrams that have come, without waiting, at most
+    /// [`DRAIN_MAX`] at a time (a flooding peer does not hold the task:
+    /// the rest is taken when the socket is polled again); the most
+    /// telling update is returned.
+    fn drain(&mut self) -> Option<Update> {
+        let mut seen = None;
+        for _ in 0..DRAIN_MAX {
+            let n = match self.socket.try_recv(&mut self.rx) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return seen,
+                // An ICMP error for an earlier datagram: the next recv goes on.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    if self.conn.state() == State::Connected {
+                        self.closed = true;
+                        return Some(Update::Ended(Ended::Shutdown));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("SRT recv: {e}");
+                    return seen;
+                }
+            };
+            let now = std::time::Instant::now();
+            match self.conn.handle(&self.rx[..n], now) {
+                Ok(Some(u)) => {
+                    if matches!(u, Update::Ended(_)) {
+                        self.closed = true;
+                    }
+                    if !matches!(seen, Some(Update::Ended(_))) {
+                        seen = Some(u);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!("SRT packet ignored: {e}"),
+            }
+        }
+        seen
+    }
+
+    /// Sends what the connection queued (ACKACKs, retransmissions, ...).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(d) = self.conn.poll_transmit() {
+            send_datagram(&self.socket, &d).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `deadline`, the first acknowledgement or the end of the
+    /// connection, taking every control packet that comes meanwhile.
     pub async fn wait(&mut self, deadline: Instant) -> Event {
-        if self.closed {
-            return Event::Closed;
-        }
-        tokio::select! {
-            biased;
-            s = self.reports.next() => match s {
-                Some(s) => {
-                    self.stats = SrtStats {
-                        latency_ms: self.stats.latency_ms,
-                        rtt_ms: self.stats.rtt_ms,
-                        send_kbps: self.stats.send_kbps,
-                        packets_sent: s.tx_data,
-                        packets_retransmitted: s.tx_retransmit_data,
-                        packets_dropped: s.tx_dropped_data,
-                        packets_lost: s.tx_loss_data,
-                        acks: s.rx_ack + s.rx_light_ack,
-                        bytes_sent: s.tx_bytes,
-                        bandwidth_mbps: s.tx_bandwidth,
-                    };
-                    Event::Stats
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        loop {
+            // What has come is taken first: its ACKs free the send buffer
+            // before the too-late check, however late this task runs.
+            if let Some(e) = self.take_ready().await {
+                return e;
+            }
+            if let Some(Update::Ended(_)) = self.conn.tick(std::time::Instant::now()) {
+                self.closed = true;
+            }
+            if !self.closed && self.flush().await.is_err() {
+                self.closed = true;
+            }
+            if self.closed {
+                return Event::Closed;
+            }
+            tokio::select! {
+                biased;
+                r = self.socket.readable() => {
+                    if r.is_err() {
+                        self.closed = true;
+                    }
                 }
-                None => {
-                    self.closed = true;
-                    Event::Closed
+                _ = &mut sleep => {
+                    return self.take_ready().await.unwrap_or(Event::Due);
                 }
-            },
-            // Data from the listener means nothing to a publisher; its end
-            // means the connection ended.
-            d = self.socket.next() => match d {
-                Some(Ok(_)) => Event::Stats,
-                _ => {
-                    self.closed = true;
-                    Event::Closed
-                }
-            },
-            _ = tokio::time::sleep_until(deadline) => Event::Due,
+            }
         }
     }
 
-    /// Queues one payload with its source time (the listener plays it out
-    /// one latency after). Waits while srt-tokio's queue is full.
+    /// Takes what has come if the reactor saw the socket readable (no
+    /// system call when it did not), and sends what that asks for.
+    async fn take_ready(&mut self) -> Option<Event> {
+        use futures::FutureExt;
+        if self.closed {
+            return Some(Event::Closed);
+        }
+        // An error here shows in the drain's receive as well.
+        let _ready = self.socket.readable().now_or_never()?;
+        let update = self.drain();
+        if self.flush().await.is_err() {
+            self.closed = true;
+        }
+        if self.closed {
+            return Some(Event::Closed);
+        }
+        (update == Some(Update::FirstAck)).then_some(Event::Stats)
+    }
+
+    /// Sends one payload at once, stamped with its source time (the
+    /// listener plays it out one latency after).
     pub async fn send(&mut self, src_time: Instant, payload: Bytes) -> Result<(), CallError> {
-        self.socket
-            .send((src_time.into_std(), payload))
-            .await
-            .map_err(|e| {
-                self.closed = true;
-                CallError::Io(e.to_string())
-            })
+        if self.closed {
+            return Err(CallError::Io("the SRT connection ended".into()));
+        }
+        let now = std::time::Instant::now();
+        self.conn
+            .send(src_time.into_std(), payload, now, &mut self.buf);
+        if self.buf.is_empty() {
+            self.closed = true;
+            return Err(CallError::Io("the SRT connection ended".into()));
+        }
+        send_datagram(&self.socket, &self.buf).await.map_err(|e| {
+            self.closed = true;
+            io_error(e)
+        })
     }
 
     /// Closes the connection (a shutdown to the peer), bounded by `within`.
     pub async fn close(mut self, within: Duration) {
-        let _ = tokio::time::timeout(within, self.socket.close()).await;
+        self.conn.close(std::time::Instant::now());
+        let _ = tokio::time::timeout(within, self.flush()).await;
     }
 }
 
@@ -309,15 +466,6 @@ mod tests {
         assert_eq!((core.code, core.name()), (2, "peer rejected"));
         assert!(!core.is_access_control());
         assert_eq!(Rejection::from_wire(3005).name(), "application reason");
-    }
-
-    #[test]
-    fn srt_tokio_reasons_carry_their_wire_code() {
-        use srt_tokio::access::ServerRejectReason;
-        let r = rejection_of(&RejectReason::Server(ServerRejectReason::Unauthorized));
-        assert_eq!(r.code, 1401);
-        let r = rejection_of(&RejectReason::Server(ServerRejectReason::Conflict));
-        assert_eq!(r.code, 1409);
     }
 
     /// A call to a UDP port nothing answers on times out within its bound.

@@ -4,9 +4,9 @@
 //! on to the end. Returns the same [`PublishResult`] record, with SRT's own
 //! numbers in [`PublishResult::srt`].
 //!
-//! Phases as recorded: `dns`, `handshake` (induction and conclusion: srt-tokio
-//! does not expose them apart), `publish` (the first TS payload acknowledged
-//! by the listener; seen within [`caller::STATS_INTERVAL`]).
+//! Phases as recorded: `dns`, `handshake` (the induction and conclusion
+//! exchanges, timed apart in [`caller::SrtStats`]), `publish` (the first TS
+//! payload acknowledged by the listener).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,9 @@ pub async fn publish(
                 .stream(&mut caller, &srt.ts, start_index, cancel, &mut out)
                 .await;
             let mut stats = caller.stats();
-            stats.rtt_ms = handshake_rtt_ms(&run.marks);
+            if stats.acks == 0 || stats.rtt_ms == 0.0 {
+                stats.rtt_ms = handshake_rtt_ms(&run.marks);
+            }
             let secs = out.streamed.as_secs_f64();
             if secs > 0.0 {
                 stats.send_kbps = (stats.bytes_sent as f64 * 8.0 / secs / 100.0).round() / 10.0;
@@ -122,7 +124,8 @@ pub async fn publish(
     }
 }
 
-/// Half the handshake (two round trips: induction, conclusion), ms.
+/// Half the handshake (two round trips: induction, conclusion), ms: the
+/// RTT when no ACK reported one.
 fn handshake_rtt_ms(marks: &PhaseMarks) -> f64 {
     let own = marks.durations();
     let hs = own.iter().find(|(p, _)| *p == Phase::Handshake);
