@@ -17,10 +17,17 @@
 # Usage: benches/compare.sh [SECONDS] [SCALE_PUBLISHERS] [SRT_PUBLISHERS]
 #   defaults: 30 s for parts 1 and 3, 10000 publishers for part 2 (0 skips
 #   part 2), 2000 for part 4's SRT scale run (0 skips it); ONLY=srt runs part 4 (SRT) alone.
+#   ONLY=viewers runs the viewers' bench (issue 13) instead: 10,000 viewers of
+#   100 stamped low-240p streams relayed by `pushprobe serve`, the publishers'
+#   and the viewers' CPU side by side in one run (benches/viewers.sh, which
+#   takes VIEWER_RATE, PUB_RATE and RELAY).
 # Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3;
 # part 4: gcc, pkg-config and libsrt's headers (apt: libsrt-openssl-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${ONLY:-}" = viewers ]; then
+  RELAY=${RELAY:-serve} VIEWER_RATE=${VIEWER_RATE:-500} exec benches/viewers.sh 10000 100 30
+fi
 SECS=${1:-30}
 SCALE=${2:-10000}
 SRT_N=${3:-2000}

@@ -44,8 +44,10 @@ EOF
 if [ "${RELAY:-nginx}" = serve ]; then
   # RELAY=serve: pushprobe's own ingest plays the streams out instead.
   "$B" serve --listen 127.0.0.1:"$NP" --idle-timeout 60s 2> "$WORK/serve.log" & PIDS+=($!)
+  RELAY_PID=$!
 else
   nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
+  RELAY_PID=$!
 fi
 wait_port "$NP"
 
@@ -60,7 +62,7 @@ if [ "$VIEWERS" -gt 0 ]; then
   if [ -n "${SRS_BENCH:-}" ]; then PSECS=$(( PSECS + RAMP + VSECS )); fi
   LOW=$PWD/fixtures/low-240p.flv
   /usr/bin/time -f "%U %S %M" -o "$WORK/vpub.time" \
-    "$B" load --url-template "rtmp://127.0.0.1:$NP/live/vw{i}" --publishers "$VSTREAMS" --rate 0 \
+    "$B" load --url-template "rtmp://127.0.0.1:$NP/live/vw{i}" --publishers "$VSTREAMS" --rate "${PUB_RATE:-0}" \
     --stamp --duration "${PSECS}s" --fixture "$LOW" --progress none --json-out "$WORK/vpub.json" \
     > "$WORK/vpub.txt" 2>&1 & VPUB=$!
   PIDS+=($VPUB)
@@ -79,9 +81,12 @@ if [ "$VIEWERS" -gt 0 ]; then
       -r "rtmp://127.0.0.1:$NP/live/vw0" > "$WORK/sb.txt" 2>&1 || true
   fi
   wait "$VPUB" || true
-  python3 - "$WORK" "$VIEWERS" "$VSTREAMS" "$VSECS" "${SRS_BENCH:-}" <<'PY'
+  # The relay's CPU (user + system, clock ticks) over the whole run.
+  RELAY_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/"$RELAY_PID"/stat 2>/dev/null || echo 0)
+  python3 - "$WORK" "$VIEWERS" "$VSTREAMS" "$VSECS" "${SRS_BENCH:-}" "$RELAY_CPU" "$SECONDS" <<'PY'
 import json, os, sys
 work, n, streams, secs, sb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+relay_cpu, wall = float(sys.argv[6]), float(sys.argv[7])
 def t(name):
     return map(float, open(f"{work}/{name}").read().split()[-3:])
 pu, ps, pm = t("vpub.time")
@@ -105,6 +110,8 @@ print(f"{'client':<44}{'CPU ms/s':>10}{'KB each':>10}")
 print(f"{'pushprobe load, '+str(streams)+' stamping publishers (per stream-s)':<44}{pub_cpu:>10.3f}{pm / streams:>10.1f}")
 print(f"{'pushprobe load, '+str(n)+' viewers (per viewer-s)':<44}{view_cpu:>10.3f}{vm / n:>10.1f}")
 print(f"viewer/publisher CPU: {view_cpu / pub_cpu:.2f}x (target <= 2x); memory per viewer {vm / n:.1f} KB all told (target < 16 KB)")
+busy = vu + vs + pu + ps + relay_cpu
+print(f"CPU used: viewers {vu + vs:.1f} s, publishers {pu + ps:.1f} s, {relay} {relay_cpu:.1f} s: {busy:.0f} s of the {os.cpu_count()} cores' {os.cpu_count() * wall:.0f} s in the script's {wall:.0f} s")
 if sb and os.path.exists(f"{work}/sb.time"):
     su, ss, sm = t("sb.time")
     # Same ramp and time as ours; viewer-seconds approximated by clients x time.

@@ -38,7 +38,7 @@
 //!   publisher and ingest share (control, acks, chunk-size policy, command encoding);
 //!   sans-I/O but for `rtmp::drive`, the handshake over a byte stream.
 //! - `secret`: keys that never print; loading from env or file.
-//! - `srt`: SRT caller and listener, the only user of the `srt-tokio` crate.
+//! - `srt`: SRT: our own caller (packet codec and sender state machine) and the listener (the only user of the `srt-tokio` crate).
 //! - `sign`: push URL build/parse/verify and the callback signature; pure.
 //! - `signal`: a stop token for SIGINT/SIGTERM that remembers which came.
 //! - `stamp`: the per-frame latency stamp (an H.264 SEI user_data_unregistered NAL): build and find; pure.

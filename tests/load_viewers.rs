@@ -345,10 +345,16 @@ fn viewers_sign_play_urls_with_the_play_key() {
     let v = &r["viewers"];
     assert_eq!(u(v, "/started"), 4, "{v:#}");
     assert!(
-        v["play_target"].as_str().unwrap().contains("signed with the play key"),
+        v["play_target"]
+            .as_str()
+            .unwrap()
+            .contains("signed with the play key"),
         "{v:#}"
     );
-    assert!(!text(&o).contains(PLAY_KEY), "the key stays out of the output");
+    assert!(
+        !text(&o).contains(PLAY_KEY),
+        "the key stays out of the output"
+    );
 
     let (o, r) = run_viewers(false, &dir.path().join("unsigned.json"));
     assert_ne!(code(&o), 0, "{}", text(&o));
