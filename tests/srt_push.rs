@@ -51,6 +51,31 @@ fn assert_h264_aac(json: &serde_json::Value) -> f64 {
         .expect("duration")
 }
 
+/// Stops `srt-live-transmit` (it keeps listening) and checks what it wrote:
+/// ffprobe reads it without a complaint as H.264 + AAC lasting what the push
+/// (`json`, its report) says it sent. The file ends where the last payload
+/// did; a payload carries at most one frame interval more than its due time
+/// says. Returns the file (and the folder holding it).
+fn received_by_libsrt(
+    listener: Proc,
+    json: &serde_json::Value,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    signal(&listener, "INT");
+    let out = listener.finish(Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("received.ts");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let (probe, stderr) = ffprobe_streams(&path);
+    assert_eq!(stderr, "", "ffprobe complained about what libsrt received");
+    let secs = assert_h264_aac(&probe);
+    let media = json["media_seconds"].as_f64().unwrap();
+    assert!(
+        (secs - media).abs() < 0.5,
+        "received {secs} s, pushed {media} s"
+    );
+    (dir, path)
+}
+
 /// The muxer's TS of 2.5 fixture loops (starting at a later keyframe, so the
 /// loop seam is inside), written to a file: ffprobe and a full ffmpeg decode
 /// read it without a single error, and its duration is what was muxed.
@@ -184,21 +209,8 @@ fn push_to_srt_live_transmit_is_read_by_ffprobe() {
     assert!(rtt > 0.0 && rtt != 100.0, "rtt {rtt}: {printed}");
     assert!(!printed.contains(&tx_secret(KEY, "cam1", &format!("{:X}", now() + 3600 * 24))[..12]));
     // srt-live-transmit keeps listening: stop it and read what it wrote.
-    signal(&listener, "INT");
-    let out = listener.finish(Duration::from_secs(10));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("received.ts");
-    std::fs::write(&path, &out.stdout).unwrap();
-    let (probe, stderr) = ffprobe_streams(&path);
-    assert_eq!(stderr, "", "ffprobe complained about what libsrt received");
-    let secs = assert_h264_aac(&probe);
+    let (_dir, _path) = received_by_libsrt(listener, &json);
     let media = json["media_seconds"].as_f64().unwrap();
-    // The file ends where the last payload did; a payload carries at most
-    // one frame interval more than its due time says.
-    assert!(
-        (secs - media).abs() < 0.5,
-        "received {secs} s, pushed {media} s"
-    );
     assert!(media > 3.5, "pushed {media} s of 4 s");
 }
 
@@ -515,19 +527,7 @@ fn lost_packets_are_retransmitted_to_libsrt() {
         rexmit + 1 >= dropped,
         "{rexmit} retransmitted of {dropped}: {printed}"
     );
-    signal(&listener, "INT");
-    let out = listener.finish(Duration::from_secs(10));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("received.ts");
-    std::fs::write(&path, &out.stdout).unwrap();
-    let (probe, stderr) = ffprobe_streams(&path);
-    assert_eq!(stderr, "", "ffprobe complained about what libsrt received");
-    let secs = assert_h264_aac(&probe);
-    let media = json["media_seconds"].as_f64().unwrap();
-    assert!(
-        (secs - media).abs() < 0.5,
-        "received {secs} s, pushed {media} s"
-    );
+    let (_dir, path) = received_by_libsrt(listener, &json);
     let decode = run(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-i"])
