@@ -1289,7 +1289,7 @@ mod tests {
             framing: Framing::Enhanced,
         });
         let mut r = result(Ending::Completed);
-        r.server_fourcc = Some(crate::rtmp::message::FourCcReply::default());
+        r.server_fourcc = Some(Box::default());
         let open = classify(&r, &good_facts()).judge_codec(&r, hevc);
         assert_eq!(
             (open.outcome, open.certain),
@@ -1331,7 +1331,7 @@ mod tests {
         });
         let judge = |r: &PublishResult, v| classify(r, &good_facts()).judge_codec(r, v);
         let with = |mut r: PublishResult, reply: FourCcReply| {
-            r.server_fourcc = Some(reply);
+            r.server_fourcc = Some(Box::new(reply));
             r
         };
         let silent = FourCcReply::default();

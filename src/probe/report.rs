@@ -145,8 +145,8 @@ impl PushReport {
                 codec: p.plan.video_codec.map(|c| c.as_str()),
                 framing: p.plan.video_framing.map(|f| f.as_str()),
             },
-            srt: r.srt,
-            server_fourcc: r.server_fourcc.clone(),
+            srt: r.srt.as_deref().copied(),
+            server_fourcc: r.server_fourcc.as_deref().cloned(),
         }
     }
 }

@@ -318,10 +318,12 @@ pub struct PublishResult {
     pub attempts: Vec<Attempt>,
     /// The flags that forced the addresses (`--resolve ...`), if any.
     pub forced: Option<String>,
-    /// SRT pushes: SRT's own numbers at the end (RTT, retransmissions, drops).
-    pub srt: Option<crate::srt::caller::SrtStats>,
+    /// SRT pushes: SRT's own numbers at the end (RTT, retransmissions,
+    /// drops). Boxed, as is the FourCC evidence: every publisher of a load
+    /// run holds its result, and few need these.
+    pub srt: Option<Box<crate::srt::caller::SrtStats>>,
     /// What the connect `_result` said about Enhanced RTMP (`None` before it).
-    pub server_fourcc: Option<FourCcReply>,
+    pub server_fourcc: Option<Box<FourCcReply>>,
     /// The Enhanced RTMP FourCC advertised in connect and pushed, if any.
     pub pushed_fourcc: Option<&'static str>,
 }
@@ -519,7 +521,7 @@ pub async fn publish(
         attempts: run.attempts,
         forced: run.forced,
         srt: None,
-        server_fourcc: run.server_fourcc,
+        server_fourcc: run.server_fourcc.map(Box::new),
         pushed_fourcc: run.video_fourcc,
     }
 }

@@ -118,7 +118,7 @@ pub async fn publish(
         remote_addr: run.remote_addr,
         attempts: Vec::new(),
         forced: run.forced,
-        srt: out.stats,
+        srt: out.stats.map(Box::new),
         server_fourcc: None,
         pushed_fourcc: None,
     }
