@@ -33,6 +33,16 @@ pub const CODEC_AVC: u8 = 7;
 /// FLV sound format of AAC audio.
 pub const CODEC_AAC: u8 = 10;
 
+/// One FLV tag: type (8 audio, 9 video, 18 script), timestamp in ms, body.
+/// What a player reads off an HTTP-FLV body and what an SRT push's TS
+/// becomes for the fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvTag {
+    pub type_id: u8,
+    pub timestamp_ms: u32,
+    pub body: Bytes,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FlvError {
     #[error("not an FLV file: expected signature 'FLV' at offset 0")]

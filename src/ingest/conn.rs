@@ -16,7 +16,8 @@ use tokio::time::timeout;
 use super::playout::{self, MediaTag, Viewer, ViewerEnd, ViewerKind};
 use super::registry::{Claim, Flag, Flags, Publisher, Record, RecordOf};
 use super::rules::{self, Policy, Publish};
-use super::{IngestState, PlayDenied};
+use super::{IngestState, PlayDenied, sleep_until};
+use crate::clock::unix_secs;
 use crate::codec::{self, Framing, VideoCodec};
 use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{self, PushInfo};
@@ -839,16 +840,4 @@ async fn next_tag(play: &mut Option<Viewer>) -> Result<Arc<MediaTag>, ViewerEnd>
         Some(v) => v.next().await,
         None => std::future::pending().await,
     }
-}
-
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -361,3 +361,11 @@ pub async fn run_with_srt(
     }
     result
 }
+
+/// Sleeps until `due`, or forever without one (a `select!` arm that is off).
+pub(crate) async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

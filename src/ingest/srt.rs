@@ -20,11 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use super::IngestState;
 use super::playout::MediaTag;
 use super::registry::{Claim, Flags, Publisher, Record, RecordOf, Transport};
 use super::rules::{self, Policy, Publish, Refusal};
+use super::{IngestState, sleep_until};
 use crate::avc::sps_dimensions;
+use crate::clock::unix_secs;
 use crate::errcode::{Errcode, SubErrcode};
 use crate::notify::{self, PushInfo};
 use crate::sign::redact_query_in;
@@ -546,18 +547,6 @@ impl Session {
             );
         }
     }
-}
-
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -21,13 +21,7 @@ const NAL_PPS: u8 = 8;
 const NAL_AUD: u8 = 9;
 const NAL_IDR: u8 = 5;
 
-/// One FLV tag: type, timestamp in milliseconds, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlvTag {
-    pub type_id: u8,
-    pub timestamp_ms: u32,
-    pub body: Bytes,
-}
+pub use crate::flv::FlvTag;
 
 /// The converter; one per push.
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@
 //! bytes in, whole tags out; pure. Partial input waits for more; a wrong
 //! signature or an absurd tag size is an error naming the offset.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 const FILE_HEADER_LEN: usize = 9;
 const TAG_HEADER_LEN: usize = 11;
@@ -22,13 +22,7 @@ pub enum FlvTagError {
     BadType { offset: u64, type_id: u8 },
 }
 
-/// One FLV tag: type (8 audio, 9 video, 18 script), timestamp in ms, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlvTag {
-    pub type_id: u8,
-    pub timestamp_ms: u32,
-    pub body: Bytes,
-}
+pub use crate::flv::FlvTag;
 
 /// Reads tags out of an FLV byte stream fed in any pieces.
 #[derive(Debug, Default)]
