@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,18 +49,8 @@ fn load(port: u16) -> Command {
     c
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 fn schema_errors(report: &Value) -> Vec<String> {
     common::load_report_errors(report)
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 /// A bound against hangs for runs that push media, not a speed claim: a 4 s

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -15,18 +15,8 @@ use serde_json::Value;
 /// Bound against hangs, not a speed claim: the runs below stream 4 s.
 const HANG: Duration = Duration::from_secs(120);
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 fn schema_errors(report: &Value) -> Vec<String> {
     common::load_report_errors(report)
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 fn u(v: &Value, pointer: &str) -> u64 {

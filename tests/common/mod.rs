@@ -785,3 +785,15 @@ pub fn exit_for_lag(v: &serde_json::Value) -> i32 {
         1
     }
 }
+
+/// A JSON report the run must have written at `path`.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The exit code, -1 when a signal ended the process.
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
