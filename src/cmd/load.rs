@@ -504,10 +504,12 @@ async fn progress(live: Arc<Live>, viewers: Option<Arc<ViewerLive>>, mode: Progr
         let mut msg = format!("{} {mbps:.1} Mbit/s", line(&live));
         if let Some(v) = &viewers {
             msg.push_str(&format!(
-                " viewers started {} playing {} failed {}",
+                " viewers started {} playing {} failed {}, live frames over 1 s late {}, worst {:.0} ms",
                 v.started.load(Relaxed),
                 v.playing.load(Relaxed),
-                v.failed.load(Relaxed)
+                v.failed.load(Relaxed),
+                v.late_frames.load(Relaxed),
+                v.worst_us.load(Relaxed) as f64 / 1000.0,
             ));
         }
         match &bar {

@@ -234,6 +234,17 @@ pub async fn handle<S>(
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn serve(&mut self) -> End {
         let idle = self.state.config.idle_timeout;
+        // Made once, not once per turn of the loop: a viewer's turn is a
+        // batch of tags, thousands a second across viewers.
+        let mut shutdown = self.shutdown.clone();
+        let stop = stopped(&mut shutdown);
+        tokio::pin!(stop);
+        // The read deadline moves lazily: a read only notes its time, and
+        // the timer, when it fires early, is set again from that.
+        let mut last_read = tokio::time::Instant::now();
+        let deadline = tokio::time::sleep(idle);
+        tokio::pin!(deadline);
+        let mut batch = Vec::with_capacity(PLAY_BATCH);
         loop {
             if let Err(end) = self.drain_messages() {
                 return end;
@@ -245,34 +256,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return end;
             }
             let started_due = self.push.as_ref().and_then(|p| p.started_due);
-            let read_limit = if self.play.is_some() {
-                PLAY_READ_TIMEOUT
-            } else {
-                idle
-            };
             let read = tokio::select! {
-                _ = stopped(&mut self.shutdown) => return End::Shutdown,
+                _ = &mut stop => return End::Shutdown,
                 _ = evicted(&mut self.push) => return End::Replaced,
                 _ = sleep_until(started_due) => {
                     self.send_started();
                     continue;
                 }
-                tag = next_tag(&mut self.play) => match tag {
-                    Ok(tag) => {
-                        if let Err(end) = self.write_live(tag).await {
+                end = next_batch(&mut self.play, &mut batch) => match end {
+                    Ok(()) => {
+                        if let Err(end) = self.write_live(&mut batch).await {
                             return end;
                         }
                         continue;
                     }
                     Err(end) => return self.play_ended(end),
                 },
-                r = timeout(read_limit, self.io.read_buf(self.session.read_buf())) => r,
+                () = &mut deadline => {
+                    let read_limit = if self.play.is_some() {
+                        PLAY_READ_TIMEOUT
+                    } else {
+                        idle
+                    };
+                    let due = last_read + read_limit;
+                    if tokio::time::Instant::now() >= due {
+                        return End::Idle(idle);
+                    }
+                    deadline.as_mut().reset(due);
+                    continue;
+                }
+                r = self.io.read_buf(self.session.read_buf()) => r,
             };
+            last_read = tokio::time::Instant::now();
             let n = match read {
-                Err(_) => return End::Idle(idle),
-                Ok(Ok(0)) => return End::Clean("client closed the connection"),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return End::Network(e.to_string()),
+                Ok(0) => return End::Clean("client closed the connection"),
+                Ok(n) => n,
+                Err(e) => return End::Network(e.to_string()),
             };
             self.session.received(n);
             if let Some(p) = &mut self.push {
@@ -371,17 +390,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.write_shared(bufs).await
     }
 
-    /// `first` and whatever else is queued (up to a batch), in one write.
-    async fn write_live(&mut self, first: Arc<MediaTag>) -> Result<(), End> {
-        let mut bufs = VecDeque::with_capacity(8);
-        bufs.push_back(first.rtmp().clone());
-        if let Some(v) = &mut self.play {
-            while bufs.len() < PLAY_BATCH {
-                let Some(t) = v.try_next() else { break };
-                bufs.push_back(t.rtmp().clone());
+    /// A batch of live tags in vectored writes (no copy, no allocation),
+    /// within the idle timeout; the batch is left empty.
+    async fn write_live(&mut self, batch: &mut Vec<Arc<MediaTag>>) -> Result<(), End> {
+        let idle = self.state.config.idle_timeout;
+        let io = &mut self.io;
+        let written = timeout(idle, async {
+            // The next byte to write: tag `at`, offset `off` in its message.
+            let (mut at, mut off) = (0usize, 0usize);
+            while at < batch.len() {
+                let mut slices = [IoSlice::new(&[]); PLAY_BATCH];
+                let mut count = 0;
+                for (i, tag) in batch[at..].iter().take(PLAY_BATCH).enumerate() {
+                    let skip = if i == 0 { off } else { 0 };
+                    slices[i] = IoSlice::new(&tag.rtmp()[skip..]);
+                    count += 1;
+                }
+                let mut n = io.write_vectored(&slices[..count]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                while n > 0 && at < batch.len() {
+                    let left = batch[at].rtmp().len() - off;
+                    if n >= left {
+                        n -= left;
+                        at += 1;
+                        off = 0;
+                    } else {
+                        off += n;
+                        n = 0;
+                    }
+                }
             }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        batch.clear();
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Network(e.to_string())),
+            Err(_) => Err(End::Network("viewer does not read".to_string())),
         }
-        self.write_shared(bufs).await
     }
 
     /// The played stream ended: tell the viewer (a dropped one is just closed).
@@ -834,10 +883,14 @@ async fn evicted(push: &mut Option<LivePush>) {
     }
 }
 
-/// The next live tag of the stream played; never while nothing is played.
-async fn next_tag(play: &mut Option<Viewer>) -> Result<Arc<MediaTag>, ViewerEnd> {
+/// The next live tags of the stream played (up to a write's batch) into
+/// `batch`; never while nothing is played.
+async fn next_batch(
+    play: &mut Option<Viewer>,
+    batch: &mut Vec<Arc<MediaTag>>,
+) -> Result<(), ViewerEnd> {
     match play {
-        Some(v) => v.next().await,
+        Some(v) => std::future::poll_fn(|cx| v.poll_batch(cx, batch, PLAY_BATCH)).await,
         None => std::future::pending().await,
     }
 }

@@ -1,8 +1,9 @@
 //! Play-out of one live stream: a fan-out that any ingest source (the RTMP
 //! connection, later SRT) pushes FLV tags into, and that hands each viewer
 //! the stream's metadata and sequence headers, the cached GOP from the last
-//! keyframe, then live tags through a bounded queue. A viewer whose queue
-//! overflows is dropped and counted; the publisher never waits for a viewer.
+//! keyframe, then live tags from one queue per stream, each viewer at its
+//! own place in it. A viewer that falls the queue's length behind is dropped
+//! and counted; the publisher never waits for a viewer.
 //!
 //! Tags are shared, never copied per viewer: each is an `Arc<MediaTag>`
 //! whose RTMP chunking and FLV framing are made once, on first use, and
@@ -11,12 +12,12 @@
 //! FourCC tags pass through unchanged; only the frame type and packet type
 //! bits are read to find keyframes and sequence headers).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::rtmp::chunk;
 use crate::rtmp::message::{self, CSID_AUDIO, CSID_DATA, CSID_VIDEO};
@@ -227,12 +228,17 @@ pub struct ViewerCounts {
     pub dropped: u64,
 }
 
+/// A viewer's place in the stream's live queue.
 struct Slot {
-    tx: mpsc::Sender<Arc<MediaTag>>,
+    /// Sequence number of the next live tag this viewer takes.
+    next: u64,
+    /// Set while the viewer waits for a tag.
+    waker: Option<Waker>,
+    /// It fell a whole queue behind and is dropped.
+    dropped: bool,
     kind: ViewerKind,
-    /// Counted in the viewer gauge; whoever clears it (the drop of a slow
-    /// viewer, or the viewer going away) uncounts it.
-    counted: Arc<AtomicBool>,
+    /// Still counted in its kind's gauge.
+    counted: bool,
 }
 
 #[derive(Default)]
@@ -245,11 +251,28 @@ struct Cache {
     gop_bytes: usize,
     /// The GOP grew past its bounds: nothing is cached until the next keyframe.
     gop_overflow: bool,
-    viewers: Vec<Slot>,
+    /// Live tags some viewer has not taken yet, shared by all of them:
+    /// `live[0]` has sequence number `live_start`.
+    live: VecDeque<Arc<MediaTag>>,
+    live_start: u64,
+    /// Viewers by slot index (a dropped `Viewer` frees its slot).
+    viewers: Vec<Option<Slot>>,
+    free: Vec<usize>,
+}
+
+impl Cache {
+    fn live_end(&self) -> u64 {
+        self.live_start + self.live.len() as u64
+    }
 }
 
 /// The fan-out of one live stream. Sources call [`Fanout::push`]; viewers
 /// [`Fanout::subscribe`]; the registry calls [`Fanout::close`] when the push ends.
+///
+/// One queue per stream, not one per viewer: a push appends the tag once
+/// and wakes the viewers waiting for it; each viewer takes every tag from
+/// its own position, and the queue keeps only what some viewer has not
+/// taken. A viewer `queue_tags` behind is dropped.
 pub struct Fanout {
     cache: Mutex<Cache>,
     queue_tags: usize,
@@ -269,7 +292,6 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// A fan-out whose viewers may queue `queue_tags` live tags (at least 1).
     pub fn new(queue_tags: usize) -> Fanout {
         Fanout {
             cache: Mutex::new(Cache::default()),
@@ -285,16 +307,12 @@ impl Fanout {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Caches what a new viewer needs and hands the tag to every viewer;
-    /// a viewer whose queue is full is dropped (never waited for).
     pub fn push(&self, tag: MediaTag) {
         if self.is_ended() {
             return;
         }
         let (role, body) = classify(tag.type_id, &tag.data);
         let tag = Arc::new(if role == Role::Metadata {
-            // At timestamp 0, as nginx-rtmp sends it: ffmpeg's FLV demuxer
-            // takes an onMetaData stamped later for a subtitle stream.
             MediaTag::new(tag.type_id, 0, body)
         } else {
             tag
@@ -323,34 +341,46 @@ impl Fanout {
                 }
             }
         }
+        c.live.push_back(tag);
+        let end = c.live_end();
+        let oldest_allowed = end.saturating_sub(self.queue_tags as u64);
+        let mut wake = Vec::new();
         let mut dropped = 0u64;
-        c.viewers.retain(|v| match v.tx.try_send(tag.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                dropped += 1;
-                if v.counted.swap(false, Ordering::AcqRel) {
-                    self.gauge(v.kind).fetch_sub(1, Ordering::Relaxed);
-                }
-                false
+        let mut lowest = end;
+        for slot in c.viewers.iter_mut().flatten() {
+            if slot.dropped {
+                continue;
             }
-            // The viewer went away; its own drop uncounted it.
-            Err(TrySendError::Closed(_)) => false,
-        });
+            if slot.next < oldest_allowed {
+                slot.dropped = true;
+                dropped += 1;
+                if std::mem::take(&mut slot.counted) {
+                    self.gauge(slot.kind).fetch_sub(1, Ordering::Relaxed);
+                }
+            } else {
+                lowest = lowest.min(slot.next);
+            }
+            wake.extend(slot.waker.take());
+        }
+        // What every viewer has taken (or lost) leaves the queue.
+        while c.live_start < lowest {
+            c.live.pop_front();
+            c.live_start += 1;
+        }
         drop(c);
+        for w in wake {
+            w.wake();
+        }
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
             tracing::info!(
-                "{dropped} slow viewer(s) dropped: queue of {} tags full",
+                "{dropped} slow viewer(s) dropped: {} tags behind",
                 self.queue_tags
             );
         }
     }
 
-    /// A new viewer: metadata (at 0), sequence headers (stamped with the
-    /// GOP's first timestamp), the cached GOP, then live tags. `None` once
-    /// the push ended.
     pub fn subscribe(self: &Arc<Self>, kind: ViewerKind) -> Option<Viewer> {
-        let (tx, rx) = mpsc::channel(self.queue_tags);
         let mut c = self.lock();
         if self.is_ended() {
             return None;
@@ -365,20 +395,29 @@ impl Fanout {
             });
         }
         startup.extend(c.gop.iter().cloned());
-        let counted = Arc::new(AtomicBool::new(true));
-        self.gauge(kind).fetch_add(1, Ordering::Relaxed);
-        c.viewers.push(Slot {
-            tx,
+        let slot = Slot {
+            next: c.live_end(),
+            waker: None,
+            dropped: false,
             kind,
-            counted: counted.clone(),
-        });
+            counted: true,
+        };
+        let index = match c.free.pop() {
+            Some(i) => {
+                c.viewers[i] = Some(slot);
+                i
+            }
+            None => {
+                c.viewers.push(Some(slot));
+                c.viewers.len() - 1
+            }
+        };
+        self.gauge(kind).fetch_add(1, Ordering::Relaxed);
         drop(c);
         Some(Viewer {
             startup,
-            rx,
+            index,
             fanout: self.clone(),
-            kind,
-            counted,
             need_keyframe: start.is_none(),
         })
     }
@@ -390,12 +429,21 @@ impl Fanout {
         }
     }
 
-    /// The push ended: viewers get what is queued, then the end.
+    /// The push ended: viewers take what is queued, then end.
     pub fn close(&self) {
         self.ended.store(true, Ordering::Release);
         let mut c = self.lock();
-        c.viewers.clear();
         c.gop = Vec::new();
+        let wake: Vec<Waker> = c
+            .viewers
+            .iter_mut()
+            .flatten()
+            .filter_map(|s| s.waker.take())
+            .collect();
+        drop(c);
+        for w in wake {
+            w.wake();
+        }
     }
 
     pub fn is_ended(&self) -> bool {
@@ -411,32 +459,36 @@ impl Fanout {
     }
 }
 
-/// One viewer's side of a [`Fanout`]: first `startup` (taken once), then
-/// live tags until the end.
+/// One viewer of a [`Fanout`]: the startup tags, then the live ones.
 pub struct Viewer {
-    /// What to send before the live tags: metadata, headers, the GOP.
     pub startup: Vec<Arc<MediaTag>>,
-    rx: mpsc::Receiver<Arc<MediaTag>>,
+    index: usize,
     fanout: Arc<Fanout>,
-    kind: ViewerKind,
-    counted: Arc<AtomicBool>,
-    /// No GOP was cached: skip video until a keyframe.
     need_keyframe: bool,
 }
 
 impl Viewer {
-    /// The next live tag; `Err` says why there are no more.
+    /// Up to `max` live tags into `out` (at least one when ready), or the
+    /// end; `Pending` (waker kept) when nothing is queued.
+    pub fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Arc<MediaTag>>,
+        max: usize,
+    ) -> Poll<Result<(), ViewerEnd>> {
+        match self.take(Some(cx), out, max) {
+            Ok(0) => Poll::Pending,
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(end) => Poll::Ready(Err(end)),
+        }
+    }
+
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<MediaTag>, ViewerEnd>> {
-        loop {
-            let tag = match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(t)) => t,
-                Poll::Ready(None) => return Poll::Ready(Err(self.end())),
-            };
-            if self.skip(&tag) {
-                continue;
-            }
-            return Poll::Ready(Ok(tag));
+        let mut one = Vec::with_capacity(1);
+        match self.take(Some(cx), &mut one, 1) {
+            Ok(0) => Poll::Pending,
+            Ok(_) => Poll::Ready(Ok(one.swap_remove(0))),
+            Err(end) => Poll::Ready(Err(end)),
         }
     }
 
@@ -444,43 +496,84 @@ impl Viewer {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// A live tag already queued, without waiting.
+    /// The next queued live tag, if any (never waits, never ends).
     pub fn try_next(&mut self) -> Option<Arc<MediaTag>> {
-        while let Ok(tag) = self.rx.try_recv() {
-            if !self.skip(&tag) {
-                return Some(tag);
-            }
-        }
-        None
-    }
-
-    fn skip(&mut self, tag: &MediaTag) -> bool {
-        if !self.need_keyframe || tag.type_id != message::VIDEO {
-            return false;
-        }
-        match classify(tag.type_id, &tag.data).0 {
-            Role::Keyframe => {
-                self.need_keyframe = false;
-                false
-            }
-            Role::VideoHeader => false,
-            _ => true,
+        let mut one = Vec::with_capacity(1);
+        match self.take(None, &mut one, 1) {
+            Ok(1) => one.pop(),
+            _ => None,
         }
     }
 
-    fn end(&self) -> ViewerEnd {
-        if self.fanout.is_ended() {
-            ViewerEnd::PublisherLeft
-        } else {
-            ViewerEnd::Dropped
+    /// Takes up to `max` tags; 0 taken means nothing is queued (with `cx`,
+    /// its waker is kept for the next push).
+    fn take(
+        &mut self,
+        cx: Option<&mut Context<'_>>,
+        out: &mut Vec<Arc<MediaTag>>,
+        max: usize,
+    ) -> Result<usize, ViewerEnd> {
+        let mut c = self.fanout.lock();
+        let (start, end) = (c.live_start, c.live_end());
+        let Some(slot) = c.viewers.get_mut(self.index).and_then(Option::as_mut) else {
+            return Err(ViewerEnd::Dropped);
+        };
+        if slot.dropped || slot.next < start {
+            return Err(ViewerEnd::Dropped);
         }
+        let mut next = slot.next;
+        let mut taken = 0;
+        while next < end && taken < max {
+            let tag = &c.live[(next - start) as usize];
+            next += 1;
+            if !skip(&mut self.need_keyframe, tag) {
+                out.push(tag.clone());
+                taken += 1;
+            }
+        }
+        let Some(slot) = c.viewers.get_mut(self.index).and_then(Option::as_mut) else {
+            return Err(ViewerEnd::Dropped);
+        };
+        slot.next = next;
+        if taken == 0 {
+            if self.fanout.is_ended() {
+                return Err(ViewerEnd::PublisherLeft);
+            }
+            if let Some(cx) = cx {
+                match &mut slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    w => *w = Some(cx.waker().clone()),
+                }
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// Whether a viewer that still waits for its first keyframe skips `tag`
+/// (video before a keyframe; sequence headers and audio pass).
+fn skip(need_keyframe: &mut bool, tag: &MediaTag) -> bool {
+    if !*need_keyframe || tag.type_id != message::VIDEO {
+        return false;
+    }
+    match classify(tag.type_id, &tag.data).0 {
+        Role::Keyframe => {
+            *need_keyframe = false;
+            false
+        }
+        Role::VideoHeader => false,
+        _ => true,
     }
 }
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        if self.counted.swap(false, Ordering::AcqRel) {
-            self.fanout.gauge(self.kind).fetch_sub(1, Ordering::Relaxed);
+        let mut c = self.fanout.lock();
+        if let Some(slot) = c.viewers.get_mut(self.index).and_then(Option::take) {
+            c.free.push(self.index);
+            if slot.counted {
+                self.fanout.gauge(slot.kind).fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -603,8 +696,8 @@ mod tests {
                 dropped: 1
             }
         );
-        // The slow one gets what it had queued, then the end.
-        assert_eq!(drain(&mut slow).len(), 1 + 4);
+        // The slow one gets its startup, then the end: nothing stale.
+        assert_eq!(drain(&mut slow).len(), 1);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(matches!(

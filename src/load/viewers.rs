@@ -7,6 +7,7 @@
 //! every viewer of the process, so a viewer costs its socket, its read
 //! buffer and its task.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,12 +158,21 @@ pub const REAL_TIME: Duration = Duration::from_secs(1);
 /// histogram.
 struct ViewerSink<'a> {
     shared: &'a SharedLatency,
+    live: &'a ViewerLive,
     max: Option<Duration>,
 }
 
 impl LatencySink for ViewerSink<'_> {
     fn record(&mut self, latency: Duration) {
-        self.max = Some(self.max.map_or(latency, |m| m.max(latency)));
+        if self.max.is_none_or(|m| latency > m) {
+            self.max = Some(latency);
+            // A new worst for this viewer (rare once it plays): the run's.
+            let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            self.live.worst_us.fetch_max(us, Relaxed);
+        }
+        if latency > REAL_TIME {
+            self.live.late_frames.fetch_add(1, Relaxed);
+        }
         if let Ok(mut h) = self.shared.0.lock() {
             h.record(latency);
         }
@@ -220,6 +230,10 @@ pub struct ViewerLive {
     pub started: std::sync::atomic::AtomicU64,
     pub playing: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
+    /// Live frames that reached their viewer over [`REAL_TIME`] late.
+    pub late_frames: std::sync::atomic::AtomicU64,
+    /// The worst live frame so far, microseconds.
+    pub worst_us: std::sync::atomic::AtomicU64,
 }
 
 /// A viewer of a publisher stops this long before the publisher does, so it
@@ -292,7 +306,6 @@ pub async fn view(
     end: Option<Instant>,
     cancel: CancellationToken,
 ) -> ViewerRecord {
-    use std::sync::atomic::Ordering::Relaxed;
     let start = Instant::now();
     settings.live.started.fetch_add(1, Relaxed);
     let mut cfg = PlayConfig::new(url);
@@ -306,6 +319,7 @@ pub async fn view(
     };
     let mut sink = ViewerSink {
         shared: &settings.latency,
+        live: &settings.live,
         max: None,
     };
     let stop = cancel.child_token();
