@@ -16,8 +16,6 @@
 //! connection. `SIZE` counts the unescaped payload (UUID + fields + pad), as
 //! H.264 7.3.2.3.1 says; decoders skip a UUID they do not know.
 
-use crate::codec::bits::unescape;
-
 /// pushprobe's UUID for its stamps (no two zero bytes in a row, so it never
 /// needs escaping).
 pub const UUID: [u8; 16] = [
@@ -90,47 +88,93 @@ pub fn nal(stamp: &Stamp) -> Vec<u8> {
 
 /// The stamp in one NAL (header byte included), if it is one of ours.
 /// Walks every SEI message in the NAL, so a stamp after another message
-/// (a relay may add its own) is found too.
+/// (a relay may add its own) is found too. Reads the RBSP as it goes
+/// (emulation prevention removed on the fly): no copy of the NAL, which a
+/// player does for every video frame.
 pub fn parse_nal(nal: &[u8]) -> Option<Stamp> {
     if nal.first().map(|b| b & 0x1f) != Some(NAL_SEI) {
         return None;
     }
-    let rbsp = unescape(&nal[1..]);
-    let mut p = &rbsp[..];
+    let mut rbsp = Rbsp {
+        data: &nal[1..],
+        pos: 0,
+        zeros: 0,
+    };
     // sei_message(): ff-coded type and size, then the payload.
-    while p.len() > 2 {
-        let (ty, rest) = ff_coded(p)?;
-        let (size, rest) = ff_coded(rest)?;
-        let payload = rest.get(..size)?;
-        if ty == PAYLOAD_USER_DATA_UNREGISTERED as usize
-            && payload.len() >= UUID.len() + FIELDS
-            && payload[..16] == UUID
-        {
-            let f = &payload[16..];
-            return Some(Stamp {
-                publisher: u32::from_be_bytes(f[..4].try_into().ok()?),
-                sequence: u64::from_be_bytes(f[4..12].try_into().ok()?),
-                sent_unix_us: u64::from_be_bytes(f[12..20].try_into().ok()?),
-            });
+    loop {
+        let ty = ff_coded(&mut rbsp)?;
+        let size = ff_coded(&mut rbsp)?;
+        let mut skip = size;
+        if ty == PAYLOAD_USER_DATA_UNREGISTERED as usize && size >= UUID.len() + FIELDS {
+            let mut head = [0u8; UUID.len() + FIELDS];
+            for b in &mut head {
+                *b = rbsp.next()?;
+            }
+            if head[..16] == UUID {
+                let f = &head[16..];
+                return Some(Stamp {
+                    publisher: u32::from_be_bytes(f[..4].try_into().ok()?),
+                    sequence: u64::from_be_bytes(f[4..12].try_into().ok()?),
+                    sent_unix_us: u64::from_be_bytes(f[12..20].try_into().ok()?),
+                });
+            }
+            skip -= head.len();
         }
-        p = &rest[size..];
-        if p.first() == Some(&0x80) {
-            break;
+        for _ in 0..skip {
+            rbsp.next()?;
+        }
+        // rbsp_trailing_bits: no more messages.
+        if rbsp.peek()? == 0x80 {
+            return None;
         }
     }
-    None
+}
+
+/// A NAL's payload bytes with emulation prevention (`00 00 03`) removed,
+/// as they are read.
+struct Rbsp<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Zero bytes just read (up to 2).
+    zeros: u8,
+}
+
+impl Rbsp<'_> {
+    /// The next byte without taking it (an escape byte ahead is skipped).
+    fn peek(&self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        if self.zeros >= 2 && b == 3 {
+            return self.data.get(self.pos + 1).copied();
+        }
+        Some(b)
+    }
+}
+
+impl Iterator for Rbsp<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        loop {
+            let b = *self.data.get(self.pos)?;
+            self.pos += 1;
+            if self.zeros >= 2 && b == 3 {
+                self.zeros = 0;
+                continue;
+            }
+            self.zeros = if b == 0 { (self.zeros + 1).min(2) } else { 0 };
+            return Some(b);
+        }
+    }
 }
 
 /// One ff-coded SEI value (a run of 0xFF bytes, each adding 255, then the rest).
-fn ff_coded(p: &[u8]) -> Option<(usize, &[u8])> {
+fn ff_coded(rbsp: &mut Rbsp<'_>) -> Option<usize> {
     let mut v = 0usize;
-    let mut i = 0;
     loop {
-        let b = *p.get(i)?;
+        let b = rbsp.next()?;
         v += b as usize;
-        i += 1;
         if b != 0xFF {
-            return Some((v, &p[i..]));
+            return Some(v);
         }
     }
 }
@@ -165,6 +209,7 @@ pub fn find_in_annexb(data: &[u8]) -> Option<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::bits::unescape;
 
     fn samples() -> Vec<Stamp> {
         let mut v = vec![
@@ -290,5 +335,13 @@ mod tests {
         let mut two = vec![0x06, 0x01, 0x02, 0xaa, 0xbb];
         two.extend_from_slice(&good[1..]);
         assert_eq!(parse_nal(&two), Some(s));
+        // ... and after another user_data_unregistered (x264 writes one),
+        // whose payload holds an escaped 00 00 03.
+        let mut x264 = vec![0x06, 0x05, 40];
+        x264.extend_from_slice(&[0x22; 30]);
+        x264.extend_from_slice(&[0, 0, 3, 1]);
+        x264.extend_from_slice(&[0x22; 7]);
+        x264.extend_from_slice(&good[1..]);
+        assert_eq!(parse_nal(&x264), Some(s));
     }
 }

@@ -501,10 +501,15 @@ async fn progress(live: Arc<Live>, viewers: Option<Arc<ViewerLive>>, mode: Progr
         let bytes = live.bytes.load(Relaxed);
         let mbps = (bytes - last_bytes) as f64 * 8.0 / period as f64 / 1e6;
         last_bytes = bytes;
-        let mut msg = format!("{} {mbps:.1} Mbit/s", line(&live));
+        // Viewer-only runs have no publishers to show.
+        let mut msg = if total == 0 && viewers.is_some() {
+            String::new()
+        } else {
+            format!("{} {mbps:.1} Mbit/s ", line(&live))
+        };
         if let Some(v) = &viewers {
             msg.push_str(&format!(
-                " viewers started {} playing {} failed {}, live frames over 1 s late {}, worst {:.0} ms",
+                "viewers started {} playing {} failed {}, live frames over 1 s late {}, worst {:.0} ms",
                 v.started.load(Relaxed),
                 v.playing.load(Relaxed),
                 v.failed.load(Relaxed),

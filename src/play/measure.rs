@@ -16,6 +16,8 @@ use crate::load::hist::Hist;
 /// spawned task, as every viewer of a load run does).
 pub trait LatencySink: Send {
     fn record(&mut self, latency: Duration);
+    /// The player's first video frame arrived (once per play).
+    fn first_frame(&mut self) {}
 }
 
 impl LatencySink for Hist {

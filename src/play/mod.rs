@@ -382,7 +382,10 @@ impl<'a> Player<'a> {
         self.mark(Phase::FirstByte, now);
         if u.track == Track::Video {
             self.mark(Phase::FirstFrame, now);
-            self.first_frame.get_or_insert(now);
+            if self.first_frame.is_none() {
+                self.first_frame = Some(now);
+                self.sink.first_frame();
+            }
             if u.keyframe {
                 self.mark(Phase::FirstKeyframe, now);
             }
