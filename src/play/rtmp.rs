@@ -3,7 +3,7 @@
 //! [`Player`] fold. Protocol state is the shared session core
 //! (`rtmp::session`: acks, pings, chunk sizes).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,18 +19,47 @@ use crate::rtmp::message::{
 };
 use crate::rtmp::session::{Inbound, Limits, Session};
 
-/// A player receives media: messages up to 16 MiB (a 4K keyframe), a read
-/// buffer of 4 KiB growing by 4 KiB (a load run holds 10,000 players: a
-/// 64 KiB step made each one 68 KiB). The chunk decoder takes chunk data as
-/// it arrives, so the buffer never has to hold a whole chunk of the
-/// server's size and stays at 4 KiB; big messages are assembled in the
-/// decoder, and an empty buffer over 16 KiB shrinks. (2 KiB saved 2 KiB a
-/// viewer but cost ~10% more CPU in read calls.)
+/// A player receives media: messages up to 16 MiB (a 4K keyframe). It
+/// reads into its thread's scratch buffer ([`SCRATCH`]) and hands the bytes
+/// to the session, which holds nothing between reads but a partial chunk
+/// header (`read_start` 0): a load run's 10,000 waiting players hold no
+/// read buffer, and one read takes all the server wrote (a 4 KiB buffer of
+/// each player's own took three reads for a typical 11 KB write under load).
 const LIMITS: Limits = Limits {
     max_message: 16 << 20,
-    read_start: 4 << 10,
+    read_start: 0,
     read_grow: 4 << 10,
 };
+
+/// The size of each thread's read buffer.
+const SCRATCH: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
+
+/// One read into the thread's scratch buffer, handed to `session` within
+/// the same poll (the buffer is never held across a wait). `Ok(0)`: end of
+/// stream.
+fn poll_read_scratch(
+    io: &mut Transport,
+    session: &mut Session,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    SCRATCH_BUF.with_borrow_mut(|buf| {
+        let mut rb = tokio::io::ReadBuf::new(buf);
+        match std::pin::Pin::new(io).poll_read(cx, &mut rb) {
+            std::task::Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                session.received_bytes(rb.filled());
+                std::task::Poll::Ready(Ok(n))
+            }
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+}
 
 /// How long the server may buffer for us (SetBufferLength), as ffmpeg asks.
 const BUFFER_MS: u32 = 3000;
@@ -96,15 +125,13 @@ impl Conn {
                     if deadline < self.timer.deadline() {
                         self.timer.as_mut().reset(deadline);
                     }
-                    let read = self.io.read_buf(self.session.read_buf());
+                    let (io, session) = (&mut self.io, &mut self.session);
+                    let read = std::future::poll_fn(|cx| poll_read_scratch(io, session, cx));
                     tokio::select! {
                         biased;
                         r = read => match r {
                             Ok(0) | Err(_) => return Err(Failure::Closed { phase }),
-                            Ok(n) => {
-                                self.session.received(n);
-                                self.arrived = (Instant::now(), now_unix_us());
-                            }
+                            Ok(_) => self.arrived = (Instant::now(), now_unix_us()),
                         },
                         () = &mut self.timer => {
                             if Instant::now() >= deadline {

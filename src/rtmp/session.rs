@@ -34,7 +34,10 @@ pub struct Limits {
     /// A message header claiming more bytes than this is a protocol error.
     pub max_message: u32,
     /// Capacity the inbound buffer starts with (and returns to once empty
-    /// after it grew past four times `read_grow`).
+    /// after it grew past four times `read_grow`). 0: the buffer is given
+    /// back whenever it is drained, for callers that read into a scratch
+    /// buffer of their own and hand it over with [`Session::received_bytes`]
+    /// (10,000 players then hold no read buffer while they wait).
     pub read_start: usize,
     /// The inbound buffer grows by this much when less than a quarter of
     /// it is free before a read.
@@ -125,6 +128,13 @@ impl Session {
         }
     }
 
+    /// Takes bytes read elsewhere (a scratch buffer): as if read into
+    /// [`Session::read_buf`] and counted with [`Session::received`].
+    pub fn received_bytes(&mut self, bytes: &[u8]) {
+        self.inbound.extend_from_slice(bytes);
+        self.received(bytes.len());
+    }
+
     /// Decodes the next whole message buffered, applying control messages.
     /// `Ok(None)`: no whole message is buffered (read more).
     pub fn poll_message(&mut self) -> Result<Option<Inbound>, SessionError> {
@@ -148,7 +158,14 @@ impl Session {
         if held > limit {
             return Err(SessionError::Unfinished { held, limit });
         }
-        if self.inbound.is_empty() && self.inbound.capacity() > 4 * self.limits.read_grow {
+        if self.limits.read_start == 0 {
+            // Hold nothing between reads but a partial chunk header.
+            if self.inbound.is_empty() {
+                self.inbound = BytesMut::new();
+            } else if self.inbound.capacity() > 64 {
+                self.inbound = BytesMut::from(&self.inbound[..]);
+            }
+        } else if self.inbound.is_empty() && self.inbound.capacity() > 4 * self.limits.read_grow {
             self.inbound = BytesMut::with_capacity(self.limits.read_start);
         }
         Ok(None)
