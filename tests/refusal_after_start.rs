@@ -113,14 +113,17 @@ fn issue10_smoke_calls_publish_start_then_close_a_refusal_within_the_window() {
             "{case}"
         );
         assert!(first.ends_with("ms later: a refusal after start"), "{case}");
-        // The time it names is at least the server's delay.
+        // The time it names is the server's delay, less how late the client
+        // got to Publish.Start: on a loaded 2-core CI machine a scheduling
+        // delay of a few ms (seen: 49 ms named for a 50 ms delay), so up
+        // to 20 ms is allowed; 50 ms is still told from 1 ms.
         let later: u64 = first
             .split(" ms later")
             .next()
             .and_then(|s| s.rsplit(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{case}"));
-        assert!(later >= ms && later < 2000, "{case}");
+        assert!(later + 20 >= ms && later < 2000, "{case}");
     }
 }
 

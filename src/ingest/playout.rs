@@ -717,6 +717,43 @@ mod tests {
     }
 
     #[test]
+    fn viewers_take_batches_and_the_queue_keeps_only_what_one_has_not_taken() {
+        let f = Arc::new(Fanout::new(64));
+        f.push(tag(9, 0, AVC_KEY));
+        let mut a = f.subscribe(ViewerKind::Rtmp).unwrap();
+        let mut b = f.subscribe(ViewerKind::Flv).unwrap();
+        for i in 1..=10u32 {
+            f.push(tag(9, i * 33, AVC_INTER));
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = Vec::new();
+        assert!(a.poll_batch(&mut cx, &mut got, 4).is_ready());
+        assert_eq!(
+            got.iter().map(|t| t.timestamp).collect::<Vec<_>>(),
+            [33, 66, 99, 132]
+        );
+        got.clear();
+        while a.poll_batch(&mut cx, &mut got, 4).is_ready() {}
+        assert_eq!(got.len(), 6, "the rest, in order");
+        assert_eq!(got.last().map(|t| t.timestamp), Some(330));
+        // b has taken nothing: the queue holds all ten for it.
+        f.push(tag(9, 363, AVC_INTER));
+        assert_eq!(f.lock().live.len(), 11);
+        got.clear();
+        while b.poll_batch(&mut cx, &mut got, 64).is_ready() {}
+        assert_eq!(got.len(), 11);
+        assert!(a.poll_batch(&mut cx, &mut Vec::new(), 64).is_ready());
+        // Both took everything: the next push leaves just itself queued,
+        // and with no viewer left nothing at all.
+        f.push(tag(9, 396, AVC_INTER));
+        assert_eq!(f.lock().live.len(), 1);
+        drop((a, b));
+        f.push(tag(9, 429, AVC_INTER));
+        assert_eq!(f.lock().live.len(), 0);
+    }
+
+    #[test]
     fn without_a_cached_gop_video_waits_for_a_keyframe() {
         let f = Arc::new(Fanout::new(16));
         f.push(tag(9, 0, AVC_HEADER));

@@ -62,16 +62,12 @@ async fn receive(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        // Every tag of one body frame arrived with it: one time for all.
         last_rx = Instant::now();
+        let rx_unix = now_unix_us();
         tags.feed(&data);
         while let Some(tag) = tags.next_tag().map_err(|e| protocol(phase, e))? {
-            player.media(
-                tag.type_id,
-                tag.timestamp_ms,
-                &tag.body,
-                last_rx,
-                now_unix_us(),
-            );
+            player.media(tag.type_id, tag.timestamp_ms, &tag.body, last_rx, rx_unix);
         }
     }
 }

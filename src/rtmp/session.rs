@@ -418,6 +418,36 @@ mod tests {
     }
 
     #[test]
+    fn a_scratch_reading_session_holds_nothing_between_reads() {
+        // The player's way: read_start 0, bytes handed over from a scratch
+        // buffer. Two media messages, split inside the second's header.
+        let scratch = Limits {
+            read_start: 0,
+            ..LIMITS
+        };
+        let mut wire = BytesMut::new();
+        chunk::write_message(&mut wire, 128, 6, 40, message::VIDEO, 1, &[0x17; 100]);
+        chunk::write_message(&mut wire, 128, 6, 80, message::VIDEO, 1, &[0x27; 100]);
+        let mut s = Session::new(scratch, &[]);
+        let cut = 112 + 5;
+        s.received_bytes(&wire[..cut]);
+        let first = s.poll_message().unwrap();
+        assert!(matches!(first, Some(Inbound::Message(ref m)) if m.timestamp == 40));
+        assert_eq!(s.poll_message().unwrap(), None);
+        assert_eq!(s.inbound.len(), 5, "the partial header, kept");
+        assert!(
+            s.inbound.capacity() <= 64,
+            "copied out of the read's buffer"
+        );
+        s.received_bytes(&wire[cut..]);
+        let second = s.poll_message().unwrap();
+        assert!(matches!(second, Some(Inbound::Message(ref m)) if m.timestamp == 80));
+        assert_eq!(s.poll_message().unwrap(), None);
+        assert_eq!(s.inbound.capacity(), 0, "nothing held while waiting");
+        assert_eq!(s.bytes_received(), wire.len() as u64);
+    }
+
+    #[test]
     fn unfinished_messages_are_capped() {
         // Three chunk streams each start a 1024-byte message with 128 bytes:
         // 3072 bytes held for them, over twice the 1024-byte limit.
