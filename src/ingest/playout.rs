@@ -476,7 +476,7 @@ impl Viewer {
         out: &mut Vec<Arc<MediaTag>>,
         max: usize,
     ) -> Poll<Result<(), ViewerEnd>> {
-        match self.take(Some(cx), out, max) {
+        match self.take(Some(cx), max, |t| out.push(t)) {
             Ok(0) => Poll::Pending,
             Ok(_) => Poll::Ready(Ok(())),
             Err(end) => Poll::Ready(Err(end)),
@@ -484,11 +484,10 @@ impl Viewer {
     }
 
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<MediaTag>, ViewerEnd>> {
-        let mut one = Vec::with_capacity(1);
-        match self.take(Some(cx), &mut one, 1) {
-            Ok(0) => Poll::Pending,
-            Ok(_) => Poll::Ready(Ok(one.swap_remove(0))),
+        let mut one = None;
+        match self.take(Some(cx), 1, |t| one = Some(t)) {
             Err(end) => Poll::Ready(Err(end)),
+            Ok(_) => one.map_or(Poll::Pending, |t| Poll::Ready(Ok(t))),
         }
     }
 
@@ -498,20 +497,18 @@ impl Viewer {
 
     /// The next queued live tag, if any (never waits, never ends).
     pub fn try_next(&mut self) -> Option<Arc<MediaTag>> {
-        let mut one = Vec::with_capacity(1);
-        match self.take(None, &mut one, 1) {
-            Ok(1) => one.pop(),
-            _ => None,
-        }
+        let mut one = None;
+        let _ = self.take(None, 1, |t| one = Some(t));
+        one
     }
 
-    /// Takes up to `max` tags; 0 taken means nothing is queued (with `cx`,
-    /// its waker is kept for the next push).
+    /// Takes up to `max` tags into `out`; 0 taken means nothing is queued
+    /// (with `cx`, its waker is kept for the next push).
     fn take(
         &mut self,
         cx: Option<&mut Context<'_>>,
-        out: &mut Vec<Arc<MediaTag>>,
         max: usize,
+        mut out: impl FnMut(Arc<MediaTag>),
     ) -> Result<usize, ViewerEnd> {
         let mut c = self.fanout.lock();
         let (start, end) = (c.live_start, c.live_end());
@@ -527,7 +524,7 @@ impl Viewer {
             let tag = &c.live[(next - start) as usize];
             next += 1;
             if !skip(&mut self.need_keyframe, tag) {
-                out.push(tag.clone());
+                out(tag.clone());
                 taken += 1;
             }
         }

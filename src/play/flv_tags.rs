@@ -42,6 +42,14 @@ impl TagReader {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Gives back a drained buffer (call after taking every whole tag):
+    /// a waiting reader then holds nothing.
+    pub fn release_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// The next whole tag, `Ok(None)` when more bytes are needed.
     pub fn next_tag(&mut self) -> Result<Option<FlvTag>, FlvTagError> {
         if !self.header_done {

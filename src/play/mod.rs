@@ -6,6 +6,7 @@
 //! (`rtmp`, `flv_http`) own their sockets and read the clocks; everything
 //! they receive goes through one [`Player`] fold (pure, time passed in).
 
+pub mod chunked;
 pub mod flv_http;
 pub mod flv_tags;
 pub mod hls;

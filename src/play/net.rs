@@ -1,6 +1,11 @@
 //! Reaching the server for any play transport: DNS, TCP (the publisher's
 //! dialer, every address raced) and TLS, each phase marked on the player.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
 use super::{Failure, Phase, PlayConfig, PlayUrl, Player};
@@ -38,4 +43,31 @@ pub async fn dial(
         .map_err(|e| failed(Phase::Tls, e.to_string()))?;
     player.mark(Phase::Tls, Instant::now());
     Ok(t)
+}
+
+/// The size of each thread's read buffer.
+const SCRATCH: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
+
+/// One read into the thread's scratch buffer, the bytes handed to `take`
+/// within the same poll (the buffer is never held across a wait, so
+/// 10,000 waiting players hold no read buffer, and one read takes all the
+/// server wrote). `Ok(None)`: end of stream.
+pub fn poll_read_scratch<T>(
+    io: &mut Transport,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&[u8]) -> T,
+) -> Poll<std::io::Result<Option<T>>> {
+    SCRATCH_BUF.with_borrow_mut(|buf| {
+        let mut rb = ReadBuf::new(buf);
+        match Pin::new(io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(None)),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(take(rb.filled())))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }

@@ -3,7 +3,7 @@
 //! [`Player`] fold. Protocol state is the shared session core
 //! (`rtmp::session`: acks, pings, chunk sizes).
 
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,46 +20,17 @@ use crate::rtmp::message::{
 use crate::rtmp::session::{Inbound, Limits, Session};
 
 /// A player receives media: messages up to 16 MiB (a 4K keyframe). It
-/// reads into its thread's scratch buffer ([`SCRATCH`]) and hands the bytes
-/// to the session, which holds nothing between reads but a partial chunk
-/// header (`read_start` 0): a load run's 10,000 waiting players hold no
-/// read buffer, and one read takes all the server wrote (a 4 KiB buffer of
-/// each player's own took three reads for a typical 11 KB write under load).
+/// reads into its thread's scratch buffer ([`net::poll_read_scratch`]) and
+/// hands the bytes to the session, which holds nothing between reads but a
+/// partial chunk header (`read_start` 0): a load run's 10,000 waiting
+/// players hold no read buffer, and one read takes all the server wrote (a
+/// 4 KiB buffer of each player's own took three reads for a typical 11 KB
+/// write under load).
 const LIMITS: Limits = Limits {
     max_message: 16 << 20,
     read_start: 0,
     read_grow: 4 << 10,
 };
-
-/// The size of each thread's read buffer.
-const SCRATCH: usize = 64 << 10;
-
-thread_local! {
-    static SCRATCH_BUF: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
-}
-
-/// One read into the thread's scratch buffer, handed to `session` within
-/// the same poll (the buffer is never held across a wait). `Ok(0)`: end of
-/// stream.
-fn poll_read_scratch(
-    io: &mut Transport,
-    session: &mut Session,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<std::io::Result<usize>> {
-    SCRATCH_BUF.with_borrow_mut(|buf| {
-        let mut rb = tokio::io::ReadBuf::new(buf);
-        match std::pin::Pin::new(io).poll_read(cx, &mut rb) {
-            std::task::Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                session.received_bytes(rb.filled());
-                std::task::Poll::Ready(Ok(n))
-            }
-            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    })
-}
 
 /// How long the server may buffer for us (SetBufferLength), as ffmpeg asks.
 const BUFFER_MS: u32 = 3000;
@@ -126,12 +97,14 @@ impl Conn {
                         self.timer.as_mut().reset(deadline);
                     }
                     let (io, session) = (&mut self.io, &mut self.session);
-                    let read = std::future::poll_fn(|cx| poll_read_scratch(io, session, cx));
+                    let read = std::future::poll_fn(|cx| {
+                        net::poll_read_scratch(io, cx, |bytes| session.received_bytes(bytes))
+                    });
                     tokio::select! {
                         biased;
                         r = read => match r {
-                            Ok(0) | Err(_) => return Err(Failure::Closed { phase }),
-                            Ok(_) => self.arrived = (Instant::now(), now_unix_us()),
+                            Ok(None) | Err(_) => return Err(Failure::Closed { phase }),
+                            Ok(Some(())) => self.arrived = (Instant::now(), now_unix_us()),
                         },
                         () = &mut self.timer => {
                             if Instant::now() >= deadline {
