@@ -10,7 +10,8 @@
 #
 # Usage: benches/viewers.sh [VIEWERS] [VIEWER_STREAMS] [VIEWER_SECONDS]
 #   defaults: 10000 viewers of 100 streams for 30 s; VIEWER_RATE sets the ramp;
-#   RELAY=serve relays through `pushprobe serve` instead of nginx-rtmp.
+#   RELAY=serve relays through `pushprobe serve` instead of nginx-rtmp;
+#   with it, PLAY=flv has the viewers play HTTP-FLV from serve's --http.
 # Needs: nginx-light, libnginx-mod-rtmp, ffmpeg, GNU time (apt: time), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,8 @@ rtmp { server { listen 127.0.0.1:$NP; application live { live on; record off; } 
 EOF
 if [ "${RELAY:-nginx}" = serve ]; then
   # RELAY=serve: pushprobe's own ingest plays the streams out instead.
-  "$B" serve --listen 127.0.0.1:"$NP" --idle-timeout 60s 2> "$WORK/serve.log" & PIDS+=($!)
+  HP=$(free_port)
+  "$B" serve --listen 127.0.0.1:"$NP" --http 127.0.0.1:"$HP" --idle-timeout 60s 2> "$WORK/serve.log" & PIDS+=($!)
   RELAY_PID=$!
 else
   nginx -c "$WORK/n.conf" -p "$WORK" & PIDS+=($!)
@@ -54,6 +56,11 @@ wait_port "$NP"
 # ---- viewers of stamped streams through nginx-rtmp ----
 if [ "$VIEWERS" -gt 0 ]; then
   PER=$(( VIEWERS / VSTREAMS ))
+  PLAY_TEMPLATE="rtmp://127.0.0.1:$NP/live/{stream}"
+  if [ "${PLAY:-rtmp}" = flv ]; then
+    [ "${RELAY:-nginx}" = serve ] || { echo "PLAY=flv needs RELAY=serve" >&2; exit 2; }
+    PLAY_TEMPLATE="http://127.0.0.1:$HP/live/{stream}.flv"
+  fi
   RATE=${VIEWER_RATE:-1000}
   RAMP=$(( VIEWERS / RATE + 1 ))
   # Publishers outlast the viewers' ramp, their first keyframe and their time.
@@ -69,7 +76,7 @@ if [ "$VIEWERS" -gt 0 ]; then
   sleep 3  # the publishers' Publish.Start (nginx relays from then on)
   /usr/bin/time -f "%U %S %M" -o "$WORK/view.time" \
     "$B" load --stream-template "vw{i}" --publishers "$VSTREAMS" --viewers "$PER" --rate $RATE \
-    --play-template "rtmp://127.0.0.1:$NP/live/{stream}" --duration "${VSECS}s" --timeout 20s \
+    --play-template "$PLAY_TEMPLATE" --duration "${VSECS}s" --timeout 20s \
     --progress none --json-out "$WORK/view.json" --hgrm "$WORK/vhgrm" > "$WORK/view.txt" 2>&1 || true
   if [ -n "${SRS_BENCH:-}" ] && [ -x "$SRS_BENCH" ]; then
     # srs-bench's RTMP player (sb_rtmp_load): as many players, started at
@@ -99,7 +106,7 @@ view_cpu = (vu + vs) * 1000 / v["play_seconds"] if v["play_seconds"] else float(
 lat, ff, f = v["latency_ms"], v["first_frame_ms"], v["frames"]
 relay = "pushprobe serve" if os.environ.get("RELAY") == "serve" else "nginx-rtmp"
 worst = v["viewer_max_latency_ms"]
-print(f"\nviewers: {n} viewers of {streams} low-240p streams ({n // streams} each) for {secs:.0f} s, ramped at {os.environ.get('VIEWER_RATE', '1000')}/s, via {relay}")
+print(f"\nviewers: {n} viewers of {streams} low-240p streams ({n // streams} each) for {secs:.0f} s, ramped at {os.environ.get('VIEWER_RATE', '1000')}/s, via {relay}, playing {os.environ.get('PLAY', 'rtmp')}")
 print(f"viewers: {v['started']} started of {v['planned']}, {v['kept_up']} kept up, {v['late']} behind real time, {v['failed']} failed {v['failures']}")
 print(f"push-to-play latency of live frames ({lat['count']} frames, method {v['latency_method']}): p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
 print(f"catch-up at join: {f['catchup']} frames from the relay's GOP cache (pushed before their viewer asked), not in the latency")
