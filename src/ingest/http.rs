@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Frame;
 
 use super::playout::{FLV_HEADER, MediaTag, Viewer, ViewerEnd, ViewerKind};
@@ -74,6 +74,9 @@ async fn play_flv(
     }
 }
 
+/// Live tags sent in one body frame, at most.
+const LIVE_BATCH: usize = 64;
+
 /// An FLV body fed by a viewer: the file header, the startup tags, then
 /// live tags, each the tag's shared framing.
 struct FlvBody {
@@ -106,24 +109,44 @@ impl hyper::body::Body for FlvBody {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FLV_HEADER)))));
         }
         loop {
-            let tag = match this.startup.pop_front() {
-                Some(t) => t,
-                None => match this.viewer.poll_next(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(t)) => t,
-                    // The stream is over: a clean end of the body.
-                    Poll::Ready(Err(ViewerEnd::PublisherLeft)) => return Poll::Ready(None),
-                    // Too slow: abort, so the viewer sees a cut, not an end.
-                    Poll::Ready(Err(ViewerEnd::Dropped)) => {
-                        return Poll::Ready(Some(Err(io::Error::other(
-                            "viewer dropped: it read slower than the stream",
-                        ))));
-                    }
-                },
-            };
-            if tag.fits_flv() {
-                return Poll::Ready(Some(Ok(Frame::data(tag.flv().clone()))));
+            if let Some(tag) = this.startup.pop_front() {
+                if tag.fits_flv() {
+                    return Poll::Ready(Some(Ok(Frame::data(tag.flv().clone()))));
+                }
+                continue;
             }
+            // Live tags: whatever is queued, in one frame (one chunk, one
+            // write) rather than a frame per tag.
+            let mut batch = Vec::new();
+            match this.viewer.poll_batch(cx, &mut batch, LIVE_BATCH) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                // The stream is over: a clean end of the body.
+                Poll::Ready(Err(ViewerEnd::PublisherLeft)) => return Poll::Ready(None),
+                // Too slow: abort, so the viewer sees a cut, not an end.
+                Poll::Ready(Err(ViewerEnd::Dropped)) => {
+                    return Poll::Ready(Some(Err(io::Error::other(
+                        "viewer dropped: it read slower than the stream",
+                    ))));
+                }
+            }
+            let tags: Vec<&Bytes> = batch
+                .iter()
+                .filter(|t| t.fits_flv())
+                .map(|t| t.flv())
+                .collect();
+            let data = match tags.as_slice() {
+                [] => continue,
+                [one] => (*one).clone(),
+                many => {
+                    let mut out = BytesMut::with_capacity(many.iter().map(|b| b.len()).sum());
+                    for b in many {
+                        out.extend_from_slice(b);
+                    }
+                    out.freeze()
+                }
+            };
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
     }
 }
