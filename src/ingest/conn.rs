@@ -2,13 +2,11 @@
 //! admission, media accounting, and how (with which errcode) the push ends;
 //! or, for a viewer, `play` and the media written from the stream's fan-out.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -265,7 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 end = next_batch(&mut self.play, &mut batch) => match end {
                     Ok(()) => {
-                        if let Err(end) = self.write_live(&mut batch).await {
+                        if let Err(end) = self.write_tags(&mut batch).await {
                             return end;
                         }
                         continue;
@@ -338,43 +336,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Writes shared buffers (whole RTMP messages) in vectored writes,
-    /// within the idle timeout.
-    async fn write_shared(&mut self, mut bufs: VecDeque<Bytes>) -> Result<(), End> {
-        let idle = self.state.config.idle_timeout;
-        let io = &mut self.io;
-        let written = timeout(idle, async {
-            while !bufs.is_empty() {
-                let slices: Vec<IoSlice<'_>> = bufs
-                    .iter()
-                    .take(PLAY_BATCH)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                let mut n = io.write_vectored(&slices).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                while n > 0 {
-                    let Some(front) = bufs.front_mut() else { break };
-                    if n >= front.len() {
-                        n -= front.len();
-                        bufs.pop_front();
-                    } else {
-                        front.advance(n);
-                        n = 0;
-                    }
-                }
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(End::Network(e.to_string())),
-            Err(_) => Err(End::Network("viewer does not read".to_string())),
-        }
-    }
-
     /// A new viewer's metadata, sequence headers and cached GOP.
     async fn write_startup(&mut self) -> Result<(), End> {
         let Some(v) = &mut self.play else {
@@ -383,25 +344,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if v.startup.is_empty() {
             return Ok(());
         }
-        let bufs = std::mem::take(&mut v.startup)
-            .iter()
-            .map(|t| t.rtmp().clone())
-            .collect();
-        self.write_shared(bufs).await
+        let mut startup = std::mem::take(&mut v.startup);
+        self.write_tags(&mut startup).await
     }
 
-    /// A batch of live tags in vectored writes (no copy, no allocation),
-    /// within the idle timeout; the batch is left empty.
-    async fn write_live(&mut self, batch: &mut Vec<Arc<MediaTag>>) -> Result<(), End> {
+    /// Tags (whole RTMP messages) in vectored writes of up to a batch each
+    /// (no copy, no allocation), within the idle timeout; `tags` is left
+    /// empty.
+    async fn write_tags(&mut self, tags: &mut Vec<Arc<MediaTag>>) -> Result<(), End> {
         let idle = self.state.config.idle_timeout;
         let io = &mut self.io;
         let written = timeout(idle, async {
             // The next byte to write: tag `at`, offset `off` in its message.
             let (mut at, mut off) = (0usize, 0usize);
-            while at < batch.len() {
+            while at < tags.len() {
                 let mut slices = [IoSlice::new(&[]); PLAY_BATCH];
                 let mut count = 0;
-                for (i, tag) in batch[at..].iter().take(PLAY_BATCH).enumerate() {
+                for (i, tag) in tags[at..].iter().take(PLAY_BATCH).enumerate() {
                     let skip = if i == 0 { off } else { 0 };
                     slices[i] = IoSlice::new(&tag.rtmp()[skip..]);
                     count += 1;
@@ -410,8 +369,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 if n == 0 {
                     return Err(std::io::ErrorKind::WriteZero.into());
                 }
-                while n > 0 && at < batch.len() {
-                    let left = batch[at].rtmp().len() - off;
+                while n > 0 && at < tags.len() {
+                    let left = tags[at].rtmp().len() - off;
                     if n >= left {
                         n -= left;
                         at += 1;
@@ -425,7 +384,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok::<(), std::io::Error>(())
         })
         .await;
-        batch.clear();
+        tags.clear();
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(End::Network(e.to_string())),

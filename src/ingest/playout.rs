@@ -491,10 +491,6 @@ impl Viewer {
         }
     }
 
-    pub async fn next(&mut self) -> Result<Arc<MediaTag>, ViewerEnd> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
-
     /// The next queued live tag, if any (never waits, never ends).
     pub fn try_next(&mut self) -> Option<Arc<MediaTag>> {
         let mut one = None;

@@ -14,15 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::chunked::{BodyDecoder, Framing};
 use super::flv_tags::TagReader;
-use super::http::{host_header, protocol};
+use super::http::{ERROR_BODY_MAX, host_header, protocol};
 use super::{Failure, Phase, PlayConfig, Player, Stop, net, next_deadline, play_until};
 use crate::clock::now_unix_us;
 use crate::publish::conn::Transport;
 
 /// A response head longer than this is refused.
 const HEAD_MAX: usize = 16 << 10;
-/// How much of an error response's body is kept (the server's words).
-const ERROR_BODY_MAX: usize = 256;
 
 /// Runs an HTTP-FLV play of `cfg.url` into `player`.
 pub async fn run(

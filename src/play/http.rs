@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Failure, Phase, PlayConfig, PlayUrl, Player, net};
 
 /// How much of an error response's body is kept (the server's words).
-const ERROR_BODY_MAX: usize = 256;
+pub const ERROR_BODY_MAX: usize = 256;
 /// hyper's read buffer, per connection.
 const READ_BUF: usize = 16 << 10;
 
